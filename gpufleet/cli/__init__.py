@@ -1,0 +1,1 @@
+"""The ``gpufleet`` operator CLI: thin commands over library functions."""

@@ -1,0 +1,155 @@
+"""``gpufleet``: validate, synthesize, deploy and operate the platform."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.table import Table
+
+from gpufleet.cli.context import console
+from gpufleet.config import DEFAULT_CONFIG, load_config
+from gpufleet.errors import RuntimeFailure, UserInputError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(fn: F) -> F:
+    """Turn gpufleet's errors into one-line messages and exit codes; tracebacks only with --debug."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        debug = bool(ctx.find_root().params.get("debug"))
+        try:
+            return fn(*args, **kwargs)
+        except UserInputError as exc:
+            if debug:
+                raise
+            for line in exc.problems:
+                click.echo(line, err=True)
+            sys.exit(exc.exit_code)
+        except RuntimeFailure as exc:
+            if debug:
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+config_option = click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
+                             type=click.Path(dir_okay=False, path_type=Path), help="Platform config file.")
+target_option = click.option("--target", type=click.Choice(["local", "aws"]), default=None,
+                             help="Where to deploy (default: $GPUFLEET_TARGET or local).")
+out_option = click.option("--out", "outdir", default="cdktf.out", show_default=True,
+                          type=click.Path(file_okay=False, path_type=Path), help="Synth output folder.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+@click.version_option(package_name="gpufleet")
+def cli(debug: bool) -> None:
+    """gpufleet: a self-hosted GPU ML platform on your own AWS account, or locally against emulated AWS."""
+
+
+@cli.command()
+@config_option
+@handle_errors
+def validate(config_path: Path) -> None:
+    """Check the platform config and list every problem."""
+    cfg = load_config(config_path)
+    click.echo(f"{config_path}: valid ({len(cfg.teams)} team(s): {', '.join(cfg.team_names)})")
+
+
+@cli.command()
+@config_option
+@target_option
+@out_option
+@json_option
+@handle_errors
+def synth(config_path: Path, target: str | None, outdir: Path, as_json: bool) -> None:
+    """Write cdktf.out/stacks/<stack>/cdk.tf.json for the platform and every team."""
+    from gpufleet.app import synth_app
+    from gpufleet.cli.context import resolve_target
+
+    cfg = load_config(config_path)
+    started = time.monotonic()
+    with console.status("synthesizing stacks…"):
+        result = synth_app(cfg, resolve_target(target, for_deploy=False), outdir)
+    seconds = time.monotonic() - started
+    if as_json:
+        click.echo(json.dumps({"outdir": str(outdir), "stacks": result.stacks, "seconds": round(seconds, 2)}))
+        return
+    table = Table(title=f"synthesized into {outdir}/stacks in {seconds:.1f} s")
+    table.add_column("stack")
+    table.add_column("resources", justify="right")
+    for name, count in result.stacks.items():
+        table.add_row(name, str(count))
+    console.print(table)
+
+
+def _run_action(action: str, config_path: Path, target: str | None, outdir: Path, stacks: tuple[str, ...]) -> None:
+    from gpufleet.cli.context import resolve_target
+    from gpufleet.cli.progress import TerraformProgress
+    from gpufleet.deploy import run_stacks
+    from gpufleet.local.workspace import workspace
+
+    cfg = load_config(config_path)
+    resolved = resolve_target(target, for_deploy=True)
+    if resolved.local:
+        from gpufleet.local.differences import print_local_differences
+
+        print_local_differences(console)
+    with TerraformProgress(console) as progress:
+        _, outcomes = run_stacks(cfg, resolved, workspace(), outdir, action, stacks, progress)  # type: ignore[arg-type]
+    table = Table(title=f"{action} summary ({resolved.kind})")
+    for col in ("stack", "added", "changed", "destroyed", "seconds"):
+        table.add_column(col, justify="left" if col == "stack" else "right")
+    for o in outcomes:
+        r = o.result
+        table.add_row(o.stack, str(r.added), str(r.changed), str(r.removed), f"{o.seconds:.0f}")
+    console.print(table)
+
+
+def _stack_command(action: str, help_text: str) -> None:
+    @cli.command(name=action, help=help_text)
+    @config_option
+    @target_option
+    @out_option
+    @click.argument("stacks", nargs=-1)
+    @handle_errors
+    def command(config_path: Path, target: str | None, outdir: Path, stacks: tuple[str, ...]) -> None:
+        _run_action(action, config_path, target, outdir, stacks)
+
+
+_stack_command("plan", "Show what Terraform would change in STACKS (default: all), in dependency order.")
+_stack_command("deploy", "Apply STACKS (default: all): platform first, then teams.")
+_stack_command("destroy", "Destroy STACKS (default: all): teams first, then the platform.")
+
+
+def _register_subcommands() -> None:
+    from gpufleet.cli.local_cmd import local
+
+    cli.add_command(local)
+
+
+_register_subcommands()
+
+
+def main() -> None:
+    cli(prog_name="gpufleet")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Synthesize, then plan, deploy or destroy stacks in dependency order; write team runtime configs.
+
+The CLI is a thin layer over these functions, which tests call directly.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from gpufleet.app import SynthResult, synth_app
+from gpufleet.config import PlatformConfig
+from gpufleet.errors import UserInputError
+from gpufleet.local.workspace import teams_dir
+from gpufleet.runtime import TeamRuntime, parse_runtime
+from gpufleet.schema import RUNTIME_OUTPUT
+from gpufleet.target import Target
+from gpufleet.terraform.runner import EventSink, RunResult, StackRunner
+
+Action = Literal["plan", "deploy", "destroy"]
+
+
+
+@dataclass(frozen=True)
+class StackOutcome:
+    stack: str
+    result: RunResult
+    seconds: float
+
+
+def stack_order(cfg: PlatformConfig) -> list[str]:
+    """Deploy order: the platform first, then each team."""
+    return ["platform"] + [f"team-{t.name}" for t in cfg.teams]
+
+
+def select_stacks(cfg: PlatformConfig, requested: Sequence[str], action: Action) -> list[str]:
+    """The requested stacks (``platform``, ``team-x`` or plain ``x``) in dependency order; all if none."""
+    order = stack_order(cfg)
+    wanted = [s if s in order else f"team-{s}" for s in requested]
+    unknown = [r for r, w in zip(requested, wanted, strict=True) if w not in order]
+    if unknown:
+        raise UserInputError([f"stack {u!r}: not in the config (choose from {', '.join(order)})" for u in unknown])
+    chosen = [s for s in order if not wanted or s in wanted]
+    return list(reversed(chosen)) if action == "destroy" else chosen
+
+
+def run_stacks(cfg: PlatformConfig, target: Target, workspace: Path, outdir: Path, action: Action,
+               stacks: Sequence[str] = (), sink: EventSink | None = None) -> tuple[SynthResult, list[StackOutcome]]:
+    """Synthesize all stacks, then run ``action`` on the chosen ones, writing runtime configs after deploys."""
+    synth = synth_app(cfg, target, outdir)
+    outcomes = []
+    for stack in select_stacks(cfg, stacks, action):
+        started = time.monotonic()
+        runner = StackRunner(outdir / "stacks" / stack, workspace)
+        runner.init()
+        if action == "plan":
+            result = runner.plan(sink)
+        elif action == "deploy":
+            result = runner.apply(sink)
+            if stack.startswith("team-"):
+                write_team_runtime(workspace, runner.outputs(), stack)
+        else:
+            result = runner.destroy(sink)
+            if stack.startswith("team-"):
+                (teams_dir(workspace) / f"{stack.removeprefix('team-')}.json").unlink(missing_ok=True)
+        outcomes.append(StackOutcome(stack, result, time.monotonic() - started))
+    return synth, outcomes
+
+
+def write_team_runtime(workspace: Path, outputs: dict[str, object], stack: str) -> TeamRuntime | None:
+    raw = outputs.get(RUNTIME_OUTPUT)
+    if raw is None:
+        return None
+    runtime = parse_runtime(json.loads(raw) if isinstance(raw, str) else raw, f"{stack} output {RUNTIME_OUTPUT}")
+    path = teams_dir(workspace) / f"{runtime.team}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(runtime.to_json())
+    tmp.replace(path)
+    return runtime

@@ -1,0 +1,110 @@
+"""Start, find and stop the emulated AWS (a moto server) on a free local port.
+
+The emulator outlives CLI calls: its endpoint and pid are recorded in ``.gpufleet/emulator.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from gpufleet.errors import RuntimeFailure
+
+# Credentials moto accepts; never real ones.
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+@dataclass(frozen=True)
+class Emulator:
+    endpoint: str
+    pid: int
+    port: int
+    log: str
+
+    def alive(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=2):
+                return True
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def boto_kwargs(self, region: str) -> dict[str, str]:
+        """Keyword arguments for ``boto3.client`` that point it at the emulator."""
+        return {"endpoint_url": self.endpoint, "region_name": region,
+                "aws_access_key_id": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def record_path(root: Path) -> Path:
+    return root / "emulator.json"
+
+
+def find(root: Path) -> Emulator | None:
+    """The running emulator recorded under ``root``, or None."""
+    try:
+        emu = Emulator(**json.loads(record_path(root).read_text()))
+    except (FileNotFoundError, json.JSONDecodeError, TypeError):
+        return None
+    return emu if emu.alive() else None
+
+
+def start(root: Path, port: int | None = None, timeout_s: float = 30.0) -> Emulator:
+    """Start a moto server in its own session (so it outlives this process) and record it."""
+    existing = find(root)
+    if existing:
+        return existing
+    root.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    log = root / "emulator.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            env={**os.environ, **LOCAL_CREDENTIALS},
+        )
+    emu = Emulator(endpoint=f"http://127.0.0.1:{port}", pid=proc.pid, port=port, log=str(log))
+    deadline = time.monotonic() + timeout_s
+    while not emu.alive():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeFailure("local up", f"the emulator did not start on port {port}",
+                                 f"read {log}; is moto[server] installed (pip install 'gpufleet[dev]')?")
+        time.sleep(0.1)
+    record_path(root).write_text(json.dumps(asdict(emu)))
+    return emu
+
+
+def stop(root: Path, timeout_s: float = 10.0) -> bool:
+    """Stop the recorded emulator and forget it. True if one was running."""
+    path = record_path(root)
+    try:
+        emu = Emulator(**json.loads(path.read_text()))
+    except (FileNotFoundError, json.JSONDecodeError, TypeError):
+        return False
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(emu.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            os.kill(emu.pid, 0)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(emu.pid, os.WNOHANG)
+            time.sleep(0.1)
+        os.kill(emu.pid, signal.SIGKILL)
+    return True

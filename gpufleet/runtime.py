@@ -1,0 +1,87 @@
+"""The team runtime config: one JSON document per team, built from the team stack's outputs.
+
+The CLI writes it to a file (``.gpufleet/teams/<team>.json`` locally); user-data writes it, plus the
+agent's own fields (see ``gpufleet.agent.config``), to the agent's config. Neither side knows cdktf.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gpufleet.errors import UserInputError
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Buckets(_Doc):
+    data: str
+    artifacts: str
+    checkpoints: str
+    capture: str
+    logs: str
+
+
+class Tables(_Doc):
+    jobs: str
+    models: str
+    endpoints: str
+
+
+class TrainingRuntime(_Doc):
+    asg: str
+
+
+class VariantPair(_Doc):
+    blue: str
+    green: str
+
+
+class EndpointRuntime(_Doc):
+    alb_dns: str
+    listener_arn: str
+    target_groups: VariantPair
+    asgs: VariantPair
+    alarms: list[str] = Field(default_factory=list)
+
+
+class TeamRuntime(_Doc):
+    platform: str
+    team: str
+    region: str
+    buckets: Buckets
+    queue_url: str
+    dlq_url: str
+    tables: Tables
+    training: TrainingRuntime
+    endpoints: dict[str, EndpointRuntime] = Field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+
+def parse_runtime(data: object, source: str) -> TeamRuntime:
+    try:
+        return TeamRuntime.model_validate(data)
+    except ValidationError as exc:
+        raise UserInputError(
+            f"{source}: {'.'.join(str(p) for p in e['loc']) or 'document'}: {e['msg']} "
+            "(regenerate it with `gpufleet deploy`)"
+            for e in exc.errors()
+        ) from None
+
+
+def load_runtime(path: str | Path) -> TeamRuntime:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserInputError([f"{path}: no team runtime config (deploy the team first: "
+                              "`gpufleet deploy team-<name>`)"]) from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserInputError([f"{path}: not a readable JSON document ({exc})"]) from None
+    return parse_runtime(data, str(path))

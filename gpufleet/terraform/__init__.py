@@ -1,0 +1,1 @@
+"""Running the real Terraform CLI over synthesized stacks."""

@@ -1,0 +1,127 @@
+"""Run ``terraform init/plan/apply/destroy/output`` in one synthesized stack directory.
+
+Terraform's ``-json`` machine-readable UI is streamed as events to a callback, so the CLI can show
+progress while the library stays free of display code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gpufleet.errors import RuntimeFailure
+from gpufleet.terraform.cliconfig import write_cli_config
+
+Event = dict[str, Any]
+EventSink = Callable[[str, Event], None]  # (stack, event)
+
+
+@dataclass
+class RunResult:
+    stack: str
+    added: int = 0
+    changed: int = 0
+    removed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.added or self.changed or self.removed)
+
+
+def terraform_binary() -> str:
+    binary = shutil.which(os.environ.get("TERRAFORM_BINARY", "terraform"))
+    if binary is None:
+        raise RuntimeFailure("terraform", "the terraform CLI is not on PATH",
+                             "install Terraform >= 1.5 or set TERRAFORM_BINARY")
+    return binary
+
+
+class StackRunner:
+    """Terraform over one synthesized stack directory (``cdktf.out/stacks/<stack>``)."""
+
+    def __init__(self, stack_dir: Path, workspace: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.stack_dir, self.stack = stack_dir, stack_dir.name
+        self.env = {**os.environ, "TF_IN_AUTOMATION": "1", "TF_INPUT": "0",
+                    "TF_CLI_CONFIG_FILE": str(write_cli_config(workspace)),
+                    "CHECKPOINT_DISABLE": "1", **(extra_env or {})}
+        self.binary = terraform_binary()
+
+    def _run(self, *args: str, step: str) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([self.binary, *args], cwd=self.stack_dir, env=self.env, text=True,
+                              capture_output=True, check=False)
+        if proc.returncode not in (0, 2) or (proc.returncode == 2 and step != "plan"):
+            raise RuntimeFailure(f"{step} {self.stack}", _last_error(proc.stderr or proc.stdout),
+                                 f"fix it and rerun; logs: terraform {' '.join(args[:1])} in {self.stack_dir}")
+        return proc
+
+    def init(self) -> None:
+        self._run("init", "-input=false", "-no-color", "-reconfigure", step="init")
+
+    def _stream(self, args: list[str], step: str, sink: EventSink | None) -> RunResult:
+        result = RunResult(self.stack)
+        with subprocess.Popen([self.binary, *args, "-json"], cwd=self.stack_dir, env=self.env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                event = _parse(line)
+                if event is None:
+                    continue
+                _collect(event, result)
+                if sink:
+                    sink(self.stack, event)
+            stderr = proc.stderr.read() if proc.stderr else ""
+        ok = proc.returncode == 0 or (step == "plan" and proc.returncode == 2)
+        if not ok:
+            detail = "; ".join(result.errors) or _last_error(stderr)
+            raise RuntimeFailure(f"{step} {self.stack}", detail,
+                                 f"fix the cause, then rerun (state is kept; `gpufleet {step} {self.stack}`)")
+        return result
+
+    def plan(self, sink: EventSink | None = None, destroy: bool = False) -> RunResult:
+        args = ["plan", "-input=false", "-lock-timeout=60s", "-detailed-exitcode"]
+        return self._stream(args + (["-destroy"] if destroy else []), "plan", sink)
+
+    def apply(self, sink: EventSink | None = None) -> RunResult:
+        return self._stream(["apply", "-input=false", "-auto-approve", "-lock-timeout=60s"], "deploy", sink)
+
+    def destroy(self, sink: EventSink | None = None) -> RunResult:
+        return self._stream(["apply", "-destroy", "-input=false", "-auto-approve", "-lock-timeout=60s"],
+                            "destroy", sink)
+
+    def outputs(self) -> dict[str, Any]:
+        proc = self._run("output", "-json", "-no-color", step="output")
+        return {k: v.get("value") for k, v in json.loads(proc.stdout or "{}").items()}
+
+
+def _parse(line: str) -> Event | None:
+    try:
+        event = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
+def _collect(event: Event, result: RunResult) -> None:
+    kind = event.get("type")
+    if kind == "change_summary":
+        changes = event.get("changes", {})
+        result.added, result.changed = changes.get("add", 0), changes.get("change", 0)
+        result.removed = changes.get("remove", 0)
+    elif kind == "diagnostic" and event.get("diagnostic", {}).get("severity") == "error":
+        diag = event["diagnostic"]
+        where = diag.get("address") or diag.get("range", {}).get("filename", "")
+        result.errors.append(" ".join(p for p in (where + ":" if where else "", diag.get("summary", ""),
+                                                   diag.get("detail", "")) if p).strip())
+
+
+def _last_error(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("Error") or "error" in ln.lower()]
+    return (errors or lines or ["terraform failed without output"])[0][:400]
