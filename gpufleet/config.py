@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from gpufleet import gpu_types
 from gpufleet.errors import UserInputError
@@ -45,8 +53,11 @@ def _dns_name(value: str, max_len: int) -> str:
 
 
 def _region(value: str) -> str:
-    if not REGION.match(value):
-        close = difflib.get_close_matches(value, KNOWN_REGIONS, n=1)
+    if value in KNOWN_REGIONS:
+        return value
+    close = difflib.get_close_matches(value, KNOWN_REGIONS, n=1, cutoff=0.8)
+    if close or not REGION.match(value):
+        # A near miss of a known region is a typo; a well-formed unknown one may be a new region.
         hint = f"did you mean {close[0]!r}?" if close else "use an AWS region such as 'us-east-1'"
         raise ValueError(f"{value!r} is not an AWS region ({hint})")
     return value
@@ -105,8 +116,19 @@ class Platform(_Strict):
         return v
 
 
+def _gpu_instance_type(name: str) -> str:
+    if gpu_types.lookup(name):
+        return name
+    close = gpu_types.suggest(name)
+    hint = f"did you mean {close!r}?" if close else "use a GPU type such as 'g5.xlarge'"
+    raise ValueError(f"{name!r} is not a GPU instance type ({hint})")
+
+
+GpuInstanceTypeName = Annotated[str, AfterValidator(_gpu_instance_type)]
+
+
 class TrainingFleet(_Strict):
-    instance_types: list[str] = Field(min_length=1, max_length=20)
+    instance_types: list[GpuInstanceTypeName] = Field(min_length=1, max_length=20)
     on_demand_base: int = Field(default=0, ge=0)
     spot_percentage: int = Field(default=100, ge=0, le=100,
                                  description="Share of capacity above the on-demand base that runs on spot")
@@ -117,8 +139,6 @@ class TrainingFleet(_Strict):
     @field_validator("instance_types")
     @classmethod
     def _types(cls, v: list[str]) -> list[str]:
-        for t in v:
-            _gpu_instance_type(t)
         if len(set(v)) != len(v):
             raise ValueError("lists an instance type twice (list each once)")
         return v
@@ -138,17 +158,9 @@ class TrainingFleet(_Strict):
         return self.max_instances * per_host
 
 
-def _gpu_instance_type(name: str) -> str:
-    if gpu_types.lookup(name):
-        return name
-    close = gpu_types.suggest(name)
-    hint = f"did you mean {close!r}?" if close else "use a GPU type such as 'g5.xlarge'"
-    raise ValueError(f"{name!r} is not a GPU instance type ({hint})")
-
-
 class Endpoint(_Strict):
     name: str
-    instance_type: str
+    instance_type: GpuInstanceTypeName
     min_instances: int = Field(default=1, ge=0, le=100)
     max_instances: int = Field(default=2, ge=1, le=100)
     target_requests_per_instance: int = Field(default=100, ge=1, le=100_000)
@@ -160,8 +172,6 @@ class Endpoint(_Strict):
     @classmethod
     def _name(cls, v: str) -> str:
         return _dns_name(v, 12)
-
-    _check_type = field_validator("instance_type")(lambda v: _gpu_instance_type(v))
 
     @model_validator(mode="after")
     def _min_le_max(self) -> Endpoint:
@@ -258,25 +268,26 @@ _FIX_HINTS = {
 def _path(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not re.fullmatch(r"[A-Za-z_][\w-]*", part):
+            out += f"[{part!r}]"  # keys with odd characters stay readable on one line
+        else:
+            out += f".{part}" if out else part
     return out or "config"
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
     """The field names allowed at a location, to suggest a fix for a misspelt key."""
-    current: Any = model
+    current: type[BaseModel] | None = model
     for part in loc[:-1]:
-        if isinstance(part, int):
+        if isinstance(part, int) or current is None:
             continue
-        field = current.model_fields.get(part) if isinstance(current, type) else None
-        if field is None:
-            return []
-        ann = field.annotation
+        field = current.model_fields.get(part)
+        ann = field.annotation if field else None
         args = getattr(ann, "__args__", ()) or (ann,)
         current = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
-        if current is None:
-            return []
-    return list(current.model_fields) if isinstance(current, type) else []
+    return list(current.model_fields) if current is not None else []
 
 
 def _error_line(model: type[BaseModel], err: Any) -> str:
@@ -303,9 +314,8 @@ def parse_config(data: Any, source: str = DEFAULT_CONFIG) -> PlatformConfig:
     try:
         cfg = PlatformConfig.model_validate(data)
     except ValidationError as exc:
-        raise UserInputError(
-            list(dict.fromkeys(_error_line(PlatformConfig, e) for e in exc.errors()))
-        ) from None
+        lines = (_error_line(PlatformConfig, e) for e in exc.errors())
+        raise UserInputError(list(dict.fromkeys(lines))) from None
     problems = cross_field_problems(cfg)
     if problems:
         raise UserInputError(problems)

@@ -15,7 +15,8 @@ class UserInputError(Exception):
     exit_code = 2
 
     def __init__(self, problems: Iterable[str]) -> None:
-        self.problems = list(problems) or ["input: invalid (check the input)"]
+        # One line per problem, always: fold any line breaks a library put in its message.
+        self.problems = [" ".join(p.split()) for p in problems] or ["input: invalid (check the input)"]
         super().__init__("\n".join(self.problems))
 
 

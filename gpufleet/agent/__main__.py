@@ -22,7 +22,7 @@ class RoleRunner(Protocol):
 
 def _runner(role: str) -> RoleRunner:
     module = importlib.import_module(ROLE_MODULES[role])
-    return module.run  # type: ignore[no-any-return]
+    return module.run  # type: ignore[no-any-return,unused-ignore]
 
 
 def main(argv: list[str] | None = None) -> int:

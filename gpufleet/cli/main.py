@@ -43,6 +43,18 @@ def handle_errors(fn: F) -> F:
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+        except ModuleNotFoundError as exc:
+            if debug:
+                raise
+            click.echo(f"error: {exc.name} is not installed (pip install 'gpufleet[platform]' for synth and "
+                       "deploy, 'gpufleet[dev]' for everything)", err=True)
+            sys.exit(1)
+        except Exception as exc:  # the last line of defence: never a bare traceback
+            if debug:
+                raise
+            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+                       err=True)
+            sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
 
@@ -136,6 +148,32 @@ def _stack_command(action: str, help_text: str) -> None:
 _stack_command("plan", "Show what Terraform would change in STACKS (default: all), in dependency order.")
 _stack_command("deploy", "Apply STACKS (default: all): platform first, then teams.")
 _stack_command("destroy", "Destroy STACKS (default: all): teams first, then the platform.")
+
+
+@cli.command()
+@config_option
+@target_option
+@handle_errors
+def bootstrap(config_path: Path, target: str | None) -> None:
+    """Create the versioned, encrypted Terraform state bucket named in platform.state_backend."""
+    import boto3
+
+    from gpufleet.bootstrap import bootstrap_state_bucket
+    from gpufleet.cli.context import resolve_target
+    from gpufleet.local import emulator
+    from gpufleet.local.workspace import workspace
+
+    cfg = load_config(config_path)
+    resolved = resolve_target(target, for_deploy=True)
+    region = (cfg.platform.state_backend.region if cfg.platform.state_backend else None) or cfg.platform.region
+    if resolved.local:
+        emu = emulator.find(workspace())
+        assert emu is not None  # resolve_target started it
+        s3 = boto3.client("s3", **emu.boto_kwargs(region))
+    else:
+        s3 = boto3.client("s3", region_name=region)
+    bucket = bootstrap_state_bucket(cfg, s3, tls_only=not resolved.local)
+    console.print(f"state bucket {bucket}: versioned, SSE-KMS, private, owner-enforced ({resolved.kind})")
 
 
 def _register_subcommands() -> None:

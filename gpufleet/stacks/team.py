@@ -14,8 +14,6 @@ from gpufleet.stacks.platform import PlatformStack
 from gpufleet.target import Target
 
 
-
-
 class TeamStack(GpufleetStack):
     def __init__(self, scope: Construct, cfg: PlatformConfig, team: Team, platform: PlatformStack,
                  target: Target, region: str | None = None) -> None:

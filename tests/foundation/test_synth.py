@@ -1,0 +1,100 @@
+"""The cdktf app: stacks, provider and backend per target, the exact provider pin, and valid Terraform."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpufleet.app import synth_app
+from gpufleet.config import load_config
+from gpufleet.target import aws_target, local_target
+from gpufleet.terraform.runner import StackRunner
+from tests.foundation.test_config import EXAMPLE
+
+CFG = load_config(EXAMPLE)
+
+
+def stack_doc(outdir: Path, stack: str) -> dict[str, Any]:
+    return json.loads((outdir / "stacks" / stack / "cdk.tf.json").read_text())  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def local_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("local")
+    synth_app(CFG, local_target(out / "state", "http://127.0.0.1:45999"), out / "cdktf.out")
+    return out / "cdktf.out"
+
+
+@pytest.fixture(scope="module")
+def aws_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("aws")
+    cfg = CFG.model_copy(update={"platform": CFG.platform.model_copy(update={
+        "state_backend": {"bucket": "acme-tfstate", "key_prefix": "gpufleet"}})})
+    from gpufleet.config import PlatformConfig
+
+    synth_app(PlatformConfig.model_validate(cfg.model_dump()), aws_target(out / "state"), out / "cdktf.out")
+    return out / "cdktf.out"
+
+
+def test_one_platform_stack_and_one_stack_per_team(local_out: Path) -> None:
+    assert sorted(p.name for p in (local_out / "stacks").iterdir()) == ["platform", "team-nlp", "team-vision"]
+
+
+def test_provider_is_pinned_exactly_to_the_mirrored_version(local_out: Path) -> None:
+    for stack in ("platform", "team-vision"):
+        required = stack_doc(local_out, stack)["terraform"]["required_providers"]["aws"]
+        assert required == {"source": "aws", "version": "5.100.0"}
+
+
+def test_local_target_points_every_service_at_the_emulator(local_out: Path) -> None:
+    (provider,) = stack_doc(local_out, "team-vision")["provider"]["aws"]
+    endpoints = provider["endpoints"][0]
+    assert {"s3", "ec2", "iam", "sqs", "dynamodb", "autoscaling", "elbv2", "cloudwatch", "sts"} <= set(endpoints)
+    assert set(endpoints.values()) == {"http://127.0.0.1:45999"}
+    assert provider["skip_credentials_validation"] is True and provider["s3_use_path_style"] is True
+    assert provider["default_tags"][0]["tags"] == {"gpufleet:platform": "acme", "gpufleet:team": "vision"}
+
+
+def test_local_target_keeps_state_under_the_workspace(local_out: Path) -> None:
+    backend = stack_doc(local_out, "platform")["terraform"]["backend"]
+    assert backend["local"]["path"].endswith("/state/platform.tfstate")
+
+
+def test_aws_target_has_no_emulator_and_uses_s3_state_with_native_locking(aws_out: Path) -> None:
+    doc = stack_doc(aws_out, "team-nlp")
+    (provider,) = doc["provider"]["aws"]
+    assert "endpoints" not in provider and "access_key" not in provider
+    s3 = doc["terraform"]["backend"]["s3"]
+    assert s3["bucket"] == "acme-tfstate" and s3["key"] == "gpufleet/team-nlp.tfstate"
+    assert s3["use_lockfile"] is True and s3["encrypt"] is True
+
+
+def test_terraform_validate_passes_on_every_stack(local_out: Path, tmp_path: Path) -> None:
+    for stack_dir in sorted((local_out / "stacks").iterdir()):
+        runner = StackRunner(stack_dir, tmp_path)
+        runner.init()
+        proc = subprocess.run([runner.binary, "validate", "-json"], cwd=stack_dir, env=runner.env,
+                              capture_output=True, text=True, check=False)
+        assert json.loads(proc.stdout)["valid"], (stack_dir.name, proc.stdout)
+
+
+def test_fast_provider_import_synthesizes_byte_identical_output(local_out: Path, tmp_path: Path) -> None:
+    """The lazy submodule loading in gpufleet.providers must not change a byte of the output."""
+    script = (
+        "import sys; from pathlib import Path; from gpufleet.app import synth_app; "
+        "from gpufleet.config import load_config; from gpufleet.target import local_target; "
+        f"synth_app(load_config({str(EXAMPLE)!r}), local_target(Path({str(local_out.parent / 'state')!r}), "
+        f"'http://127.0.0.1:45999'), Path({str(tmp_path / 'plain')!r}))"
+    )
+    env = {"GPUFLEET_PLAIN_PROVIDER_IMPORT": "1", "PATH": "/usr/bin:/bin:/usr/local/bin",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "HOME": str(Path.home()),
+           "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
+    for stack_dir in (local_out / "stacks").iterdir():
+        plain = tmp_path / "plain" / "stacks" / stack_dir.name / "cdk.tf.json"
+        assert plain.read_bytes() == (stack_dir / "cdk.tf.json").read_bytes(), stack_dir.name
