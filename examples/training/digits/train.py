@@ -76,6 +76,7 @@ def main() -> None:
     device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if use_cuda else "cpu")
     if world > 1:
         dist.init_process_group("nccl" if use_cuda else "gloo")
+        print(f"world_size={world} rank={rank} host={os.environ.get('SM_CURRENT_HOST')}", flush=True)
     torch.manual_seed(args.seed)
     x_train, x_test, y_train, y_test = load_data(args.train, args.seed)
     x_train, y_train = x_train[rank::world], y_train[rank::world]   # each rank its shard
