@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -25,6 +26,23 @@ from pathlib import Path
 log = logging.getLogger("gpufleet.agent.process")
 _PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER = 1, 36
 _libc = ctypes.CDLL(None, use_errno=True)
+# torchrun's own log lines (glog style) and the line that opens its failure report.
+_TORCH_LOG = re.compile(r"^[DIWEF]\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ \S*torch/distributed/")
+_CHILD_FAILED = re.compile(r"failed \(exitcode: (-?\d+)\)")
+_LAUNCHER_REPORT_LINES = 200   # room in the tail for torchrun's report, which is cut off again
+
+
+def script_failure(lines: list[str], launcher_code: int, keep: int) -> tuple[int, list[str]]:
+    """The script's own exit code and last ``keep`` lines, without torchrun's failure report (a launcher
+    traceback that would otherwise be all a failed job's reason shows)."""
+    code, cut = launcher_code, len(lines)
+    for i in range(len(lines) - 1, -1, -1):
+        match = _CHILD_FAILED.search(lines[i]) if _TORCH_LOG.match(lines[i]) else None
+        if match:
+            code, cut = int(match.group(1)), i
+            break
+    own = [line for line in lines[:cut] if not _TORCH_LOG.match(line)]
+    return code, own[-keep:]
 
 
 def _die_with_parent() -> None:   # runs in the child between fork and exec: no Python objects beyond this
@@ -80,7 +98,7 @@ class JobProcess:
     def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, log_path: Path,
                  on_line: Callable[[str], None], tail_lines: int = 20) -> None:
         self.argv, self.env, self.cwd, self.log_path, self.on_line = argv, env, cwd, log_path, on_line
-        self.tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+        self.tail: collections.deque[str] = collections.deque(maxlen=tail_lines + _LAUNCHER_REPORT_LINES)
         self.proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
 

@@ -36,7 +36,7 @@ from gpufleet.agent.training.logship import LogShipper
 from gpufleet.agent.training.metrics import MetricParser
 from gpufleet.agent.training.output import publish_model
 from gpufleet.agent.training.periodic import Every
-from gpufleet.agent.training.process import JobProcess, kill_orphans
+from gpufleet.agent.training.process import JobProcess, kill_orphans, script_failure
 from gpufleet.agent.training.spot import Notice
 from gpufleet.jobs.store import get_job
 from gpufleet.runtime import TeamRuntime
@@ -148,11 +148,12 @@ def _run(ctx: AgentContext, claim: Claim, receipt: str) -> str:
     for timer in timers:
         timer.stop()
     _final_uploads(ctx, claim, ckpt if outcome != "lost" else None, ship_logs)
-    tail = "\n".join(proc.tail)
     if outcome == "exited" and code == 0:
         return _conclude_success(ctx, claim, receipt, code_sha, inputs, metrics.snapshot())
     if outcome == "exited":
-        return _conclude_failure(ctx, claim, receipt, f"the script exited with code {code}; last lines:\n{tail}")
+        code, lines = script_failure(list(proc.tail), code, settings.log_tail_lines)
+        return _conclude_failure(ctx, claim, receipt,
+                                 f"the script exited with code {code}; last lines:\n" + "\n".join(lines))
     if outcome == "timeout":
         return _conclude_failure(ctx, claim, receipt, f"max runtime of {spec.max_runtime_s}s exceeded")
     if outcome == "interrupted":
