@@ -78,7 +78,8 @@ def test_metric_regexes_feed_the_job_record_and_cloudwatch(team: Team) -> None:
 def test_log_shipper_uploads_to_s3_and_streams_whole_lines_to_cloudwatch_logs(team: Team, tmp_path: Path) -> None:
     path = tmp_path / "job.log"
     path.write_text("one\ntwo\npart")
-    ship = LogShipper(team.clients, path, team.runtime.buckets.logs, "job-l", "i-9", log_group=f"/gf/{team.runtime.team}")
+    ship = LogShipper(team.clients, path, team.runtime.buckets.logs, "job-l", "i-9",
+                      log_group=f"/gf/{team.runtime.team}")
     ship.flush()
     with path.open("a") as f:
         f.write("ial\n")

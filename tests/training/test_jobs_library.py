@@ -50,7 +50,7 @@ def test_submit_refuses_another_teams_spec_and_a_missing_entry_point(team: Team)
     with pytest.raises(UserInputError, match="is not this runtime's team"):
         submit_job(team.clients, team.runtime, other, SCRIPTS)
     missing = parse_job_spec({"name": "x", "team": team.runtime.team, "entry_point": "nope.py"})
-    with pytest.raises(UserInputError, match="no entry point nope.py"):
+    with pytest.raises(UserInputError, match=r"no entry point nope\.py"):
         submit_job(team.clients, team.runtime, missing, SCRIPTS)
     assert list_jobs(team.clients, team.runtime) == []
 
