@@ -144,10 +144,13 @@ def _run(ctx: AgentContext, claim: Claim, receipt: str) -> str:
         return _conclude_failure(ctx, claim, receipt, f"could not start the launcher: {exc}")
     for timer in timers:
         timer.start()
+    log.info("job process started", extra={"job_id": claim.job_id, "pid": proc.proc.pid if proc.proc else None})
     outcome, code = _wait(ctx, proc, spec.max_runtime_s, lost)
+    log.info("job process ended", extra={"job_id": claim.job_id, "outcome": outcome, "exit_code": code})
     for timer in timers:
         timer.stop()
     _final_uploads(ctx, claim, ckpt if outcome != "lost" else None, ship_logs)
+    log.info("final uploads done", extra={"job_id": claim.job_id})
     if outcome == "exited" and code == 0:
         return _conclude_success(ctx, claim, receipt, code_sha, inputs, metrics.snapshot())
     if outcome == "exited":
