@@ -4,6 +4,7 @@ send ``{job_id}`` to the team queue (one message per host for multi-node jobs).
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -34,7 +35,9 @@ def package_source(source_dir: Path) -> bytes:
     if not source_dir.is_dir():
         raise UserInputError([f"{source_dir}: not a directory (pass the folder holding the entry point)"])
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
+    # gzip stamps the compression time in its header unless told not to.
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=6, mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:
         for path in sorted(source_dir.rglob("*")):
             rel = path.relative_to(source_dir)
             if _SKIP & set(rel.parts) or path.is_symlink() or not (path.is_file() or path.is_dir()):

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,8 @@ def test_packaged_source_is_reproducible_and_skips_caches(tmp_path: Path) -> Non
     (tmp_path / "__pycache__").mkdir()
     (tmp_path / "__pycache__" / "train.cpython-311.pyc").write_bytes(b"junk")
     first = package_source(tmp_path)
-    (tmp_path / "train.py").touch()            # a new mtime: same bytes out
+    time.sleep(1.1)
+    (tmp_path / "train.py").touch()            # a new mtime, a later second: same bytes out
     assert package_source(tmp_path) == first
     with tarfile.open(fileobj=io.BytesIO(first)) as tar:
         assert tar.getnames() == ["pkg", "pkg/util.py", "train.py"]

@@ -74,6 +74,8 @@ def main() -> None:
     rank = int(os.environ.get("RANK", "0"))
     use_cuda = torch.cuda.is_available() and int(os.environ.get("SM_NUM_GPUS", "0")) > 0
     device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if use_cuda else "cpu")
+    if rank == 0:
+        print(f"device={device.type}", flush=True)
     if world > 1:
         dist.init_process_group("nccl" if use_cuda else "gloo")
         print(f"world_size={world} rank={rank} host={os.environ.get('SM_CURRENT_HOST')}", flush=True)
