@@ -20,6 +20,7 @@ from gpufleet.agent.training.layout import Layout
 from gpufleet.agent.training.process import become_subreaper
 from gpufleet.agent.training.runner import AWS_ERRORS, AgentContext, run_claimed_job
 from gpufleet.agent.training.spot import Notice, SpotWatcher, complete_lifecycle_action
+from gpufleet.errors import RuntimeFailure
 
 log = logging.getLogger("gpufleet.agent.training")
 
@@ -80,7 +81,11 @@ def run(config: AgentConfig, stop: threading.Event) -> int:
     ctx = AgentContext(config=config, clients=AwsClients.for_agent(config), identity=identity,
                        layout=Layout(Path(config.work_root)), notice=Notice(), stop=stop,
                        subreaper=threading.current_thread() is threading.main_thread() and become_subreaper())
-    server = start_health_server(config.health_port, lambda: _health(ctx)) if config.health_port else None
+    try:
+        server = start_health_server(config.health_port, lambda: _health(ctx)) if config.health_port else None
+    except OSError as exc:
+        raise RuntimeFailure("health server", f"port {config.health_port}: {exc.strerror}",
+                             "free the port or set health_port in the agent config") from None
     watcher = SpotWatcher(imds, config.training.spot_poll_s, ctx.notice) if imds else None
     if watcher:
         watcher.start()

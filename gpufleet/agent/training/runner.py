@@ -4,7 +4,7 @@ the SageMaker contract, heartbeat, sync checkpoints and logs, then conclude by t
 - exit 0: package, upload and register the model (node 0), SUCCEEDED, delete the message;
 - exit != 0 or max runtime: FAILED with the reason (and the last log lines), delete the message;
 - spot/scale-in notice or agent shutdown: final checkpoint sync, INTERRUPTED, message visible again;
-- claim lost (cancelled or taken over): stop; delete the message only if the job was cancelled.
+- claim lost (cancelled, ended by a peer, taken over): stop; settle the message by the job's new status.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from gpufleet.agent.training.process import JobProcess, kill_orphans, script_fai
 from gpufleet.agent.training.spot import Notice
 from gpufleet.jobs.store import get_job
 from gpufleet.runtime import TeamRuntime
+from gpufleet.schema import JOB_CLAIMABLE, JOB_FINAL
 
 log = logging.getLogger("gpufleet.agent.runner")
 AWS_ERRORS = (ClientError, BotoCoreError)
@@ -154,6 +155,8 @@ def _run(ctx: AgentContext, claim: Claim, receipt: str) -> str:
     if outcome == "exited" and code == 0:
         return _conclude_success(ctx, claim, receipt, code_sha, inputs, metrics.snapshot())
     if outcome == "exited":
+        if spec.instance_count > 1 and _peer_interrupted(ctx, claim):
+            return _settle_lost_race(ctx, claim, receipt)
         code, lines = script_failure(list(proc.tail), code, settings.log_tail_lines)
         return _conclude_failure(ctx, claim, receipt,
                                  f"the script exited with code {code}; last lines:\n" + "\n".join(lines))
@@ -161,7 +164,19 @@ def _run(ctx: AgentContext, claim: Claim, receipt: str) -> str:
         return _conclude_failure(ctx, claim, receipt, f"max runtime of {spec.max_runtime_s}s exceeded")
     if outcome == "interrupted":
         return _conclude_interrupted(ctx, claim, receipt)
-    return _conclude_lost(ctx, claim, receipt)
+    return _settle_lost_race(ctx, claim, receipt)
+
+
+def _peer_interrupted(ctx: AgentContext, claim: Claim) -> bool:
+    """In a multi-node job a peer's interruption kills our workers too. Give that peer the time it needs
+    to hand the job back (its grace period and final sync) before calling this a failure of the script."""
+    deadline = time.monotonic() + ctx.config.training.stop_grace_s + 10
+    while time.monotonic() < deadline:
+        rec = get_job(ctx.clients, ctx.runtime, claim.job_id) or {}
+        if rec.get("status") != "RUNNING" or rec.get("attempts") != claim.attempt:
+            return True
+        time.sleep(1)
+    return False
 
 
 def _wait(ctx: AgentContext, proc: JobProcess, max_runtime_s: int, lost: threading.Event) -> tuple[str, int]:
@@ -195,14 +210,16 @@ def _final_uploads(ctx: AgentContext, claim: Claim, ckpt: CheckpointSync | None,
 
 
 def _settle_lost_race(ctx: AgentContext, claim: Claim, receipt: str) -> str:
-    """Our conditional write lost: the job moved under us (cancelled, failed by a peer, interrupted)."""
+    """The job moved under us: cancelled, ended by a peer node, interrupted, or taken over by another
+    agent that presumed us dead (then its receipt is the live one and ours is left alone)."""
     rec = get_job(ctx.clients, ctx.runtime, claim.job_id) or {}
     status = str(rec.get("status", "UNKNOWN"))
-    if status in ("SUCCEEDED", "FAILED", "CANCELLED"):
+    if status in JOB_FINAL:
         ctx.message(receipt, delete=True)
-    elif status in ("QUEUED", "INTERRUPTED"):
+    elif status in JOB_CLAIMABLE:
         ctx.message(receipt, visibility=0)
-    log.info("job moved on without us", extra={"job_id": claim.job_id, "status": status})
+    log.info("job cancelled" if status == "CANCELLED" else "job moved on without us",
+             extra={"job_id": claim.job_id, "status": status, "attempts": rec.get("attempts")})
     return status
 
 
@@ -240,14 +257,3 @@ def _conclude_interrupted(ctx: AgentContext, claim: Claim, receipt: str) -> str:
     ctx.message(receipt, visibility=0)   # another host picks it up now, not after the timeout
     log.warning("job interrupted and handed back", extra={"job_id": claim.job_id, "attempt": claim.attempt})
     return "INTERRUPTED"
-
-
-def _conclude_lost(ctx: AgentContext, claim: Claim, receipt: str) -> str:
-    rec = get_job(ctx.clients, ctx.runtime, claim.job_id) or {}
-    if rec.get("status") == "CANCELLED":
-        ctx.message(receipt, delete=True)
-        log.info("job cancelled", extra={"job_id": claim.job_id})
-        return "CANCELLED"
-    # Taken over by another agent (we were presumed dead): its receipt is the live one, leave it be.
-    log.warning("lost the job to another agent", extra={"job_id": claim.job_id, "status": rec.get("status")})
-    return str(rec.get("status", "UNKNOWN"))
