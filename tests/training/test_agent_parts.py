@@ -197,3 +197,16 @@ def test_a_running_job_without_heartbeats_is_taken_over_and_its_old_owner_learns
     assert heartbeat(team.clients, team.runtime, claim_b, {"acc": 0.5}) is True
     assert update_job(team.clients, team.runtime, "stale", {"status": "CANCELLED"}, expect_status=["RUNNING"])
     assert heartbeat(team.clients, team.runtime, claim_b, {}) is False
+
+
+def test_the_training_agent_imports_no_torch_and_its_example_config_is_valid(repo_env: dict[str, str]) -> None:
+    import subprocess
+
+    code = ("import sys, gpufleet.agent.training.daemon, gpufleet.jobs, gpufleet.registry; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'numpy', 'sklearn')))")
+    out = subprocess.run([sys.executable, "-c", code], env=repo_env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    example = Path(__file__).parents[2] / "examples" / "training" / "agent.yaml"
+    check = subprocess.run([sys.executable, "-m", "gpufleet.agent", "check-config", "--config", str(example)],
+                           env=repo_env, capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
