@@ -19,7 +19,7 @@ from gpufleet.registry import list_model_versions
 from tests.training.conftest import DIGITS, Team, processes_with_env, stop_agent, wait_for
 from tests.training.fake_imds import FakeImds
 
-SLOW_DIGITS = {"epochs": 7, "epoch-seconds": 1.0}
+SLOW_DIGITS = {"epochs": 6, "epoch-seconds": 1.0}
 
 
 def _epochs(log: str) -> list[tuple[int, float]]:
