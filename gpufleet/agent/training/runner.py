@@ -106,65 +106,86 @@ def run_claimed_job(ctx: AgentContext, claim: Claim, receipt: str) -> str:
             kill_orphans()
 
 
+@dataclass
+class Attempt:
+    """What one attempt gathers on its way: inputs for the lineage, the checkpoint and log uploaders."""
+
+    code_sha: str
+    inputs: list[dict[str, str]]
+    ckpt: CheckpointSync
+    ship: LogShipper
+    metrics: MetricParser
+
+
 def _run(ctx: AgentContext, claim: Claim, receipt: str) -> str:
-    spec, layout, settings = claim.spec, ctx.layout, ctx.config.training
-    layout.reset()
-    ship = LogShipper(ctx.clients, layout.job_log, ctx.runtime.buckets.logs, claim.job_id,
-                      ctx.identity.instance_id, settings.cloudwatch_log_group)
-    ckpt = CheckpointSync(ctx.clients, layout.checkpoints,
-                          *checkpoint_location(spec, ctx.runtime.buckets.checkpoints, claim.job_id))
+    ctx.layout.reset()
     try:
-        code_sha, inputs = fetch_inputs(ctx.clients, spec, layout)
-        restored = ckpt.restore()
+        attempt = _prepare(ctx, claim)
     except (InputError, *AWS_ERRORS) as exc:
         return _conclude_failure(ctx, claim, receipt, f"inputs: {exc}")
-    write_input_config(layout, spec, claim.slot)
-    with layout.job_log.open("a") as f:
-        f.write(f"[gpufleet] job {claim.job_id} attempt {claim.attempt} node {claim.slot} on "
-                f"{ctx.identity.instance_id}: restored {restored} checkpoint files\n")
-    metrics = MetricParser(spec.metric_definitions)
-    proc = JobProcess(launcher_argv(ctx, claim), job_env(ctx, claim), layout.code, layout.job_log,
-                      metrics.feed, settings.log_tail_lines)
-    lost = threading.Event()
-
-    def beat() -> None:
-        ctx.message(receipt, visibility=settings.visibility_timeout_s)
-        if not heartbeat(ctx.clients, ctx.runtime, claim, metrics.snapshot()):
-            lost.set()
-
-    def ship_logs() -> None:
-        ship.flush()
-        metrics.flush(ctx.clients.cloudwatch, ctx.runtime.team, claim.job_id)
-
-    timers = [Every(settings.heartbeat_s, beat, "heartbeat"), Every(settings.log_flush_s, ship_logs, "log-ship")]
-    if claim.slot == 0:   # node 0 owns the checkpoint prefix; every node restores from it
-        timers.append(Every(spec.checkpoint_interval_s, ckpt.sync, "checkpoint-sync"))
+    proc = JobProcess(launcher_argv(ctx, claim), job_env(ctx, claim), ctx.layout.code, ctx.layout.job_log,
+                      attempt.metrics.feed, ctx.config.training.log_tail_lines)
     try:
         proc.start()
     except OSError as exc:
         return _conclude_failure(ctx, claim, receipt, f"could not start the launcher: {exc}")
-    for timer in timers:
-        timer.start()
-    log.info("job process started", extra={"job_id": claim.job_id, "pid": proc.proc.pid if proc.proc else None})
-    outcome, code = _wait(ctx, proc, spec.max_runtime_s, lost)
-    log.info("job process ended", extra={"job_id": claim.job_id, "outcome": outcome, "exit_code": code})
-    for timer in timers:
-        timer.stop()
-    _final_uploads(ctx, claim, ckpt if outcome != "lost" else None, ship_logs)
-    log.info("final uploads done", extra={"job_id": claim.job_id})
+    outcome, code = _supervise(ctx, claim, receipt, proc, attempt)
     if outcome == "exited" and code == 0:
-        return _conclude_success(ctx, claim, receipt, code_sha, inputs, metrics.snapshot())
+        return _conclude_success(ctx, claim, receipt, attempt.code_sha, attempt.inputs, attempt.metrics.snapshot())
     if outcome == "exited":
-        if spec.instance_count > 1 and _peer_interrupted(ctx, claim):
+        if claim.spec.instance_count > 1 and _peer_interrupted(ctx, claim):
             return _settle_lost_race(ctx, claim, receipt)
-        code, lines = script_failure(list(proc.tail), code, settings.log_tail_lines)
+        code, lines = script_failure(list(proc.tail), code, ctx.config.training.log_tail_lines)
         return _conclude_failure(ctx, claim, receipt,
                                  f"the script exited with code {code}; last lines:\n" + "\n".join(lines))
     if outcome == "timeout":
-        return _conclude_failure(ctx, claim, receipt, f"max runtime of {spec.max_runtime_s}s exceeded")
+        return _conclude_failure(ctx, claim, receipt, f"max runtime of {claim.spec.max_runtime_s}s exceeded")
     if outcome == "interrupted":
         return _conclude_interrupted(ctx, claim, receipt)
     return _settle_lost_race(ctx, claim, receipt)
+
+
+def _prepare(ctx: AgentContext, claim: Claim) -> Attempt:
+    """Fetch code and channels, restore checkpoints, write the input config. Raises InputError."""
+    spec, layout = claim.spec, ctx.layout
+    ship = LogShipper(ctx.clients, layout.job_log, ctx.runtime.buckets.logs, claim.job_id,
+                      ctx.identity.instance_id, ctx.config.training.cloudwatch_log_group)
+    ckpt = CheckpointSync(ctx.clients, layout.checkpoints,
+                          *checkpoint_location(spec, ctx.runtime.buckets.checkpoints, claim.job_id))
+    code_sha, inputs = fetch_inputs(ctx.clients, spec, layout)
+    restored = ckpt.restore()
+    write_input_config(layout, spec, claim.slot)
+    with layout.job_log.open("a") as f:
+        f.write(f"[gpufleet] job {claim.job_id} attempt {claim.attempt} node {claim.slot} on "
+                f"{ctx.identity.instance_id}: restored {restored} checkpoint files\n")
+    return Attempt(code_sha, inputs, ckpt, ship, MetricParser(spec.metric_definitions))
+
+
+def _supervise(ctx: AgentContext, claim: Claim, receipt: str, proc: JobProcess, attempt: Attempt) -> tuple[str, int]:
+    """Heartbeat, sync and ship while the job runs; returns (outcome, exit code) once it has ended."""
+    settings, lost = ctx.config.training, threading.Event()
+
+    def beat() -> None:
+        ctx.message(receipt, visibility=settings.visibility_timeout_s)
+        if not heartbeat(ctx.clients, ctx.runtime, claim, attempt.metrics.snapshot()):
+            lost.set()
+
+    def ship_logs() -> None:
+        attempt.ship.flush()
+        attempt.metrics.flush(ctx.clients.cloudwatch, ctx.runtime.team, claim.job_id)
+
+    timers = [Every(settings.heartbeat_s, beat, "heartbeat"), Every(settings.log_flush_s, ship_logs, "log-ship")]
+    if claim.slot == 0:   # node 0 owns the checkpoint prefix; every node restores from it
+        timers.append(Every(claim.spec.checkpoint_interval_s, attempt.ckpt.sync, "checkpoint-sync"))
+    for timer in timers:
+        timer.start()
+    log.info("job process started", extra={"job_id": claim.job_id, "pid": proc.proc.pid if proc.proc else None})
+    outcome, code = _wait(ctx, proc, claim.spec.max_runtime_s, lost)
+    log.info("job process ended", extra={"job_id": claim.job_id, "outcome": outcome, "exit_code": code})
+    for timer in timers:
+        timer.stop()
+    _final_uploads(ctx, claim, attempt.ckpt if outcome != "lost" else None, ship_logs)
+    return outcome, code
 
 
 def _peer_interrupted(ctx: AgentContext, claim: Claim) -> bool:
