@@ -76,7 +76,9 @@ def test_sigterm_stops_the_agent_cleanly_and_hands_the_job_back(team: Team, star
     assert not processes_with_env("GPUFLEET_JOB_ID", job_id)
     job = team.job(job_id)
     assert (job["status"], job["attempts"], job["reason"]) == ("INTERRUPTED", 1, "the agent was stopped")
-    msgs = team.clients.sqs.receive_message(QueueUrl=team.runtime.queue_url, WaitTimeSeconds=1)["Messages"]
+    msgs = team.clients.sqs.receive_message(QueueUrl=team.runtime.queue_url, WaitTimeSeconds=1,
+                                            AttributeNames=["ApproximateReceiveCount"])["Messages"]
     assert json.loads(msgs[0]["Body"]) == {"job_id": job_id}
+    assert msgs[0]["Attributes"]["ApproximateReceiveCount"] == "1"   # a fresh message: no step toward the DLQ
     lines = [json.loads(line) for line in agent.agent_log().splitlines() if line.startswith("{")]
     assert lines[-1]["msg"] == "training agent stopped" and all("level" in line for line in lines)

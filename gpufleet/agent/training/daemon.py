@@ -23,6 +23,7 @@ from gpufleet.agent.training.spot import Notice, SpotWatcher, complete_lifecycle
 from gpufleet.errors import RuntimeFailure
 
 log = logging.getLogger("gpufleet.agent.training")
+UNHEALTHY_AFTER_POLL_FAILURES = 3
 
 
 def handle_message(ctx: AgentContext, message: dict[str, Any]) -> str:
@@ -55,9 +56,11 @@ def serve_queue(ctx: AgentContext) -> None:
                 QueueUrl=ctx.runtime.queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=settings.poll_wait_s,
                 VisibilityTimeout=settings.visibility_timeout_s).get("Messages", [])
         except AWS_ERRORS as exc:
-            log.error("queue poll failed", extra={"error": str(exc)})
+            ctx.poll_failures += 1
+            log.error("queue poll failed", extra={"error": str(exc), "consecutive": ctx.poll_failures})
             ctx.stop.wait(min(5.0, settings.poll_wait_s))
             continue
+        ctx.poll_failures = 0
         for message in messages:
             if ctx.stop.is_set() or ctx.notice.is_set():
                 ctx.message(message["ReceiptHandle"], visibility=0)   # not ours to start any more
@@ -69,8 +72,9 @@ def serve_queue(ctx: AgentContext) -> None:
 
 
 def _health(ctx: AgentContext) -> dict[str, Any]:
-    return {"healthy": True, "role": "training", "instance_id": ctx.identity.instance_id,
-            "team": ctx.identity.team, "job": ctx.current_job, "jobs_run": ctx.jobs_run,
+    return {"healthy": ctx.poll_failures < UNHEALTHY_AFTER_POLL_FAILURES, "role": "training",
+            "instance_id": ctx.identity.instance_id, "team": ctx.identity.team, "job": ctx.current_job,
+            "jobs_run": ctx.jobs_run,
             "draining": ctx.notice.is_set(), "notice": ctx.notice.detail or None}
 
 

@@ -9,6 +9,7 @@ the SageMaker contract, heartbeat, sync checkpoints and logs, then conclude by t
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -57,10 +58,14 @@ class AgentContext:
     subreaper: bool = False
     current_job: str | None = None
     jobs_run: int = 0
+    poll_failures: int = 0     # consecutive; /healthz turns unhealthy when the queue stays unreachable
 
     @property
     def runtime(self) -> TeamRuntime:
         return self.config.team
+
+    def requeue(self, job_id: str, receipt: str) -> None:
+        _requeue(self, job_id, receipt)
 
     def message(self, receipt: str, *, delete: bool = False, visibility: int | None = None) -> None:
         """Delete the message or change its visibility; a stale receipt is logged, not fatal."""
@@ -72,6 +77,19 @@ class AgentContext:
                 sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=visibility)
         except AWS_ERRORS as exc:
             log.warning("queue message update failed", extra={"error": str(exc)})
+
+
+def _requeue(ctx: AgentContext, job_id: str, receipt: str) -> None:
+    """Hand an interrupted job back as a fresh message: another host picks it up now, and interruptions
+    do not count toward the redrive limit that sends poison messages to the DLQ. If the send fails the
+    old message is made visible instead (one more receive, never a lost job)."""
+    try:
+        ctx.clients.sqs.send_message(QueueUrl=ctx.runtime.queue_url, MessageBody=json.dumps({"job_id": job_id}))
+    except AWS_ERRORS as exc:
+        log.warning("could not re-enqueue the job; releasing its message", extra={"error": str(exc)})
+        ctx.message(receipt, visibility=0)
+        return
+    ctx.message(receipt, delete=True)
 
 
 def launcher_argv(ctx: AgentContext, claim: Claim) -> list[str]:
@@ -275,6 +293,6 @@ def _conclude_interrupted(ctx: AgentContext, claim: Claim, receipt: str) -> str:
     reason = ctx.notice.detail or "the agent was stopped"
     if not finish(ctx.clients, ctx.runtime, claim, "INTERRUPTED", {"reason": reason}):
         return _settle_lost_race(ctx, claim, receipt)
-    ctx.message(receipt, visibility=0)   # another host picks it up now, not after the timeout
+    ctx.requeue(claim.job_id, receipt)
     log.warning("job interrupted and handed back", extra={"job_id": claim.job_id, "attempt": claim.attempt})
     return "INTERRUPTED"
