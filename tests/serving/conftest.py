@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -28,10 +27,9 @@ import torch
 import uvicorn
 
 from gpufleet.agent.serving.app import Limits, ServingApp
-from gpufleet.agent.serving.batching import Batcher
 from gpufleet.agent.serving.handler import load_handler
 from gpufleet.agent.serving.metrics import ServingMetrics
-from gpufleet.agent.serving.models import LoadedModel, ModelSlot
+from gpufleet.agent.serving.models import LoadedModel, ModelSlot, build_model
 from gpufleet.local.emulator import Emulator, free_port
 from gpufleet.runtime import TeamRuntime
 from tests.support.aws import client, create_team_resources
@@ -193,7 +191,7 @@ def loaded(model_dir: Path, name: str = "m", version: int = 1, max_batch: int = 
            max_delay_s: float = 0.002, metrics: ServingMetrics | None = None) -> LoadedModel:
     handler = load_handler(model_dir, torch.device("cpu"))
     observe = metrics.batch_done if metrics else None
-    return LoadedModel(name, version, handler, Batcher(handler.run_batch, max_batch, max_delay_s, observe))
+    return build_model(name, version, handler, max_batch, max_delay_s, observe)
 
 
 @pytest.fixture
@@ -229,4 +227,23 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
     return train_digits_model(tmp_path_factory.mktemp("digits"))
 
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    """One in-process server for all fuzzed examples (hypothesis reruns the test body, not fixtures)."""
+    model_dir = scripted_model_dir(tmp_path_factory.mktemp("fuzz"), torch.nn.Linear(4, 2))
+    slot, metrics = ModelSlot(), ServingMetrics()
+    slot.current = loaded(model_dir, metrics=metrics)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(ServingApp(slot, metrics, Limits(200, 5.0)), host="127.0.0.1",
+                                           port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+        yield http
+    server.should_exit = True
+    thread.join(10)

@@ -126,9 +126,9 @@ class ServingApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": out})
         self.metrics.request_done(status, time.perf_counter() - start)
-        if status == 200 and model is not None:
-            if self.capture is not None and random.random() < self.capture.fraction:
-                self.capture.offer(model, request_id.decode(), body, content_type, out, out_type.decode())
+        capture = self.capture
+        if status == 200 and model and capture and random.random() < capture.fraction:
+            capture.offer(model, request_id.decode(), body, content_type, out, out_type.decode())
 
     async def _read_body(self, receive: Receive, length: int) -> bytes:
         limit = self.limits.max_payload_bytes

@@ -51,7 +51,7 @@ def aws_client(config: AgentConfig, service: str) -> Any:
         if not os.environ.get("AWS_ACCESS_KEY_ID"):
             kwargs.update(aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
                           aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
-    return boto3.client(service, **kwargs)  # type: ignore[call-overload]
+    return boto3.client(service, **kwargs)
 
 
 def instance_id(config: AgentConfig) -> str:
@@ -89,8 +89,7 @@ def run(config: AgentConfig, stop: threading.Event) -> int:
     app = ServingApp(slot, metrics, Limits(options.max_payload_bytes, options.request_timeout_s),
                      health, capture, lambda: telemetry.last_gpu)
     watcher = ModelWatcher(aws_client(config, "dynamodb"), s3, config.team.tables, config.endpoint,
-                           config.variant, Path(config.work_root), slot, metrics, options, device,
-                           threaded=device.type == "cuda")
+                           config.variant, Path(config.work_root), slot, metrics, options, device)
     threads = [threading.Thread(target=watcher.run, args=(background_stop,), name="watcher", daemon=True),
                threading.Thread(target=telemetry.run, name="telemetry", daemon=True,
                                 args=(background_stop, GPU_POLL_S, options.metrics_interval_s))]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from gpufleet.agent.serving.batching import Batcher
+from gpufleet.agent.serving.batching import Batcher, BatchObserver
 from gpufleet.agent.serving.handler import Handler
 
 
@@ -40,6 +40,15 @@ class LoadedModel:
             torch.cuda.empty_cache()
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def build_model(name: str, version: int, handler: Handler, max_batch: int, max_delay_s: float,
+                observe: BatchObserver | None = None, directory: Path | None = None) -> LoadedModel:
+    """A loaded model with its own batcher. Batches run on a worker thread for CUDA (the loop decodes
+    while the GPU computes) and for custom handlers (their code may block); inline otherwise."""
+    threaded = handler.custom or handler.device.type == "cuda"
+    batcher = Batcher(handler.run_batch, max_batch, max_delay_s, observe, threaded=threaded)
+    return LoadedModel(name, version, handler, batcher, directory)
 
 
 class ModelSlot:

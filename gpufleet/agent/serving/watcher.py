@@ -16,11 +16,10 @@ from typing import Any
 
 from gpufleet.agent.config import ServingOptions
 from gpufleet.agent.serving.artifacts import ArtifactRejected, fetch_model
-from gpufleet.agent.serving.batching import Batcher
 from gpufleet.agent.serving.events import emit
 from gpufleet.agent.serving.handler import HandlerLoadError, load_handler
 from gpufleet.agent.serving.metrics import ServingMetrics
-from gpufleet.agent.serving.models import LoadedModel, ModelSlot
+from gpufleet.agent.serving.models import LoadedModel, ModelSlot, build_model
 
 
 @dataclass(frozen=True)
@@ -32,11 +31,11 @@ class Target:
 class ModelWatcher:
     def __init__(self, dynamodb: Any, s3: Any, tables: Any, endpoint: str, variant: str, work_root: Path,
                  slot: ModelSlot, metrics: ServingMetrics, options: ServingOptions,
-                 device: Any, threaded: bool) -> None:
+                 device: Any) -> None:
         self.dynamodb, self.s3, self.tables = dynamodb, s3, tables
         self.endpoint, self.variant, self.work_root = endpoint, variant, work_root
         self.slot, self.metrics, self.options = slot, metrics, options
-        self.device, self.threaded = device, threaded
+        self.device = device
         self.refused: Target | None = None
 
     def wanted(self) -> Target | None:
@@ -76,10 +75,8 @@ class ModelWatcher:
         directory = self.work_root / "models" / target.model / str(target.version)
         fetch_model(self.s3, record["artifact_uri"]["S"], record["sha256"]["S"], directory)
         handler = load_handler(directory, self.device)
-        batcher = Batcher(handler.run_batch, self.options.max_batch_size,
-                          self.options.max_batch_delay_ms / 1000.0, self.metrics.batch_done,
-                          threaded=self.threaded or handler.custom)
-        model = LoadedModel(target.model, target.version, handler, batcher, directory)
+        model = build_model(target.model, target.version, handler, self.options.max_batch_size,
+                            self.options.max_batch_delay_ms / 1000.0, self.metrics.batch_done, directory)
         try:
             self.slot.run_warmup(model)
         except Exception:
