@@ -31,7 +31,7 @@ class Batcher:
         self._observe = observe
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="predict") if threaded else None
         self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
-        self._recent: deque[int] = deque([1], maxlen=8)   # last batch sizes: how busy we are
+        self._recent: deque[int] = deque([1], maxlen=16)   # last batch sizes: how busy we are
         self._first_at = 0.0
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None

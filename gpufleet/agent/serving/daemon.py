@@ -101,8 +101,14 @@ def run(config: AgentConfig, stop: threading.Event) -> int:
         "problem": health.problem, "gpu": telemetry.last_gpu.get("status")}) if config.health_port else None
     emit("serving_started", endpoint=config.endpoint, variant=config.variant, port=config.serving_port,
          device=str(device), gpu=telemetry.last_gpu["status"], instance_id=ident)
+    server = _Server(uvicorn.Config(
+        app, host="127.0.0.1" if config.local else "0.0.0.0", port=config.serving_port,
+        log_level="warning", access_log=False, lifespan="off",
+        timeout_graceful_shutdown=int(config.serving.drain_timeout_s) or 1, timeout_keep_alive=65))
     try:
-        asyncio.run(_serve(app, config, stop, health))
+        # uvloop and httptools when installed (uvicorn's "auto"), as ``uvicorn.run`` would pick them.
+        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+            runner.run(_serve(server, app, config, stop, health))
     finally:
         background_stop.set()
         if capture:
@@ -114,11 +120,8 @@ def run(config: AgentConfig, stop: threading.Event) -> int:
     return 0
 
 
-async def _serve(app: ServingApp, config: AgentConfig, stop: threading.Event, health: HealthState) -> None:
-    server = _Server(uvicorn.Config(
-        app, host="127.0.0.1" if config.local else "0.0.0.0", port=config.serving_port,
-        log_level="warning", access_log=False, lifespan="off",
-        timeout_graceful_shutdown=int(config.serving.drain_timeout_s) or 1, timeout_keep_alive=65))
+async def _serve(server: uvicorn.Server, app: ServingApp, config: AgentConfig, stop: threading.Event,
+                 health: HealthState) -> None:
 
     async def watch_stop() -> None:
         while not stop.is_set() and not server.should_exit:
