@@ -26,8 +26,12 @@ class Linear(torch.nn.Module):
 
 
 FAILING_INFERENCE_PY = '''
+import time
+
+
 def predict_fn(data, model):
-    if float(data.sum()) < 0:
+    time.sleep(0.1)   # requests queue behind a running batch, so the next batch holds several
+    if bool((data < 0).any()):
         raise RuntimeError("negative input breaks this handler")
     return model(data)
 '''
@@ -114,6 +118,7 @@ def test_one_failing_request_does_not_fail_its_batch_neighbours(serve_in_process
     for t in threads:
         t.join()
     assert statuses == {i: 500 if i == 3 else 200 for i in range(8)}
+    assert server.metrics.batch_size.count < 8       # some requests did share a batch
 
 
 def test_request_over_the_timeout_gets_504_and_others_still_answer(serve_in_process, tmp_path: Path) -> None:
