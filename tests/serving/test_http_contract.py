@@ -95,6 +95,25 @@ def test_accept_header_picks_the_response_encoding(serve_in_process, tmp_path: P
     assert np.load(io.BytesIO(as_npy.content)).tolist() == [[0.5], [0.5]]
 
 
+JSONLINES_INFERENCE_PY = '''
+import json
+
+
+def output_fn(prediction, accept):
+    if accept != "application/jsonlines":
+        raise ValueError(f"cannot answer {accept}")
+    return "\\n".join(json.dumps(row) for row in prediction.tolist()), accept
+'''
+
+
+def test_custom_output_fn_gets_the_accept_type_the_client_asked_for(serve_in_process, tmp_path: Path) -> None:
+    server = serve_in_process(scripted_model_dir(tmp_path, Constant(0.5), JSONLINES_INFERENCE_PY))
+    r = httpx.post(f"{server.url}/invocations", json=[[1.0], [2.0]],
+                   headers={"accept": "application/jsonlines, */*"})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/jsonlines"
+    assert r.text == "[0.5]\n[0.5]"
+
+
 def test_handler_exception_gets_500_with_request_id_and_server_keeps_running(serve_in_process,
                                                                            tmp_path: Path) -> None:
     server = serve_in_process(scripted_model_dir(tmp_path, Linear(), FAILING_INFERENCE_PY))

@@ -152,7 +152,7 @@ class ServingApp:
                        accept: str | None) -> tuple[int, bytes, bytes]:
         handler = model.handler
         try:
-            accept_type = codecs.choose_accept(accept)
+            accept_type = codecs.requested_accept(accept) if handler.custom else codecs.choose_accept(accept)
             media_type = codecs.media_type(content_type)
             data = handler.input_fn(body, media_type)
         except codecs.UnsupportedAccept as exc:

@@ -66,6 +66,12 @@ def choose_accept(header: str | None, default: str = JSON) -> str:
     raise UnsupportedAccept(f"accept: none of {header!r} is supported (use one of {', '.join(SUPPORTED)})")
 
 
+def requested_accept(header: str | None, default: str = JSON) -> str:
+    """The client's first choice, for a custom ``output_fn`` that may speak types we do not."""
+    kind = media_type(header.split(",", 1)[0] if header else None, default)
+    return default if kind in ("*/*", "application/*") else kind
+
+
 def decode(body: bytes, content_type: str) -> np.ndarray:
     """Body -> float32-or-native numpy array, raising BadPayload with a message a client can act on."""
     if content_type == JSON:
