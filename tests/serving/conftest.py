@@ -151,8 +151,8 @@ def start_agent(team: Team, tmp_path: Path, repo_env: dict[str, str]) -> Iterato
     """Start ``gpufleet-agent run`` as a real process serving ``endpoint``/``variant`` from moto."""
     started: list[Agent] = []
 
-    def start(endpoint: str, variant: str = "blue", **serving: Any) -> Agent:
-        port = free_port()
+    def start(endpoint: str, variant: str = "blue", port: int | None = None, **serving: Any) -> Agent:
+        port = port or free_port()
         config = {"role": "serving", "team": json.loads(team.runtime.to_json()), "endpoint": endpoint,
                   "variant": variant, "serving_port": port, "health_port": 0,
                   "work_root": str(tmp_path / f"opt-ml-{port}"),

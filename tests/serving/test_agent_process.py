@@ -239,3 +239,14 @@ def test_sigterm_drains_in_flight_requests_then_exits(team: Team, start_agent, t
     events = {e["event"]: e for e in agent.events()}
     assert events["draining"]["in_flight"] == 3      # SIGTERM landed while they ran
     assert events["serving_stopped"]["served"] == 3
+
+
+def test_port_in_use_exits_1_with_a_one_line_error(team: Team, start_agent) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        agent = start_agent("none", port=busy.getsockname()[1])
+        assert agent.process.wait(60) == 1
+    assert "error: serving: could not listen on port" in agent.log.read_text()

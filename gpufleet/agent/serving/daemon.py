@@ -99,7 +99,7 @@ def run(config: AgentConfig, stop: threading.Event) -> int:
         "healthy": slot.current is not None and health.problem is None, "role": "serving",
         "model": ":".join(map(str, slot.identity() or ())) or None,
         "problem": health.problem, "gpu": telemetry.last_gpu.get("status")}) if config.health_port else None
-    emit("serving_started", endpoint=config.endpoint, variant=config.variant, port=config.serving_port,
+    emit("serving_starting", endpoint=config.endpoint, variant=config.variant, port=config.serving_port,
          device=str(device), gpu=telemetry.last_gpu["status"], instance_id=ident)
     server = _Server(uvicorn.Config(
         app, host="127.0.0.1" if config.local else "0.0.0.0", port=config.serving_port,
@@ -131,8 +131,10 @@ async def _serve(server: uvicorn.Server, app: ServingApp, config: AgentConfig, s
         server.should_exit = True
 
     watcher = asyncio.create_task(watch_stop())
-    await server.serve()
-    watcher.cancel()
-    if server.started is False and not stop.is_set():
+    try:
+        await server.serve()
+    except SystemExit:   # uvicorn exits when it cannot bind
         raise RuntimeFailure("serving", f"could not listen on port {config.serving_port}",
-                             "free the port or set serving_port in the agent config")
+                             "free the port or set serving_port in the agent config") from None
+    finally:
+        watcher.cancel()
