@@ -7,6 +7,7 @@ until the record names a different one (a tampered artifact stays refused).
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +61,9 @@ class ModelWatcher:
             self._refuse(target, f"{type(exc).__name__}: {exc}")
             return False
         old = self.slot.swap(model, self.options.drain_timeout_s)
+        # Keep the long-lived heap (boto3's service models, the model itself) out of the cyclic GC:
+        # full collections over it stalled the loop for tens of ms (p99 of 55 ms at 1 connection).
+        gc.freeze()
         self.metrics.model_loads += 1
         emit("model_swapped", model=target.model, version=target.version,
              previous=f"{old.name}:{old.version}" if old else None)
