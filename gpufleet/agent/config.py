@@ -11,6 +11,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gpufleet.agent.serving.settings import ServingSettings
 from gpufleet.errors import UserInputError
 from gpufleet.runtime import TeamRuntime
 from gpufleet.schema import Variant
@@ -27,22 +28,6 @@ class LocalOverrides(BaseModel):
     imds_endpoint: str | None = None  # tests point this at a fake IMDS to send spot notices
 
 
-class ServingOptions(BaseModel):
-    """Serving role knobs (``serving:`` in the agent config); the defaults suit a real-time endpoint."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    max_batch_size: int = Field(default=64, ge=1, le=4096)
-    max_batch_delay_ms: float = Field(default=5.0, ge=0, le=1000)  # only waited when more requests are coming
-    request_timeout_s: float = Field(default=60.0, gt=0, le=3600)
-    max_payload_bytes: int = Field(default=6 * 1024 * 1024, ge=1)   # SageMaker real-time's 6 MB limit
-    drain_timeout_s: float = Field(default=30.0, ge=0, le=3600)     # SIGTERM: finish in-flight requests
-    poll_interval_s: float = Field(default=5.0, gt=0, le=600)       # endpoints-table watch for model swaps
-    metrics_interval_s: float = Field(default=60.0, gt=0, le=3600)  # CloudWatch publish period
-    capture_percent: float = Field(default=0.0, ge=0, le=100)
-    capture_queue_size: int = Field(default=1000, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-
-
 class AgentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     role: Literal["training", "serving"]
@@ -53,7 +38,7 @@ class AgentConfig(BaseModel):
     health_port: int = Field(default=8081, ge=0, le=65535)   # /healthz for every role (0 = off)
     serving_port: int = Field(default=8080, ge=0, le=65535)
     local: LocalOverrides | None = None
-    serving: ServingOptions = ServingOptions()
+    serving: ServingSettings = Field(default_factory=ServingSettings)
 
     @model_validator(mode="after")
     def _serving_needs_endpoint(self) -> AgentConfig:

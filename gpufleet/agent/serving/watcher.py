@@ -15,12 +15,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from gpufleet.agent.config import ServingOptions
 from gpufleet.agent.serving.artifacts import ArtifactRejected, fetch_model
 from gpufleet.agent.serving.events import emit
 from gpufleet.agent.serving.handler import HandlerLoadError, load_handler
 from gpufleet.agent.serving.metrics import ServingMetrics
 from gpufleet.agent.serving.models import LoadedModel, ModelSlot, build_model
+from gpufleet.agent.serving.settings import ServingSettings
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class Target:
 
 class ModelWatcher:
     def __init__(self, dynamodb: Any, s3: Any, tables: Any, endpoint: str, variant: str, work_root: Path,
-                 slot: ModelSlot, metrics: ServingMetrics, options: ServingOptions,
+                 slot: ModelSlot, metrics: ServingMetrics, options: ServingSettings,
                  device: Any) -> None:
         self.dynamodb, self.s3, self.tables = dynamodb, s3, tables
         self.endpoint, self.variant, self.work_root = endpoint, variant, work_root
