@@ -11,6 +11,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gpufleet.agent.serving.settings import ServingSettings
 from gpufleet.agent.training.settings import TrainingSettings
 from gpufleet.errors import UserInputError
 from gpufleet.runtime import TeamRuntime
@@ -39,6 +40,7 @@ class AgentConfig(BaseModel):
     serving_port: int = Field(default=8080, ge=0, le=65535)
     local: LocalOverrides | None = None
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
 
     @model_validator(mode="after")
     def _serving_needs_endpoint(self) -> AgentConfig:
