@@ -12,7 +12,7 @@ from gpufleet.constructs.blocks import blocks
 from gpufleet.constructs.launch import GpuLaunchTemplate
 from gpufleet.constructs.policy import Grantee, Statement, sid
 from gpufleet.constructs.suppress import skip_checks
-from gpufleet.constructs.training import asg_tags
+from gpufleet.constructs.training import POLICY_IGNORED, asg_tags
 from gpufleet.providers import (
     AutoscalingGroup,
     AutoscalingPolicy,
@@ -146,7 +146,8 @@ class EndpointFleet(Construct):
             tag=blocks(asg_tags({**self.tags, "gpufleet:variant": variant})),
             # Scaling and rollouts own the size within [min, max].
             lifecycle={"ignore_changes": ["desired_capacity"]})
-        AutoscalingPolicy(self, f"track-{variant}", name="requests-per-target", autoscaling_group_name=asg_name,
+        AutoscalingPolicy(self, f"track-{variant}", name=f"{asg_name}-requests-per-target",
+                          autoscaling_group_name=asg_name, lifecycle={"ignore_changes": POLICY_IGNORED},
                           policy_type="TargetTrackingScaling", depends_on=[asg], target_tracking_configuration={
                               "predefined_metric_specification": {
                                   "predefined_metric_type": "ALBRequestCountPerTarget",

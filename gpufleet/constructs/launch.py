@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from cdktf import Fn
 from constructs import Construct
 
@@ -14,7 +16,8 @@ class GpuLaunchTemplate(Construct):
 
     def __init__(self, scope: Construct, lt_id: str, *, name: str, ami_id: str, root_device_name: str,
                  root_volume_gb: int, instance_profile: str, security_group_ids: list[str], user_data: str,
-                 tags: dict[str, str], instance_type: str | None = None) -> None:
+                 tags: dict[str, str], instance_type: str | None = None,
+                 ignore_changes: Sequence[str] = ()) -> None:
         super().__init__(scope, lt_id)
         self.template = LaunchTemplate(
             self, "template", name=name, image_id=ami_id, instance_type=instance_type,
@@ -30,7 +33,7 @@ class GpuLaunchTemplate(Construct):
                                         "delete_on_termination": "true"}]),
             monitoring={"enabled": True}, ebs_optimized="true",
             tag_specifications=blocks([{"resource_type": kind, "tags": tags} for kind in ("instance", "volume")]),
-            tags=tags)
+            tags=tags, lifecycle={"ignore_changes": list(ignore_changes)} if ignore_changes else None)
         self.id: str = self.template.id
         # An instance refresh needs the concrete version, not "$Latest" (terraform-aws-modules gotcha).
         self.latest_version: str = Fn.tostring(self.template.latest_version)

@@ -21,7 +21,7 @@ class JobQueue(Construct):
 
     def __init__(self, scope: Construct, queue_id: str, *, name: str, dlq_name: str, key_arn: str,
                  visibility_timeout_s: int = 300, max_receives: int = 5,
-                 retention_s: int = 14 * 24 * 3600) -> None:
+                 retention_s: int = 14 * 24 * 3600, ignore_redrive_drift: bool = False) -> None:
         super().__init__(scope, queue_id)
         self.dlq = SqsQueue(self, "dlq", name=dlq_name, kms_master_key_id=key_arn,
                             message_retention_seconds=retention_s)
@@ -30,7 +30,9 @@ class JobQueue(Construct):
                               visibility_timeout_seconds=visibility_timeout_s,
                               message_retention_seconds=retention_s,
                               redrive_policy=Fn.jsonencode({"deadLetterTargetArn": self.dlq.arn,
-                                                            "maxReceiveCount": max_receives}))
+                                                            "maxReceiveCount": max_receives}),
+                              # moto returns the policy re-serialized with spaces, a change on every plan.
+                              lifecycle={"ignore_changes": ["redrive_policy"]} if ignore_redrive_drift else None)
         self.name, self.url, self.arn = name, self.queue.url, self.queue.arn
         self.dlq_name, self.dlq_url, self.dlq_arn = dlq_name, self.dlq.url, self.dlq.arn
 

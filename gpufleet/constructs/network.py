@@ -42,7 +42,7 @@ class Network(Construct):
         # No rules: nothing may use the default group (CIS 5.4).
         DefaultSecurityGroup(self, "default-sg", vpc_id=self.vpc.id, tags={"Name": f"{name}-default-unused"})
         FlowLog(self, "flow-log", vpc_id=self.vpc.id, traffic_type="ALL", log_destination_type="s3",
-                log_destination=f"{flow_log_bucket_arn}/vpc-flow-logs/", max_aggregation_interval=600)
+                log_destination=flow_log_bucket_arn, max_aggregation_interval=600)
         azs = DataAwsAvailabilityZones(self, "azs", state="available")
         blocks = list(ipaddress.IPv4Network(cidr).subnets(new_prefix=24))
         self.private_route_table = RouteTable(self, "private-rt", vpc_id=self.vpc.id,

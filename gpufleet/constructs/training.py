@@ -14,7 +14,12 @@ from gpufleet.providers import AutoscalingGroup, AutoscalingLifecycleHook, Autos
 
 LIFECYCLE_ACTIONS = ("autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat",
                      "autoscaling:SetInstanceProtection")
-CHECKPOINT_HOOK = "checkpoint-before-termination"
+# Hook and policy names start with the ASG name: AWS scopes them per ASG, moto per account.
+CHECKPOINT_HOOK_SUFFIX = "-checkpoint"
+# moto invents a notification target and role for hooks and reports policies as disabled; neither
+# is set by gpufleet, so Terraform leaves them alone.
+HOOK_IGNORED = ["notification_target_arn", "role_arn"]
+POLICY_IGNORED = ["enabled", "predictive_scaling_configuration"]
 
 
 def asg_tags(tags: dict[str, str]) -> list[dict[str, object]]:
@@ -50,21 +55,22 @@ class GpuTrainingFleet(Construct):
             tag=blocks(asg_tags(tags)), lifecycle={"ignore_changes": ["desired_capacity"]})
         self.name: str = name
         self.asg_arn_pattern = f"{asg_arn_prefix}:autoScalingGroup:*:autoScalingGroupName/{name}"
-        AutoscalingLifecycleHook(self, "checkpoint-hook", name=CHECKPOINT_HOOK, autoscaling_group_name=name,
+        self.checkpoint_hook = f"{name}{CHECKPOINT_HOOK_SUFFIX}"
+        AutoscalingLifecycleHook(self, "checkpoint-hook", name=self.checkpoint_hook, autoscaling_group_name=name,
                                  lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
                                  heartbeat_timeout=checkpoint_timeout_s, default_result="CONTINUE",
-                                 depends_on=[self.asg])
+                                 depends_on=[self.asg], lifecycle={"ignore_changes": HOOK_IGNORED})
         self._scaling(queue_name, idle_minutes)
 
     def _scaling(self, queue: str, idle_minutes: int) -> None:
-        out = AutoscalingPolicy(self, "scale-out", name="scale-out-on-backlog", autoscaling_group_name=self.name,
+        out = AutoscalingPolicy(self, "scale-out", name=f"{self.name}-scale-out-on-backlog", autoscaling_group_name=self.name,
                                 policy_type="StepScaling", adjustment_type="ChangeInCapacity",
                                 step_adjustment=blocks([{"metric_interval_lower_bound": "0", "scaling_adjustment": 1}]),
-                                depends_on=[self.asg])
-        idle = AutoscalingPolicy(self, "scale-in", name="scale-to-zero-when-idle", autoscaling_group_name=self.name,
+                                depends_on=[self.asg], lifecycle={"ignore_changes": POLICY_IGNORED})
+        idle = AutoscalingPolicy(self, "scale-in", name=f"{self.name}-scale-to-zero", autoscaling_group_name=self.name,
                                  policy_type="StepScaling", adjustment_type="ExactCapacity",
                                  step_adjustment=blocks([{"metric_interval_upper_bound": "0", "scaling_adjustment": 0}]),
-                                 depends_on=[self.asg])
+                                 depends_on=[self.asg], lifecycle={"ignore_changes": POLICY_IGNORED})
         dims = {"QueueName": queue}
         self.backlog_alarm = CloudwatchMetricAlarm(
             self, "backlog", alarm_name=f"{self.name}-backlog", namespace="AWS/SQS",

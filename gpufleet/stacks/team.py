@@ -46,7 +46,8 @@ class TeamStack(GpufleetStack):
         role_names = {r: self.aws_name(f"{r}", "iam_role") for r in ("boundary", "training", "serving", "operator")}
         self.buckets = self._buckets([role_arn(self, n) for r, n in role_names.items() if r != "boundary"])
         self.queue = JobQueue(self, "jobs", name=self.aws_name("jobs", "sqs"), dlq_name=self.aws_name("jobs-dlq", "sqs"),
-                              key_arn=self.key.arn, visibility_timeout_s=QUEUE_VISIBILITY_S)
+                              key_arn=self.key.arn, visibility_timeout_s=QUEUE_VISIBILITY_S,
+                              ignore_redrive_drift=target.local)
         self.tables = {t: Table(self, f"table-{t}", name=self.aws_name(t, "dynamodb"), keys=keys,
                                 key_arn=self.key.arn, deletion_protection=not target.local)
                        for t, keys in TABLE_KEYS.items()}
@@ -136,16 +137,17 @@ class TeamStack(GpufleetStack):
                                  root_device_name=ami.root_device_name,
                                  root_volume_gb=self.spec.training.root_volume_gb, instance_profile=profile,
                                  security_group_ids=sg_ids, user_data=user_data, tags={**self.tags, **tags},
-                                 instance_type=instance_type)
+                                 instance_type=instance_type,
+                                 ignore_changes=["tag_specifications"] if self.target.local else ())
 
     def _training_fleet(self, ami: Ami) -> GpuTrainingFleet:
         net = self.platform_stack.network
         sg = SecurityGroup(self, "training-sg", name=self.aws_name("training"), vpc_id=net.vpc_id,
                            description=f"{self.spec.name} training hosts",
                            ingress=blocks([{"description": "Multi-node rendezvous and collectives between team hosts",
-                                     "protocol": "tcp", "from_port": 0, "to_port": 65535, "self": True}]),
+                                     "protocol": "tcp", "from_port": 0, "to_port": 65535, "self_attribute": True}]),
                            egress=blocks([{"description": "HTTPS to AWS APIs; collectives to team hosts",
-                                    "protocol": "tcp", "from_port": 0, "to_port": 65535, "self": True},
+                                    "protocol": "tcp", "from_port": 0, "to_port": 65535, "self_attribute": True},
                                    {"description": "HTTPS to AWS APIs", "protocol": "tcp", "from_port": 443,
                                     "to_port": 443, "cidr_blocks": ["0.0.0.0/0"]}]))
         tags = {TAG_ROLE: "training"}
