@@ -108,7 +108,8 @@ class EndpointFleet(Construct):
                               lifecycle={"ignore_changes": ["default_action"]}, **tls)
         if not tls:
             reason = "no certificate_arn configured for this internal endpoint; set one to serve HTTPS"
-            skip_checks(listener, {"CKV_AWS_2": reason, "CKV_AWS_103": reason, "CKV2_AWS_20": reason})
+            skip_checks(listener, {"CKV_AWS_2": reason, "CKV_AWS_103": reason})
+            skip_checks(self.alb, {"CKV2_AWS_20": reason})
         return listener
 
     def _alarms(self, variant: str, limits: EndpointAlarms, topic_arn: str | None) -> None:

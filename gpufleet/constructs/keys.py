@@ -38,6 +38,8 @@ class EncryptionKey(Construct):
                 conditions=(Condition("StringEquals", "aws:SourceAccount", (account_id,)),)))
         # In a key policy "*" means this key only.
         policy = PolicyDocument(self, "policy", statements)
+        reason = 'a key policy\'s "*" resource is this key only; IAM policies in the account grant the rest'
+        policy.skip_checks({"CKV_AWS_109": reason, "CKV_AWS_111": reason, "CKV_AWS_356": reason})
         self.key = KmsKey(self, "key", description=description, enable_key_rotation=True,
                           deletion_window_in_days=deletion_window_days, policy=policy.json)
         KmsAlias(self, "alias", name=f"alias/{alias}", target_key_id=self.key.key_id)

@@ -8,6 +8,7 @@ import ipaddress
 from cdktf import Fn
 from constructs import Construct
 
+from gpufleet.constructs.suppress import skip_checks
 from gpufleet.providers import (
     DataAwsAvailabilityZones,
     DefaultSecurityGroup,
@@ -44,6 +45,8 @@ class Network(Construct):
         FlowLog(self, "flow-log", vpc_id=self.vpc.id, traffic_type="ALL", log_destination_type="s3",
                 log_destination=flow_log_bucket_arn, max_aggregation_interval=600)
         azs = DataAwsAvailabilityZones(self, "azs", state="available")
+        skip_checks(azs, {"CKV_AWS_394": "subnets use the first az_count zones by index; AWS appends new zones "
+                                         "after existing ones, so the chosen zones do not move"})
         blocks = list(ipaddress.IPv4Network(cidr).subnets(new_prefix=24))
         self.private_route_table = RouteTable(self, "private-rt", vpc_id=self.vpc.id,
                                               tags={"Name": f"{name}-private"})

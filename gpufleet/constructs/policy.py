@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from constructs import Construct
 
+from gpufleet.constructs.suppress import skip_checks
 from gpufleet.providers import DataAwsIamPolicyDocument
 
 
@@ -80,6 +81,9 @@ class PolicyDocument(Construct):
         if not self._rendered:
             self._doc.put_statement([s.render() for s in self.statements])
             self._rendered = True
+
+    def skip_checks(self, reasons: dict[str, str]) -> None:
+        skip_checks(self._doc, reasons)
 
     @property
     def json(self) -> str:
