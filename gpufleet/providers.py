@@ -76,7 +76,7 @@ from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import S3BucketOwners
 from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy  # noqa: E402
 from cdktf_cdktf_provider_aws.s3_bucket_public_access_block import S3BucketPublicAccessBlock  # noqa: E402
 from cdktf_cdktf_provider_aws.s3_bucket_replication_configuration import S3BucketReplicationConfigurationA  # noqa: E402
-from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration import (
+from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration import (  # noqa: E402
     S3BucketServerSideEncryptionConfigurationA,
 )
 from cdktf_cdktf_provider_aws.s3_bucket_versioning import S3BucketVersioningA  # noqa: E402

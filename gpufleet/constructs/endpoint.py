@@ -102,10 +102,11 @@ class EndpointFleet(Construct):
         forward = {"type": "forward", "forward": {"target_group": [
             {"arn": self.target_groups["blue"].arn, "weight": 100},
             {"arn": self.target_groups["green"].arn, "weight": 0}]}}
-        tls = {"certificate_arn": certificate_arn, "ssl_policy": TLS_POLICY} if certificate_arn else {}
+        tls = certificate_arn is not None
         listener = LbListener(self, "listener", load_balancer_arn=self.alb.arn, port=443 if tls else 80,
                               protocol="HTTPS" if tls else "HTTP", default_action=blocks([forward]),
-                              lifecycle={"ignore_changes": ["default_action"]}, **tls)
+                              certificate_arn=certificate_arn, ssl_policy=TLS_POLICY if tls else None,
+                              lifecycle={"ignore_changes": ["default_action"]})
         if not tls:
             reason = "no certificate_arn configured for this internal endpoint; set one to serve HTTPS"
             skip_checks(listener, {"CKV_AWS_2": reason, "CKV_AWS_103": reason})
@@ -121,8 +122,8 @@ class EndpointFleet(Construct):
             treat_missing_data="notBreaching", alarm_actions=actions,
             alarm_description=f"{self.name} {variant}: share of requests failing with 5xx (%)",
             metric_query=blocks([
-                {"id": "errors", "metric": {"namespace": "AWS/ApplicationELB", "metric_name": "HTTPCode_Target_5XX_Count",
-                                            "dimensions": dims, "period": 60, "stat": "Sum"}},
+                {"id": "errors", "metric": {"namespace": "AWS/ApplicationELB", "dimensions": dims, "period": 60,
+                                            "metric_name": "HTTPCode_Target_5XX_Count", "stat": "Sum"}},
                 {"id": "requests", "metric": {"namespace": "AWS/ApplicationELB", "metric_name": "RequestCount",
                                               "dimensions": dims, "period": 60, "stat": "Sum"}},
                 {"id": "rate", "expression": "100 * errors / MAX([requests, 1])", "label": "5xx %",

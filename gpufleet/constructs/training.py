@@ -56,20 +56,24 @@ class GpuTrainingFleet(Construct):
         self.name: str = name
         self.asg_arn_pattern = f"{asg_arn_prefix}:autoScalingGroup:*:autoScalingGroupName/{name}"
         self.checkpoint_hook = f"{name}{CHECKPOINT_HOOK_SUFFIX}"
-        AutoscalingLifecycleHook(self, "checkpoint-hook", name=self.checkpoint_hook, autoscaling_group_name=name,
+        AutoscalingLifecycleHook(self, "checkpoint-hook", name=self.checkpoint_hook,
+                                 autoscaling_group_name=name,
                                  lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
                                  heartbeat_timeout=checkpoint_timeout_s, default_result="CONTINUE",
                                  depends_on=[self.asg], lifecycle={"ignore_changes": HOOK_IGNORED})
         self._scaling(queue_name, idle_minutes)
 
     def _scaling(self, queue: str, idle_minutes: int) -> None:
-        out = AutoscalingPolicy(self, "scale-out", name=f"{self.name}-scale-out-on-backlog", autoscaling_group_name=self.name,
+        out = AutoscalingPolicy(self, "scale-out", name=f"{self.name}-scale-out-on-backlog",
+                                autoscaling_group_name=self.name,
                                 policy_type="StepScaling", adjustment_type="ChangeInCapacity",
                                 step_adjustment=blocks([{"metric_interval_lower_bound": "0", "scaling_adjustment": 1}]),
                                 depends_on=[self.asg], lifecycle={"ignore_changes": POLICY_IGNORED})
-        idle = AutoscalingPolicy(self, "scale-in", name=f"{self.name}-scale-to-zero", autoscaling_group_name=self.name,
+        idle = AutoscalingPolicy(self, "scale-in", name=f"{self.name}-scale-to-zero",
+                                 autoscaling_group_name=self.name,
                                  policy_type="StepScaling", adjustment_type="ExactCapacity",
-                                 step_adjustment=blocks([{"metric_interval_upper_bound": "0", "scaling_adjustment": 0}]),
+                                 step_adjustment=blocks([{"metric_interval_upper_bound": "0",
+                                                          "scaling_adjustment": 0}]),
                                  depends_on=[self.asg], lifecycle={"ignore_changes": POLICY_IGNORED})
         dims = {"QueueName": queue}
         self.backlog_alarm = CloudwatchMetricAlarm(
@@ -83,8 +87,8 @@ class GpuTrainingFleet(Construct):
             threshold=0, evaluation_periods=idle_minutes, alarm_actions=[idle.arn],
             treat_missing_data="breaching", alarm_description="No job queued or running: stop all hosts",
             metric_query=blocks([
-                {"id": "visible", "metric": {"namespace": "AWS/SQS", "metric_name": "ApproximateNumberOfMessagesVisible",
-                                             "dimensions": dims, "period": 60, "stat": "Maximum"}},
+                {"id": "visible", "metric": {"namespace": "AWS/SQS", "dimensions": dims, "period": 60,
+                                             "metric_name": "ApproximateNumberOfMessagesVisible", "stat": "Maximum"}},
                 {"id": "inflight", "metric": {"namespace": "AWS/SQS",
                                               "metric_name": "ApproximateNumberOfMessagesNotVisible",
                                               "dimensions": dims, "period": 60, "stat": "Maximum"}},

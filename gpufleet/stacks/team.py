@@ -45,7 +45,8 @@ class TeamStack(GpufleetStack):
                                  account_id=self.account_id)
         role_names = {r: self.aws_name(f"{r}", "iam_role") for r in ("boundary", "training", "serving", "operator")}
         self.buckets = self._buckets([role_arn(self, n) for r, n in role_names.items() if r != "boundary"])
-        self.queue = JobQueue(self, "jobs", name=self.aws_name("jobs", "sqs"), dlq_name=self.aws_name("jobs-dlq", "sqs"),
+        self.queue = JobQueue(self, "jobs", name=self.aws_name("jobs", "sqs"),
+                              dlq_name=self.aws_name("jobs-dlq", "sqs"),
                               key_arn=self.key.arn, visibility_timeout_s=QUEUE_VISIBILITY_S,
                               ignore_redrive_drift=target.local)
         self.tables = {t: Table(self, f"table-{t}", name=self.aws_name(t, "dynamodb"), keys=keys,

@@ -83,7 +83,8 @@ def test_tables_are_on_demand_with_point_in_time_recovery_kms_and_deletion_prote
     for t in tables:
         assert t["billing_mode"] == "PAY_PER_REQUEST"
         assert t["point_in_time_recovery"] == {"enabled": True}
-        assert t["server_side_encryption"]["enabled"] is True and "aws_kms_key" in t["server_side_encryption"]["kms_key_arn"]
+        sse = t["server_side_encryption"]
+        assert sse["enabled"] is True and "aws_kms_key" in sse["kms_key_arn"]
         assert t["deletion_protection_enabled"] is True
 
 
@@ -174,8 +175,10 @@ def test_each_variant_has_an_asg_with_target_tracking_and_alarms_on_errors_and_p
     doc = aws_stacks[TEAM]
     asgs = {a["name"]: a for a in resources(doc, "aws_autoscaling_group").values()}
     assert asgs["acme-vision-digits-blue"]["min_size"] == 1 and asgs["acme-vision-digits-green"]["min_size"] == 0
-    assert asgs["acme-vision-digits-blue"]["max_size"] == 4 and asgs["acme-vision-digits-blue"]["health_check_type"] == "ELB"
-    tracking = [p for p in resources(doc, "aws_autoscaling_policy").values() if p["policy_type"] == "TargetTrackingScaling"]
+    blue = asgs["acme-vision-digits-blue"]
+    assert blue["max_size"] == 4 and blue["health_check_type"] == "ELB"
+    tracking = [p for p in resources(doc, "aws_autoscaling_policy").values()
+                if p["policy_type"] == "TargetTrackingScaling"]
     assert len(tracking) == 2
     for p in tracking:
         spec = p["target_tracking_configuration"]
