@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from cdktf import TerraformProvider
 from constructs import Construct
 
 from gpufleet.constructs.policy import Condition, Grantee, PolicyDocument, Statement, sid
@@ -28,7 +29,8 @@ class EncryptionKey(Construct):
     publishing to an encrypted SNS topic); ``account_root`` is ``arn:<partition>:iam::<account>:root``."""
 
     def __init__(self, scope: Construct, key_id: str, *, alias: str, description: str, account_root: str,
-                 account_id: str, services: Sequence[str] = (), deletion_window_days: int = 30) -> None:
+                 account_id: str, services: Sequence[str] = (), deletion_window_days: int = 30,
+                 provider: TerraformProvider | None = None) -> None:
         super().__init__(scope, key_id)
         statements = [Statement("AccountAdministers", ADMIN_ACTIONS, ("*",), principals={"AWS": (account_root,)})]
         if services:
@@ -40,9 +42,9 @@ class EncryptionKey(Construct):
         policy = PolicyDocument(self, "policy", statements)
         reason = 'a key policy\'s "*" resource is this key only; IAM policies in the account grant the rest'
         policy.skip_checks({"CKV_AWS_109": reason, "CKV_AWS_111": reason, "CKV_AWS_356": reason})
-        self.key = KmsKey(self, "key", description=description, enable_key_rotation=True,
+        self.key = KmsKey(self, "key", provider=provider, description=description, enable_key_rotation=True,
                           deletion_window_in_days=deletion_window_days, policy=policy.json)
-        KmsAlias(self, "alias", name=f"alias/{alias}", target_key_id=self.key.key_id)
+        KmsAlias(self, "alias", provider=provider, name=f"alias/{alias}", target_key_id=self.key.key_id)
         self.arn: str = self.key.arn
         self.key_id: str = self.key.key_id
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cdktf import TerraformProvider
 from constructs import Construct
 
 from gpufleet.constructs.blocks import blocks
@@ -17,6 +18,7 @@ from gpufleet.providers import (
     S3BucketOwnershipControls,
     S3BucketPolicy,
     S3BucketPublicAccessBlock,
+    S3BucketReplicationConfiguration,
     S3BucketServerSideEncryptionConfiguration,
     S3BucketVersioningA,
 )
@@ -48,24 +50,25 @@ class SecureBucket(Construct):
                  access_logs: AccessLogs | None, enforce_tls: bool = True,
                  only_principals: Sequence[str] = (), noncurrent_expiry_days: int | None = None,
                  abort_multipart_days: int = 7, expire_days: int | None = None,
-                 force_destroy: bool = False) -> None:
+                 force_destroy: bool = False, provider: TerraformProvider | None = None) -> None:
         super().__init__(scope, bucket_id)
-        self.bucket = S3Bucket(self, "bucket", bucket=name, force_destroy=force_destroy)
+        self.provider = provider
+        self.bucket = S3Bucket(self, "bucket", provider=self.provider, bucket=name, force_destroy=force_destroy)
         self.name: str = name
         self.arn: str = self.bucket.arn
         b = self.bucket.id
-        self.versioning = S3BucketVersioningA(self, "versioning", bucket=b,
+        self.versioning = S3BucketVersioningA(self, "versioning", provider=self.provider, bucket=b,
                                               versioning_configuration={"status": "Enabled"})
         sse = ({"sse_algorithm": "aws:kms", "kms_master_key_id": key_arn} if key_arn
                else {"sse_algorithm": "AES256"})
-        S3BucketServerSideEncryptionConfiguration(self, "sse", bucket=b, rule=blocks([
+        S3BucketServerSideEncryptionConfiguration(self, "sse", provider=self.provider, bucket=b, rule=blocks([
             {"apply_server_side_encryption_by_default": sse, "bucket_key_enabled": key_arn is not None}]))
         self.public_access = S3BucketPublicAccessBlock(
-            self, "public-access", bucket=b, block_public_acls=True, block_public_policy=True,
+            self, "public-access", provider=self.provider, bucket=b, block_public_acls=True, block_public_policy=True,
             ignore_public_acls=True, restrict_public_buckets=True)
-        S3BucketOwnershipControls(self, "ownership", bucket=b, rule={"object_ownership": "BucketOwnerEnforced"})
+        S3BucketOwnershipControls(self, "ownership", provider=self.provider, bucket=b, rule={"object_ownership": "BucketOwnerEnforced"})
         if access_logs:
-            S3BucketLogging(self, "logging", bucket=b, target_bucket=access_logs.bucket,
+            S3BucketLogging(self, "logging", provider=self.provider, bucket=b, target_bucket=access_logs.bucket,
                             target_prefix=access_logs.prefix)
         self._lifecycle(abort_multipart_days, noncurrent_expiry_days, expire_days)
         self.policy = PolicyDocument(self, "policy")
@@ -92,14 +95,14 @@ class SecureBucket(Construct):
         if expire_days:
             rule["expiration"] = [{"days": expire_days}]
         # The lifecycle applies to versions, so it waits for versioning to exist.
-        S3BucketLifecycleConfiguration(self, "lifecycle", bucket=self.bucket.id, rule=blocks([rule]),
+        S3BucketLifecycleConfiguration(self, "lifecycle", provider=self.provider, bucket=self.bucket.id, rule=blocks([rule]),
                                        depends_on=[self.versioning])
 
     def _attach_policy(self) -> None:
         if self.policy.empty or self._policy_resource is not None:
             return
         # After the public-access block: S3 rejects policy writes that race it.
-        self._policy_resource = S3BucketPolicy(self, "bucket-policy", bucket=self.bucket.id,
+        self._policy_resource = S3BucketPolicy(self, "bucket-policy", provider=self.provider, bucket=self.bucket.id,
                                                policy=self.policy.json, depends_on=[self.public_access])
 
     def add_to_resource_policy(self, statement: Statement) -> None:
@@ -123,6 +126,30 @@ class SecureBucket(Construct):
     def grant_read_write(self, grantee: Grantee, label: str, prefix: str = "") -> None:
         grantee.add_to_policy(Statement(sid("ReadWrite", label), OBJECT_ACTIONS, (self._objects(prefix),)))
         self._grant_list(grantee, label)
+
+    def replicate_to(self, replica: SecureBucket, *, role: Grantee, role_arn: str, source_key_arn: str,
+                     replica_key_arn: str, ignore_rule_drift: bool = False) -> None:
+        """Replicate every object version, encrypted under ``replica_key_arn``, to ``replica`` (another region).
+
+        ``ignore_rule_drift`` is for emulators that store a reduced rule (see gpufleet.local.differences)."""
+        role.add_to_policy(Statement("ReadForReplication", ("s3:GetReplicationConfiguration", "s3:ListBucket"),
+                                     (self.arn,)))
+        role.add_to_policy(Statement("ReadVersionsForReplication", (
+            "s3:GetObjectVersionForReplication", "s3:GetObjectVersionAcl", "s3:GetObjectVersionTagging"),
+            (f"{self.arn}/*",)))
+        role.add_to_policy(Statement("WriteReplicas", ("s3:ReplicateObject", "s3:ReplicateDelete",
+                                                       "s3:ReplicateTags"), (f"{replica.arn}/*",)))
+        role.add_to_policy(Statement("DecryptSource", ("kms:Decrypt",), (source_key_arn,)))
+        role.add_to_policy(Statement("EncryptReplica", ("kms:Encrypt", "kms:GenerateDataKey"), (replica_key_arn,)))
+        S3BucketReplicationConfiguration(
+            self, "replication", bucket=self.bucket.id, role=role_arn, provider=self.provider,
+            depends_on=[self.versioning, replica.versioning],
+            lifecycle={"ignore_changes": ["rule"]} if ignore_rule_drift else None, rule=blocks([{
+                "id": "disaster-recovery", "status": "Enabled", "filter": {"prefix": ""},
+                "delete_marker_replication": {"status": "Enabled"},
+                "source_selection_criteria": {"sse_kms_encrypted_objects": {"status": "Enabled"}},
+                "destination": {"bucket": replica.arn, "storage_class": "STANDARD",
+                                "encryption_configuration": {"replica_kms_key_id": replica_key_arn}}}]))
 
     def _grant_list(self, grantee: Grantee, label: str) -> None:
         grantee.add_to_policy(Statement(sid("List", label), LIST_ACTIONS, (self.arn,)))

@@ -17,6 +17,8 @@ LOCAL_MODE_DIFFERENCES: list[tuple[str, str]] = [
      "moto holds no AMI baked by ami/"),
     ("launch templates ignore drift in tag_specifications",
      "moto echoes the template's own tags into them, which would show as a change on every plan"),
+    ("the artifacts replication rule (with platform.dr_region) ignores drift",
+     "moto stores it without delete-marker replication and the SSE-KMS source filter"),
     ("the job queue ignores drift in its redrive policy",
      "moto returns it re-serialized with spaces, which would show as a change on every plan"),
 ]

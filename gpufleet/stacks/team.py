@@ -20,7 +20,8 @@ from gpufleet.constructs.storage import AccessLogs, SecureBucket
 from gpufleet.constructs.tables import Table
 from gpufleet.constructs.training import GpuTrainingFleet
 from gpufleet.names import resource_name, stack_name
-from gpufleet.providers import CloudwatchMetricAlarm, SecurityGroup
+from gpufleet.constructs.iam import ScopedRole
+from gpufleet.providers import AwsProvider, AwsProviderDefaultTags, CloudwatchMetricAlarm, SecurityGroup
 from gpufleet.runtime import TeamRuntime
 from gpufleet.schema import BUCKETS, METRIC_NAMESPACE, RUNTIME_OUTPUT, TABLE_KEYS, TAG_ENDPOINT, TAG_ROLE
 from gpufleet.stacks.base import GpufleetStack
@@ -44,7 +45,9 @@ class TeamStack(GpufleetStack):
                                  description=f"{team.name} team data key", account_root=self.account_root,
                                  account_id=self.account_id)
         role_names = {r: self.aws_name(f"{r}", "iam_role") for r in ("boundary", "training", "serving", "operator")}
-        self.buckets = self._buckets([role_arn(self, n) for r, n in role_names.items() if r != "boundary"])
+        self.replication_role_name = self.aws_name("replication", "iam_role")
+        principals = [role_arn(self, n) for r, n in role_names.items() if r != "boundary"]
+        self.buckets = self._buckets(principals, role_arn(self, self.replication_role_name))
         self.queue = JobQueue(self, "jobs", name=self.aws_name("jobs", "sqs"),
                               dlq_name=self.aws_name("jobs-dlq", "sqs"),
                               key_arn=self.key.arn, visibility_timeout_s=QUEUE_VISIBILITY_S,
@@ -53,6 +56,8 @@ class TeamStack(GpufleetStack):
                                 key_arn=self.key.arn, deletion_protection=not target.local)
                        for t, keys in TABLE_KEYS.items()}
         self.roles = build_roles(self, role_names, list(team.operators))
+        if cfg.platform.dr_region:
+            self._replicate_artifacts(cfg.platform.dr_region, principals)
         self.endpoints = {ep.name: self._endpoint_front(ep) for ep in team.endpoints}
         self.runtime = self._runtime()
         ami = lookup_ami(self, cfg.platform.gpu_ami)
@@ -77,7 +82,7 @@ class TeamStack(GpufleetStack):
     def asg_arn_prefix(self) -> str:
         return f"arn:{self.partition}:autoscaling:{self.region}:{self.account_id}"
 
-    def _buckets(self, team_principals: list[str]) -> dict[str, SecureBucket]:
+    def _buckets(self, team_principals: list[str], replication_role: str) -> dict[str, SecureBucket]:
         logs = self.platform_stack.log_bucket.name
         buckets = {}
         for b in BUCKETS:
@@ -85,14 +90,37 @@ class TeamStack(GpufleetStack):
                 self, f"bucket-{b}", name=self.aws_name(b, "s3"), key_arn=self.key.arn,
                 access_logs=AccessLogs(logs, f"s3/{self.spec.name}/{b}/"),
                 enforce_tls=self.secure_bucket_policies,
-                only_principals=team_principals if self.secure_bucket_policies else (),
+                only_principals=(team_principals + ([replication_role] if b == "artifacts" else []))
+                if self.secure_bucket_policies else (),
                 noncurrent_expiry_days=CHECKPOINT_VERSION_DAYS if b == "checkpoints" else 90,
                 force_destroy=self.target.local)
-            bucket.skip_checks({"CKV2_AWS_62": "no consumer of bucket events; the agents poll SQS and DynamoDB",
-                                "CKV_AWS_144": "only the registry export in artifacts needs the DR region "
-                                               "(replicated when platform.dr_region is set)"})
+            bucket.skip_checks({"CKV2_AWS_62": "no consumer of bucket events; the agents poll SQS and DynamoDB"})
+            if b != "artifacts" or not self.cfg.platform.dr_region:
+                bucket.skip_checks({"CKV_AWS_144": "only artifacts (models, registry export) are replicated, and "
+                                                   "only when platform.dr_region is set; the rest is rebuildable"})
             buckets[b] = bucket
         return buckets
+
+    def _replicate_artifacts(self, dr_region: str, team_principals: list[str]) -> None:
+        """Artifacts (models and the registry export) replicate to a bucket in the DR region."""
+        dr = AwsProvider(self, "aws-dr", alias="dr", region=dr_region,
+                         default_tags=[AwsProviderDefaultTags(tags=self.tags)], **self._provider_args())
+        key = EncryptionKey(self, "dr-key", alias=f"{self.cfg.platform.name}/{self.spec.name}-dr",
+                            description=f"{self.spec.name} DR replica key", account_root=self.account_root,
+                            account_id=self.account_id, provider=dr)
+        replica = SecureBucket(
+            self, "bucket-artifacts-dr", name=self.aws_name("artifacts-dr", "s3"), key_arn=key.arn,
+            access_logs=None, enforce_tls=self.secure_bucket_policies, provider=dr,
+            only_principals=team_principals if self.secure_bucket_policies else (),
+            noncurrent_expiry_days=90, force_destroy=self.target.local)
+        replica.skip_checks({
+            "CKV_AWS_18": "the DR replica is written only by S3 replication; reads are logged on the source",
+            "CKV_AWS_144": "this is the cross-region replica",
+            "CKV2_AWS_62": "no consumer of bucket events in the DR region"})
+        role = ScopedRole(self, "replication-role", name=self.replication_role_name, boundary=self.roles.boundary,
+                          service="s3.amazonaws.com", description=f"{self.spec.name} artifacts replication")
+        self.buckets["artifacts"].replicate_to(replica, role=role, role_arn=role.arn, source_key_arn=self.key.arn,
+                                               replica_key_arn=key.arn, ignore_rule_drift=self.target.local)
 
     def _queue_alarms(self) -> list[str]:
         name = self.aws_name("jobs-dlq-not-empty")

@@ -36,6 +36,7 @@ class TeamRoles:
     training: ScopedRole
     serving: ScopedRole
     operator: ScopedRole
+    boundary: PermissionBoundary
 
 
 def role_arn(stack: GpufleetStack, name: str) -> str:
@@ -57,7 +58,7 @@ def build_roles(stack: GpufleetStack, names: dict[str, str], operators: list[str
     operator = ScopedRole(stack, "operator-role", name=names["operator"], boundary=boundary,
                           principals=operators or [stack.account_root], mfa=not operators,
                           description=f"{stack.team} operators (CLI: jobs, models, rollouts)")
-    return TeamRoles(training, serving, operator)
+    return TeamRoles(training, serving, operator, boundary)
 
 
 def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, SecureBucket], queue: JobQueue,

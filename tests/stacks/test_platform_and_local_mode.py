@@ -61,7 +61,7 @@ def _type_counts(stacks: Synth) -> Counter[str]:
 def test_local_mode_differs_from_real_aws_only_in_the_listed_ways(aws_stacks: Synth, local_stacks: Synth) -> None:
     aws, local = _type_counts(aws_stacks), _type_counts(local_stacks)
     # Bucket policies: local keeps only the log bucket's (its statements are unconditional Allows).
-    assert aws["aws_s3_bucket_policy"] == 11 and local["aws_s3_bucket_policy"] == 1
+    assert aws["aws_s3_bucket_policy"] == 13 and local["aws_s3_bucket_policy"] == 1  # 1 + 2 x (5 + DR replica)
     assert {t: n for t, n in aws.items() if t != "aws_s3_bucket_policy"} == \
         {t: n for t, n in local.items() if t != "aws_s3_bucket_policy"}
     team = local_stacks["team-vision"]
@@ -77,14 +77,15 @@ def test_local_mode_differs_from_real_aws_only_in_the_listed_ways(aws_stacks: Sy
     assert all(s["effect"] == "Allow" for s in policy_statements(local_stacks["platform"], log_policy["policy"]))
     # Every one of those is on the printed list.
     listed = " ".join(f for f, _ in LOCAL_MODE_DIFFERENCES)
+    assert one(team, "aws_s3_bucket_replication_configuration")["lifecycle"]["ignore_changes"] == ["rule"]
     for phrase in ("force-destroyable", "deletion protection", "TLS-only and team-scope", "Deep Learning AMI",
-                   "tag_specifications", "redrive policy"):
+                   "tag_specifications", "redrive policy", "replication rule"):
         assert phrase in listed
 
 
 def test_local_mode_still_encrypts_blocks_public_access_and_requires_imdsv2(local_stacks: Synth) -> None:
     team = local_stacks["team-vision"]
-    assert len(resources(team, "aws_s3_bucket_public_access_block")) == 5
+    assert len(resources(team, "aws_s3_bucket_public_access_block")) == 6
     for sse in resources(team, "aws_s3_bucket_server_side_encryption_configuration").values():
         assert sse["rule"][0]["apply_server_side_encryption_by_default"]["sse_algorithm"] == "aws:kms"
     for t in resources(team, "aws_launch_template").values():

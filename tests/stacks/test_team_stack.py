@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpufleet.schema import BUCKETS, RUNTIME_OUTPUT
-from tests.stacks.conftest import Synth, one, policy_statements, referenced, resources
+import pytest
 
-TEAM = "team-vision"  # g5/g6 training, one endpoint "digits"
+from gpufleet.schema import BUCKETS, RUNTIME_OUTPUT
+from tests.stacks.conftest import EXAMPLE, Synth, one, policy_statements, referenced, resources
+
+TEAM = "team-vision"  # g5/g6 training, one endpoint "digits"; the example sets a DR region
+TEAM_BUCKETS = len(BUCKETS) + 1  # plus the artifacts replica in the DR region
 
 
 def _by_bucket(doc: dict[str, Any], rtype: str) -> dict[str, dict[str, Any]]:
@@ -21,7 +24,7 @@ def _by_bucket(doc: dict[str, Any], rtype: str) -> dict[str, dict[str, Any]]:
 def test_every_team_bucket_is_versioned_kms_encrypted_private_and_owner_enforced(aws_stacks: Synth) -> None:
     doc = aws_stacks[TEAM]
     names = {f"acme-vision-{b}" for b in BUCKETS}
-    assert {r["bucket"] for r in resources(doc, "aws_s3_bucket").values()} == names
+    assert {r["bucket"] for r in resources(doc, "aws_s3_bucket").values()} == names | {"acme-vision-artifacts-dr"}
     assert all(not r.get("force_destroy") for r in resources(doc, "aws_s3_bucket").values())
     for name, v in _by_bucket(doc, "aws_s3_bucket_versioning").items():
         assert v["versioning_configuration"]["status"] == "Enabled", name
@@ -35,17 +38,19 @@ def test_every_team_bucket_is_versioned_kms_encrypted_private_and_owner_enforced
                                             "restrict_public_buckets")), name
     for own in _by_bucket(doc, "aws_s3_bucket_ownership_controls").values():
         assert own["rule"]["object_ownership"] == "BucketOwnerEnforced"
-    assert len(_by_bucket(doc, "aws_s3_bucket_ownership_controls")) == len(BUCKETS)
+    assert len(_by_bucket(doc, "aws_s3_bucket_ownership_controls")) == TEAM_BUCKETS
 
 
 def test_team_buckets_log_to_the_platform_log_bucket_and_clean_up_uploads_and_old_checkpoints(
         aws_stacks: Synth) -> None:
     doc = aws_stacks[TEAM]
-    for name, log in _by_bucket(doc, "aws_s3_bucket_logging").items():
+    logs = _by_bucket(doc, "aws_s3_bucket_logging")
+    assert len(logs) == len(BUCKETS), "all but the DR replica, whose region has no log bucket"
+    for name, log in logs.items():
         assert log["target_bucket"] == "acme-logs", "the platform's log bucket"
         assert log["target_prefix"] == f"s3/vision/{name.removeprefix('acme-vision-')}/"
     lifecycles = _by_bucket(doc, "aws_s3_bucket_lifecycle_configuration")
-    assert len(lifecycles) == len(BUCKETS)
+    assert len(lifecycles) == TEAM_BUCKETS
     for rule in (lc["rule"][0] for lc in lifecycles.values()):
         assert rule["abort_incomplete_multipart_upload"][0]["days_after_initiation"] == 7
     assert lifecycles["acme-vision-checkpoints"]["rule"][0]["noncurrent_version_expiration"][0]["noncurrent_days"] == 14
@@ -54,7 +59,7 @@ def test_team_buckets_log_to_the_platform_log_bucket_and_clean_up_uploads_and_ol
 def test_bucket_policies_deny_plain_http_and_object_access_outside_the_team(aws_stacks: Synth) -> None:
     doc = aws_stacks[TEAM]
     policies = _by_bucket(doc, "aws_s3_bucket_policy")
-    assert len(policies) == len(BUCKETS)
+    assert len(policies) == TEAM_BUCKETS
     for name, policy in policies.items():
         statements = {s["sid"]: s for s in policy_statements(doc, policy["policy"])}
         tls = statements["DenyInsecureTransport"]
@@ -62,9 +67,10 @@ def test_bucket_policies_deny_plain_http_and_object_access_outside_the_team(aws_
         assert tls["condition"] == [{"test": "Bool", "variable": "aws:SecureTransport", "values": ["false"]}]
         scope = statements["DenyObjectAccessOutsideTeam"]
         allowed = scope["condition"][0]["values"]
-        assert scope["condition"][0]["test"] == "ArnNotLike" and len(allowed) == 3, name
-        assert all(a.endswith(("role/acme-vision-training", "role/acme-vision-serving",
-                               "role/acme-vision-operator")) for a in allowed)
+        assert scope["condition"][0]["test"] == "ArnNotLike", name
+        roles = {a.rsplit("/", 1)[-1] for a in allowed}
+        team_roles = {"acme-vision-training", "acme-vision-serving", "acme-vision-operator"}
+        assert roles == (team_roles | {"acme-vision-replication"} if name == "acme-vision-artifacts" else team_roles)
 
 
 def test_job_queue_is_encrypted_with_a_dead_letter_queue_and_heartbeat_friendly_visibility(aws_stacks: Synth) -> None:
@@ -231,3 +237,34 @@ def test_serving_user_data_without_an_endpoint_is_rejected_at_synth() -> None:
                "tables": {"jobs": "j", "models": "m", "endpoints": "e"}, "training": {"asg": "p-t-training"}}
     with pytest.raises(ValueError, match="endpoint"):
         agent_user_data(runtime, "serving")
+
+
+def test_artifacts_replicate_kms_encrypted_to_a_bucket_in_the_dr_region(aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    providers = {p.get("alias"): p["region"] for p in doc["provider"]["aws"]}
+    assert providers == {None: "us-east-1", "dr": "us-west-2"}
+    replication = one(doc, "aws_s3_bucket_replication_configuration")
+    assert referenced(doc, replication["bucket"])["bucket"] == "acme-vision-artifacts"
+    rule = replication["rule"][0]
+    assert rule["status"] == "Enabled" and rule["delete_marker_replication"] == {"status": "Enabled"}
+    assert rule["source_selection_criteria"]["sse_kms_encrypted_objects"] == {"status": "Enabled"}
+    replica = referenced(doc, rule["destination"]["bucket"])
+    assert replica["bucket"] == "acme-vision-artifacts-dr" and replica["provider"] == "aws.dr"
+    replica_key = referenced(doc, rule["destination"]["encryption_configuration"]["replica_kms_key_id"])
+    assert replica_key["provider"] == "aws.dr" and replica_key["enable_key_rotation"] is True
+    role = referenced(doc, replication["role"])
+    trust = policy_statements(doc, role["assume_role_policy"])[0]
+    assert trust["principals"] == [{"type": "Service", "identifiers": ["s3.amazonaws.com"]}]
+    assert "aws_iam_policy.boundary" in role["permissions_boundary"]
+
+
+def test_without_a_dr_region_nothing_replicates(tmp_path_factory: pytest.TempPathFactory) -> None:
+    import yaml
+
+    from tests.stacks.conftest import config_with, synth
+
+    data = yaml.safe_load(EXAMPLE.read_text())
+    del data["platform"]["dr_region"]
+    _, stacks = synth(config_with({"platform": data["platform"]}), tmp_path_factory.mktemp("nodr"), "aws")
+    assert not resources(stacks[TEAM], "aws_s3_bucket_replication_configuration")
+    assert len(stacks[TEAM]["provider"]["aws"]) == 1
