@@ -66,7 +66,8 @@ class SecureBucket(Construct):
         self.public_access = S3BucketPublicAccessBlock(
             self, "public-access", provider=self.provider, bucket=b, block_public_acls=True, block_public_policy=True,
             ignore_public_acls=True, restrict_public_buckets=True)
-        S3BucketOwnershipControls(self, "ownership", provider=self.provider, bucket=b, rule={"object_ownership": "BucketOwnerEnforced"})
+        S3BucketOwnershipControls(self, "ownership", provider=self.provider, bucket=b,
+                                  rule={"object_ownership": "BucketOwnerEnforced"})
         if access_logs:
             S3BucketLogging(self, "logging", provider=self.provider, bucket=b, target_bucket=access_logs.bucket,
                             target_prefix=access_logs.prefix)
@@ -95,8 +96,8 @@ class SecureBucket(Construct):
         if expire_days:
             rule["expiration"] = [{"days": expire_days}]
         # The lifecycle applies to versions, so it waits for versioning to exist.
-        S3BucketLifecycleConfiguration(self, "lifecycle", provider=self.provider, bucket=self.bucket.id, rule=blocks([rule]),
-                                       depends_on=[self.versioning])
+        S3BucketLifecycleConfiguration(self, "lifecycle", provider=self.provider, bucket=self.bucket.id,
+                                       rule=blocks([rule]), depends_on=[self.versioning])
 
     def _attach_policy(self) -> None:
         if self.policy.empty or self._policy_resource is not None:

@@ -12,6 +12,7 @@ from gpufleet.config import Endpoint, PlatformConfig, Team
 from gpufleet.constructs.blocks import blocks
 from gpufleet.constructs.dashboard import Dashboard, Graph
 from gpufleet.constructs.endpoint import VARIANTS, EndpointFleet
+from gpufleet.constructs.iam import ScopedRole
 from gpufleet.constructs.keys import EncryptionKey
 from gpufleet.constructs.launch import GpuLaunchTemplate
 from gpufleet.constructs.messaging import JobQueue
@@ -20,7 +21,6 @@ from gpufleet.constructs.storage import AccessLogs, SecureBucket
 from gpufleet.constructs.tables import Table
 from gpufleet.constructs.training import GpuTrainingFleet
 from gpufleet.names import resource_name, stack_name
-from gpufleet.constructs.iam import ScopedRole
 from gpufleet.providers import AwsProvider, AwsProviderDefaultTags, CloudwatchMetricAlarm, SecurityGroup
 from gpufleet.runtime import TeamRuntime
 from gpufleet.schema import BUCKETS, METRIC_NAMESPACE, RUNTIME_OUTPUT, TABLE_KEYS, TAG_ENDPOINT, TAG_ROLE
