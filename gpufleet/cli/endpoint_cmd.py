@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ import click
 from rich.table import Table
 
 from gpufleet.cli.context import console
+from gpufleet.cli.invoke import endpoint_url, invoke_once
 from gpufleet.cli.main import handle_errors, json_option
 from gpufleet.cli.team_context import TeamContext, parse_model_ref, team_context, team_option
 from gpufleet.errors import RuntimeFailure, UserInputError
@@ -143,31 +142,6 @@ def status(name: str, team: str | None, as_json: bool) -> None:
                       + (f" ({r['reason']})" if r.get("reason") else ""))
     if doc.get("url"):
         console.print(f"local URL: {doc['url']}/invocations")
-
-
-def endpoint_url(ctx: TeamContext, name: str) -> str:
-    if name not in ctx.runtime.endpoints:
-        raise UserInputError([f"endpoint {name!r}: team {ctx.runtime.team} has no such endpoint "
-                              f"(choose from: {', '.join(ctx.runtime.endpoints) or 'none'})"])
-    if ctx.local:
-        from gpufleet.local.cloud import router_urls
-
-        url = router_urls(ctx.root).get(f"{ctx.runtime.team}/{name}")
-        if url is None:
-            raise RuntimeFailure(f"invoke {name}", "the local router is not up yet",
-                                 "check `gpufleet local status` and retry in a few seconds")
-        return url
-    return f"http://{ctx.runtime.endpoints[name].alb_dns}"
-
-
-def invoke_once(url: str, body: bytes, content_type: str, accept: str, timeout: float = 30.0) -> tuple[int, bytes]:
-    req = urllib.request.Request(f"{url}/invocations", data=body, method="POST",
-                                 headers={"Content-Type": content_type, "Accept": accept})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 @endpoint.command()

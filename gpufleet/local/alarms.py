@@ -57,7 +57,8 @@ def expression_value(expr: str, values: dict[str, Value]) -> Value:
                 return args[1] if args[0] else (args[2] if len(args) == 3 else None)
         raise ValueError(f"unsupported metric math: {ast.dump(node)[:80]}")
 
-    return ev(ast.parse(expr.replace("&&", " and "), mode="eval"))  # type: ignore[no-any-return]
+    result: Value = ev(ast.parse(expr, mode="eval"))
+    return result
 
 
 class MetricReader:

@@ -134,7 +134,8 @@ class EndpointRouter:
         return variant, healthy[next(self.rr) % len(healthy)].instance
 
     # --- data plane ---------------------------------------------------------------------------------
-    def forward(self, method: str, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def forward(self, method: str, path: str, headers: dict[str, str],
+                body: bytes) -> tuple[int, dict[str, str], bytes]:
         variant, inst = self._pick()
         started = time.perf_counter()
         if inst is None:

@@ -31,7 +31,7 @@ class Traffic:
     """A client calling the endpoint through the router in a loop, recording (time, status, variant)."""
 
     def __init__(self, url: str) -> None:
-        from gpufleet.cli.endpoint_cmd import invoke_once
+        from gpufleet.cli.invoke import invoke_once
 
         self.url, self.invoke = url, invoke_once
         self.results: list[tuple[float, int]] = []
