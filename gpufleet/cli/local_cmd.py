@@ -30,6 +30,7 @@ def up(config_path: Path, no_deploy: bool) -> None:
     from gpufleet.cli.progress import TerraformProgress
     from gpufleet.local.differences import print_local_differences
     from gpufleet.local.lifecycle import local_up
+    from gpufleet.terraform.cliconfig import write_cli_config
 
     ws = workspace()
     cfg = None
@@ -47,6 +48,7 @@ def up(config_path: Path, no_deploy: bool) -> None:
     if cfg is not None:
         console.print(f"deployed {len(result.outcomes)} stack(s) in {result.seconds.get('stacks', 0):.0f} s; "
                       "agents start as ASGs ask for them (`gpufleet fleet status`)")
+    console.print(f"for the cdktf CLI: export TF_CLI_CONFIG_FILE={write_cli_config(ws)}")
     console.print("stop it and remove everything with `gpufleet local down`")
 
 
