@@ -42,6 +42,7 @@ log = logging.getLogger("gpufleet.local.cloud")
 TICK_S = 1.0
 ALARM_EVERY_S = 2.0
 QUEUE_METRICS_EVERY_S = 5.0
+EMULATOR_GONE_S = 15.0   # without its emulator the local cloud has nothing to follow (e.g. a killed test run)
 
 
 def record_path(root: Path) -> Path:
@@ -133,8 +134,13 @@ class LocalCloud:
         return out
 
     def run(self) -> None:
-        last_alarms = last_queues = 0.0
+        last_alarms = last_queues = last_seen = time.monotonic()
         while not self.stop_event.is_set():
+            if self.emulator_alive():
+                last_seen = time.monotonic()
+            elif time.monotonic() - last_seen > EMULATOR_GONE_S:
+                log.warning("the emulator at %s is gone: stopping the local cloud", self.endpoint)
+                return
             runtimes = self.runtimes()
             for step, fn in (("routers", self.sync_routers), ("fleet", self.sync_fleet)):
                 try:
@@ -149,6 +155,13 @@ class LocalCloud:
                 last_queues = now
                 self._each(runtimes, self.publish_queue_metrics, "queue metrics")
             self.stop_event.wait(TICK_S)
+
+    def emulator_alive(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.endpoint}/moto-api/", timeout=2):
+                return True
+        except OSError:
+            return False
 
     def _each(self, runtimes: list[TeamRuntime], fn: object, step: str) -> None:
         for rt in runtimes:

@@ -18,7 +18,7 @@ from gpufleet.runtime import TeamRuntime
 from tests.cli.endpoints import ERROR_RATE_THRESHOLD, model_tarball, register_model
 from tests.support.aws import client
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 def _rollout(root: Path, rt: TeamRuntime, emu_endpoint: str, **opts: float | str) -> Rollout:
