@@ -11,11 +11,13 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import json
+import logging
 import operator
 import time
 from collections.abc import Callable
 from typing import Any
 
+log = logging.getLogger("gpufleet.local.alarms")
 Value = float | None
 _OPS: dict[type, Callable[[Any, Any], Any]] = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -23,11 +25,14 @@ _OPS: dict[type, Callable[[Any, Any], Any]] = {
 }
 _COMPARE = {"GreaterThanThreshold": operator.gt, "GreaterThanOrEqualToThreshold": operator.ge,
             "LessThanThreshold": operator.lt, "LessThanOrEqualToThreshold": operator.le}
+_AGGREGATES: dict[str, Callable[[list[float]], float]] = {
+    "MAX": max, "MIN": min, "SUM": sum, "AVG": lambda v: sum(v) / len(v)}
 REPEAT_ACTIONS_S = 60.0   # Auto Scaling re-runs a policy while its alarm stays in ALARM, at most this often
 
 
 def expression_value(expr: str, values: dict[str, Value]) -> Value:
-    """Evaluate a CloudWatch metric-math expression over single values: + - * /, comparisons, IF, FILL."""
+    """Evaluate a CloudWatch metric-math expression over single values: + - * /, comparisons, IF, FILL,
+    and MAX/MIN/SUM/AVG over a list such as ``MAX([requests, 1])``."""
 
     def ev(node: ast.AST) -> Any:
         if isinstance(node, ast.Expression):
@@ -47,8 +52,13 @@ def expression_value(expr: str, values: dict[str, Value]) -> Value:
         if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _OPS:
             a, b = ev(node.left), ev(node.comparators[0])
             return None if a is None or b is None else float(_OPS[type(node.ops[0])](a, b))
+        if isinstance(node, ast.List):
+            return [ev(e) for e in node.elts]
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             args = [ev(a) for a in node.args]
+            if node.func.id in _AGGREGATES and len(args) == 1 and isinstance(args[0], list):
+                present = [v for v in args[0] if v is not None]
+                return _AGGREGATES[node.func.id](present) if present else None
             if node.func.id == "FILL" and len(args) == 2:
                 return args[0] if args[0] is not None else args[1]
             if node.func.id == "IF" and len(args) in (2, 3):
@@ -145,19 +155,25 @@ class AlarmEvaluator:
         now = dt.datetime.now(dt.UTC)
         pages = self.cw.get_paginator("describe_alarms").paginate(AlarmNamePrefix=self.prefix)
         for alarm in (a for page in pages for a in page.get("MetricAlarms", [])):
-            state, reason, value = next_state(alarm, self.reader, now)
-            name = alarm["AlarmName"]
-            if state != alarm["StateValue"]:
-                self.cw.set_alarm_state(AlarmName=name, StateValue=state, StateReason=f"local evaluator: {reason}",
-                                        StateReasonData=json.dumps({"value": value}))
-                self.last_action.pop(name, None)
-            actions = {"ALARM": alarm.get("AlarmActions"), "OK": alarm.get("OKActions")}.get(state) or []
-            if actions and alarm.get("ActionsEnabled", True) and \
-                    time.monotonic() - self.last_action.get(name, -1e9) >= REPEAT_ACTIONS_S:
-                self.last_action[name] = time.monotonic()
-                for arn in actions:
-                    if ":autoscaling:" in arn:
-                        self.run_policy(arn, alarm, value)
+            try:
+                self.evaluate(alarm, now)
+            except Exception as exc:  # one alarm we cannot evaluate must not stop the others
+                log.warning("alarm %s: %s", alarm["AlarmName"], exc)
+
+    def evaluate(self, alarm: dict[str, Any], now: dt.datetime) -> None:
+        state, reason, value = next_state(alarm, self.reader, now)
+        name = alarm["AlarmName"]
+        if state != alarm["StateValue"]:
+            self.cw.set_alarm_state(AlarmName=name, StateValue=state, StateReason=f"local evaluator: {reason}",
+                                    StateReasonData=json.dumps({"value": value}))
+            self.last_action.pop(name, None)
+        actions = {"ALARM": alarm.get("AlarmActions"), "OK": alarm.get("OKActions")}.get(state) or []
+        if actions and alarm.get("ActionsEnabled", True) and \
+                time.monotonic() - self.last_action.get(name, -1e9) >= REPEAT_ACTIONS_S:
+            self.last_action[name] = time.monotonic()
+            for arn in actions:
+                if ":autoscaling:" in arn:
+                    self.run_policy(arn, alarm, value)
 
     def run_policy(self, policy_arn: str, alarm: dict[str, Any], value: Value) -> None:
         policies = self.autoscaling.describe_policies()["ScalingPolicies"]

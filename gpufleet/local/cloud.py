@@ -121,6 +121,7 @@ class LocalCloud:
         self.fleet = LocalFleet(root, endpoint)
         self.routers: dict[str, EndpointRouter] = {}
         self.access: dict[str, AwsAccess] = {}
+        self.evaluators: dict[str, AlarmEvaluator] = {}
         self.stop_event = threading.Event()
 
     def _aws(self, region: str) -> AwsAccess:
@@ -198,8 +199,11 @@ class LocalCloud:
             tmp.replace(routers_path(self.root))
 
     def evaluate_alarms(self, rt: TeamRuntime) -> None:
-        aws = self._aws(rt.region)
-        AlarmEvaluator(aws.client("cloudwatch"), aws.client("autoscaling"), f"{rt.platform}-{rt.team}-").tick()
+        prefix = f"{rt.platform}-{rt.team}-"
+        if prefix not in self.evaluators:  # one per team: it remembers when it last ran each alarm's actions
+            aws = self._aws(rt.region)
+            self.evaluators[prefix] = AlarmEvaluator(aws.client("cloudwatch"), aws.client("autoscaling"), prefix)
+        self.evaluators[prefix].tick()
 
     def publish_queue_metrics(self, rt: TeamRuntime) -> None:
         aws = self._aws(rt.region)
