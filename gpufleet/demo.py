@@ -28,7 +28,7 @@ DEMO_CONFIG: dict[str, Any] = {
                               "max_instances": 2}]}],
 }
 # v1 is deliberately small so that v2's canary visibly improves on it.
-JOBS: list[tuple[str, dict[str, Any]]] = [("digits-small", {"epochs": 1, "hidden": 8, "lr": 0.05}),
+JOBS: list[tuple[str, dict[str, Any]]] = [("digits-small", {"epochs": 2, "hidden": 16}),
                                           ("digits", {"epochs": 20, "hidden": 128})]
 Say = Callable[[str], None]
 

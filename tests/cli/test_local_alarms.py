@@ -18,6 +18,8 @@ def test_metric_math_handles_if_fill_and_division_by_zero() -> None:
     assert expression_value("IF(r > 0, 100 * FILL(e, 0) / r, 0)", {"r": 200.0, "e": 30.0}) == 15.0
     assert expression_value("IF(r > 0, 100 * e / r, 0)", {"r": 0.0, "e": 0.0}) == 0.0
     assert expression_value("visible + inflight", {"visible": 2.0, "inflight": None}) is None
+    assert expression_value("100 * errors / MAX([requests, 1])", {"errors": 3.0, "requests": 0.0}) == 300.0
+    assert expression_value("100 * errors / MAX([requests, 1])", {"errors": 3.0, "requests": 60.0}) == 5.0
     with pytest.raises(ValueError, match="unsupported"):
         expression_value("__import__('os')", {})
 
