@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from gpufleet.errors import UserInputError
 from gpufleet.local.cloud import router_target_health, router_urls
 from gpufleet.rollout.aws import AwsAccess
 from gpufleet.rollout.engine import RolledBack, Rollout, RolloutOptions
@@ -51,13 +50,6 @@ class Traffic:
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join()
-
-
-def test_unapproved_model_is_refused(served_team: tuple[Path, TeamRuntime], moto_server) -> None:
-    root, rt = served_team
-    register_model(moto_server, rt, "m", 1, model_tarball(1.0, False), status="PendingManualApproval")
-    with pytest.raises(UserInputError, match="only Approved models deploy"):
-        _rollout(root, rt, moto_server.endpoint).deploy("m", 1)
 
 
 def test_failing_model_trips_alarm_and_rolls_back_to_blue(served_team: tuple[Path, TeamRuntime], moto_server) -> None:
