@@ -125,14 +125,14 @@ def job_spec(name: str, hyperparameters: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_demo(root: Path, say: Say, sink: Any = None, bake_s: float = 15.0, job_timeout_s: float = 600.0) -> DemoResult:
-    from gpufleet.cli.job_wait import clients, wait_for_job
+    from gpufleet.agent.aws import AwsClients
+    from gpufleet.cli.job_wait import wait_for_job
     from gpufleet.cli.team_context import TeamContext
     from gpufleet.jobs.spec import parse_job_spec
     from gpufleet.jobs.submit import submit_job
     from gpufleet.local.cloud import router_target_health, router_urls
     from gpufleet.local.lifecycle import local_up
     from gpufleet.registry.models import approve_model_version, get_model_version
-    from gpufleet.rollout.aws import AwsAccess
     from gpufleet.rollout.engine import Rollout, RolloutOptions
     from gpufleet.runtime import load_runtime
 
@@ -142,10 +142,10 @@ def run_demo(root: Path, say: Say, sink: Any = None, bake_s: float = 15.0, job_t
     with phase("local cloud up"):
         up = local_up(root, demo_config(), sink)
     runtime = load_runtime(teams_dir(root) / f"{TEAM}.json")
-    ctx = TeamContext(root, runtime, AwsAccess(runtime.region, up.emulator.endpoint), local=True)
+    ctx = TeamContext(root, runtime, AwsClients.create(runtime.region, up.emulator.endpoint), local=True)
     with phase("train"):
         source = example_dir()
-        ids = {name: submit_job(clients(ctx), runtime, parse_job_spec(job_spec(name, hps)), source)
+        ids = {name: submit_job(ctx.aws, runtime, parse_job_spec(job_spec(name, hps)), source)
                for name, hps in JOBS}
         say(f"  queued {', '.join(ids.values())}; the training ASG scales out on the queue backlog")
         for name, job_id in ids.items():
@@ -155,10 +155,10 @@ def run_demo(root: Path, say: Say, sink: Any = None, bake_s: float = 15.0, job_t
             result.versions[name] = int(str(record["model"]).rsplit(":", 1)[1])
     with phase("register + approve"):
         for name, version in sorted(result.versions.items(), key=lambda kv: kv[1]):
-            record = get_model_version(clients(ctx), runtime, MODEL, version)
+            record = get_model_version(ctx.aws, runtime, MODEL, version)
             result.metrics[version] = {k: float(v) for k, v in ((record.get("lineage") or {}).get("metrics")
                                                                 or {}).items()}
-            approve_model_version(clients(ctx), runtime, MODEL, version)
+            approve_model_version(ctx.aws, runtime, MODEL, version)
             say(f"  {MODEL}:{version} ({name}, {result.metrics[version]}) was {record['status']}, now Approved")
     health = router_target_health(root, TEAM, ENDPOINT)
     small, big = result.versions["digits-small"], result.versions["digits"]

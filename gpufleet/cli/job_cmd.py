@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 
 from gpufleet.cli.context import console
-from gpufleet.cli.job_wait import clients, wait_for_job
+from gpufleet.cli.job_wait import wait_for_job
 from gpufleet.cli.main import handle_errors, json_option
 from gpufleet.cli.team_context import team_context, team_option
 
@@ -36,7 +36,7 @@ def submit(spec: Path, source_dir: Path | None, wait: bool, timeout: float, team
 
     ctx = team_context(team)
     parsed = load_job_spec(spec)
-    job_id = submit_job(clients(ctx), ctx.runtime, parsed, source_dir)
+    job_id = submit_job(ctx.aws, ctx.runtime, parsed, source_dir)
     console.print(f"job {job_id} queued for team {ctx.runtime.team}")
     record: dict[str, Any] = {"job_id": job_id, "status": "QUEUED"}
     if wait:
@@ -57,7 +57,7 @@ def list_(status_filter: str | None, team: str | None, as_json: bool) -> None:
     from gpufleet.jobs.ops import list_jobs
 
     ctx = team_context(team)
-    jobs = list_jobs(clients(ctx), ctx.runtime, status_filter)
+    jobs = list_jobs(ctx.aws, ctx.runtime, status_filter)
     if as_json:
         click.echo(json.dumps(jobs, default=str))
         return
@@ -80,7 +80,7 @@ def status(job_id: str, team: str | None, as_json: bool) -> None:
     from gpufleet.jobs.ops import job_status
 
     ctx = team_context(team)
-    record = job_status(clients(ctx), ctx.runtime, job_id)
+    record = job_status(ctx.aws, ctx.runtime, job_id)
     if as_json:
         click.echo(json.dumps(record, default=str))
         return
@@ -99,7 +99,7 @@ def logs(job_id: str, team: str | None) -> None:
     from gpufleet.jobs.ops import job_logs
 
     ctx = team_context(team)
-    for host, text in job_logs(clients(ctx), ctx.runtime, job_id).items():
+    for host, text in job_logs(ctx.aws, ctx.runtime, job_id).items():
         console.print(f"[bold]── {host}[/]")
         click.echo(text.rstrip())
 
@@ -113,5 +113,5 @@ def cancel(job_id: str, team: str | None) -> None:
     from gpufleet.jobs.ops import cancel_job
 
     ctx = team_context(team)
-    record = cancel_job(clients(ctx), ctx.runtime, job_id)
+    record = cancel_job(ctx.aws, ctx.runtime, job_id)
     console.print(f"job {job_id}: {record['status']}")

@@ -10,19 +10,13 @@ from gpufleet.errors import RuntimeFailure
 from gpufleet.schema import JOB_FINAL
 
 
-def clients(ctx: TeamContext) -> Any:
-    from gpufleet.agent.aws import AwsClients
-
-    return AwsClients.create(ctx.runtime.region, ctx.aws.endpoint_url)
-
-
 def wait_for_job(ctx: TeamContext, job_id: str, timeout_s: float, report: Any = None) -> dict[str, Any]:
     """Poll the job until it ends; RuntimeFailure unless it SUCCEEDED."""
     from gpufleet.jobs.ops import job_status
 
     deadline, last = time.monotonic() + timeout_s, None
     while True:
-        record = job_status(clients(ctx), ctx.runtime, job_id)
+        record = job_status(ctx.aws, ctx.runtime, job_id)
         if record["status"] != last and report:
             report(record)
         last = record["status"]

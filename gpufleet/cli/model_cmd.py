@@ -8,7 +8,6 @@ import click
 from rich.table import Table
 
 from gpufleet.cli.context import console
-from gpufleet.cli.job_wait import clients
 from gpufleet.cli.main import handle_errors, json_option
 from gpufleet.cli.team_context import parse_model_ref, team_context, team_option
 
@@ -28,7 +27,7 @@ def list_(name: str | None, team: str | None, as_json: bool) -> None:
     from gpufleet.registry.models import list_model_versions
 
     ctx = team_context(team)
-    versions = list_model_versions(clients(ctx), ctx.runtime, name)
+    versions = list_model_versions(ctx.aws, ctx.runtime, name)
     if as_json:
         click.echo(json.dumps(versions, default=str))
         return
@@ -53,7 +52,7 @@ def show(ref: str, team: str | None) -> None:
 
     name, version = parse_model_ref(ref, "NAME:VERSION")
     ctx = team_context(team)
-    click.echo(json.dumps(get_model_version(clients(ctx), ctx.runtime, name, version), indent=2, default=str))
+    click.echo(json.dumps(get_model_version(ctx.aws, ctx.runtime, name, version), indent=2, default=str))
 
 
 @model.command()
@@ -66,7 +65,7 @@ def approve(ref: str, team: str | None) -> None:
 
     name, version = parse_model_ref(ref, "NAME:VERSION")
     ctx = team_context(team)
-    approve_model_version(clients(ctx), ctx.runtime, name, version)
+    approve_model_version(ctx.aws, ctx.runtime, name, version)
     console.print(f"{name}:{version}: Approved (deploy it with `gpufleet endpoint deploy ENDPOINT --model {ref}`)")
 
 
@@ -81,5 +80,5 @@ def reject(ref: str, reason: str | None, team: str | None) -> None:
 
     name, version = parse_model_ref(ref, "NAME:VERSION")
     ctx = team_context(team)
-    reject_model_version(clients(ctx), ctx.runtime, name, version, reason)
+    reject_model_version(ctx.aws, ctx.runtime, name, version, reason)
     console.print(f"{name}:{version}: Rejected")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
+from gpufleet.agent.aws import AwsClients
 from gpufleet.errors import RuntimeFailure, UserInputError
 from gpufleet.local import emulator
 from gpufleet.local.workspace import teams_dir, workspace
-from gpufleet.rollout.aws import AwsAccess
 from gpufleet.runtime import TeamRuntime, load_runtime
 from gpufleet.target import target_kind
 
@@ -24,7 +24,7 @@ team_option = click.option("--team", default=None, help=f"Team (default: ${TEAM_
 class TeamContext:
     root: Path
     runtime: TeamRuntime
-    aws: AwsAccess
+    aws: AwsClients
     local: bool
 
 
@@ -50,7 +50,7 @@ def team_context(team: str | None, root: Path | None = None) -> TeamContext:
                               "deploy it with `gpufleet deploy team-<name>`)"])
     runtime = load_runtime(teams_dir(root) / f"{team}.json")
     emu = emulator.find(root) if local else None
-    return TeamContext(root, runtime, AwsAccess(runtime.region, emu.endpoint if emu else None), local)
+    return TeamContext(root, runtime, AwsClients.create(runtime.region, emu.endpoint if emu else None), local)
 
 
 def parse_model_ref(value: str, where: str = "--model") -> tuple[str, int]:

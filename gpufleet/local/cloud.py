@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gpufleet.agent.aws import AwsClients
 from gpufleet.errors import RuntimeFailure
 from gpufleet.local import emulator
 from gpufleet.local.alarms import AlarmEvaluator
@@ -33,7 +34,6 @@ from gpufleet.local.emulator import free_port
 from gpufleet.local.instances import AsgSpec, LocalFleet, pid_alive, read_instances
 from gpufleet.local.router import STATUS_PATH, EndpointRouter
 from gpufleet.local.workspace import teams_dir
-from gpufleet.rollout.aws import AwsAccess
 from gpufleet.rollout.fleet import TargetHealth
 from gpufleet.runtime import TeamRuntime, load_runtime
 from gpufleet.schema import VARIANTS, Variant
@@ -89,7 +89,7 @@ def start(root: Path, emu: emulator.Emulator, timeout_s: float = 20.0) -> CloudR
     return rec
 
 
-def stop(root: Path, timeout_s: float = 60.0) -> bool:
+def stop(root: Path, timeout_s: float = 90.0) -> bool:
     """Stop the local cloud (it stops its agents first); kill any agent left over. True if it ran."""
     rec = find(root)
     if rec:
@@ -120,12 +120,14 @@ class LocalCloud:
         self.root, self.endpoint = root, endpoint
         self.fleet = LocalFleet(root, endpoint)
         self.routers: dict[str, EndpointRouter] = {}
-        self.access: dict[str, AwsAccess] = {}
+        self.access: dict[str, AwsClients] = {}
         self.evaluators: dict[str, AlarmEvaluator] = {}
         self.stop_event = threading.Event()
 
-    def _aws(self, region: str) -> AwsAccess:
-        return self.access.setdefault(region, AwsAccess(region, self.endpoint))
+    def _aws(self, region: str) -> AwsClients:
+        if region not in self.access:
+            self.access[region] = AwsClients.create(region, self.endpoint)
+        return self.access[region]
 
     def runtimes(self) -> list[TeamRuntime]:
         out = []

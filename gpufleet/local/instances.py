@@ -25,7 +25,7 @@ from gpufleet.local.workspace import agents_dir
 from gpufleet.runtime import TeamRuntime
 from gpufleet.schema import Variant
 
-STOP_GRACE_S = 30.0
+STOP_GRACE_S = 75.0   # the training agent's own SIGTERM-to-SIGKILL grace (60 s) plus its final uploads
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,10 @@ class LocalFleet:
             "local": {"aws_endpoint_url": self.endpoint, "instance_id": instance_id},
         }
         if spec.role == "serving":
-            config.update(endpoint=spec.endpoint, variant=spec.variant)
+            # Watch the endpoints table every second, so local rollouts do not wait on the 5 s default.
+            config.update(endpoint=spec.endpoint, variant=spec.variant, serving={"poll_interval_s": 1.0})
+        else:
+            config["training"] = {"rendezvous_port": 0}  # several agents share this host's ports
         (folder / "agent.json").write_text(json.dumps(config, indent=2))
         with (folder / "agent.log").open("ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", "gpufleet.agent", "run", "--config",

@@ -21,8 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from gpufleet.agent.aws import AwsClients
 from gpufleet.local.instances import LocalInstance, read_instances
-from gpufleet.rollout.aws import AwsAccess
 from gpufleet.rollout.fleet import read_weights
 from gpufleet.runtime import EndpointRuntime, TeamRuntime
 from gpufleet.schema import VARIANTS, Variant
@@ -59,7 +59,7 @@ def alb_dimension(arn: str) -> str:
 
 
 class EndpointRouter:
-    def __init__(self, root: Path, access: AwsAccess, runtime: TeamRuntime, endpoint: str, port: int) -> None:
+    def __init__(self, root: Path, access: AwsClients, runtime: TeamRuntime, endpoint: str, port: int) -> None:
         self.root, self.access, self.runtime, self.endpoint = root, access, runtime, endpoint
         self.ep: EndpointRuntime = runtime.endpoints[endpoint]
         self.port = port

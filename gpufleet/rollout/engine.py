@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gpufleet.agent.aws import AwsClients
 from gpufleet.errors import RuntimeFailure, UserInputError
 from gpufleet.rollout import fleet
-from gpufleet.rollout.aws import AwsAccess
 from gpufleet.rollout.fleet import TargetHealth
 from gpufleet.rollout.record import EndpointRecord, EndpointTable
 from gpufleet.rollout.steps import traffic_steps
@@ -49,7 +49,7 @@ def _other(v: Variant) -> Variant:
 class Rollout:
     """Drives one endpoint of one team. ``report`` receives one line per step for progress output."""
 
-    def __init__(self, access: AwsAccess, runtime: TeamRuntime, endpoint: str, health: TargetHealth,
+    def __init__(self, access: AwsClients, runtime: TeamRuntime, endpoint: str, health: TargetHealth,
                  options: RolloutOptions | None = None, report: Report | None = None) -> None:
         if endpoint not in runtime.endpoints:
             known = ", ".join(runtime.endpoints) or "none"

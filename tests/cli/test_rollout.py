@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from gpufleet.agent.aws import AwsClients
 from gpufleet.local.cloud import router_target_health, router_urls
-from gpufleet.rollout.aws import AwsAccess
 from gpufleet.rollout.engine import RolledBack, Rollout, RolloutOptions
 from gpufleet.rollout.fleet import read_weights
 from gpufleet.rollout.record import EndpointTable
@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
 def _rollout(root: Path, rt: TeamRuntime, emu_endpoint: str, **opts: float | str) -> Rollout:
     options = RolloutOptions(**{"bake_s": 4.0, "healthy_timeout_s": 90.0, "poll_s": 0.5, **opts})  # type: ignore[arg-type]
-    return Rollout(AwsAccess(rt.region, emu_endpoint), rt, "web", router_target_health(root, rt.team, "web"),
+    return Rollout(AwsClients.create(rt.region, emu_endpoint), rt, "web", router_target_health(root, rt.team, "web"),
                    options, print)
 
 
