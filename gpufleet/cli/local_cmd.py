@@ -20,9 +20,12 @@ def local() -> None:
 @local.command()
 def up() -> None:
     """Start the emulated AWS and keep it running across CLI calls."""
+    from gpufleet.terraform.cliconfig import write_cli_config
+
     ws = workspace()
     emu = emulator.start(ws)
     console.print(f"local cloud: emulated AWS at {emu.endpoint} (pid {emu.pid}); state in {ws}")
+    console.print(f"for the cdktf CLI: export TF_CLI_CONFIG_FILE={write_cli_config(ws)}")
 
 
 @local.command()

@@ -98,3 +98,19 @@ def test_fast_provider_import_synthesizes_byte_identical_output(local_out: Path,
     for stack_dir in (local_out / "stacks").iterdir():
         plain = tmp_path / "plain" / "stacks" / stack_dir.name / "cdk.tf.json"
         assert plain.read_bytes() == (stack_dir / "cdk.tf.json").read_bytes(), stack_dir.name
+
+
+def test_stacks_through_cdktfs_testing_api(tmp_path: Path) -> None:
+    from cdktf import Testing as CdktfTesting  # imported under another name: `Testing` confuses pytest collection
+
+    from gpufleet.app import build_app
+    from gpufleet.providers import AwsProvider, DynamodbTable
+
+    app = build_app(CFG, local_target(tmp_path / "state", None), tmp_path / "out")
+    team = app.node.find_child("team-vision")
+    synth = CdktfTesting.synth(team)
+    assert CdktfTesting.to_have_provider_with_properties(synth, AwsProvider.TF_RESOURCE_TYPE, {"region": "us-east-1"})
+    assert CdktfTesting.to_have_resource_with_properties(synth, DynamodbTable.TF_RESOURCE_TYPE, {
+        "name": "acme-vision-jobs", "hash_key": "job_id"})
+    assert not CdktfTesting.to_have_resource_with_properties(synth, DynamodbTable.TF_RESOURCE_TYPE, {
+        "name": "acme-nlp-jobs"})
