@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,13 +46,24 @@ def host_pattern(team: str, role: str | None, limit: str | None) -> str:
 
 
 def build_wheel(source: Path, out_dir: Path) -> Path:
-    """``pip wheel --no-deps`` of the gpufleet checkout at ``source``; returns the wheel's path."""
+    """``pip wheel --no-deps`` of the gpufleet checkout at ``source``; returns the wheel's path.
+
+    It builds from a clean copy of the package (no stale ``build/``) with a fixed timestamp, so an
+    unchanged checkout gives a byte-identical wheel and a re-run changes nothing on the hosts.
+    """
     if not (source / "pyproject.toml").is_file():
         raise UserInputError([f"{source}: not a gpufleet checkout (pass --wheel with a built gpufleet wheel)"])
     # Without setuptools here, pip builds in an isolated environment fetched from the index.
     isolation = [] if importlib.util.find_spec("setuptools") is None else ["--no-build-isolation"]
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", *isolation,
-                           "-w", str(out_dir), str(source)], capture_output=True, text=True, check=False)
+    with tempfile.TemporaryDirectory(prefix="gpufleet-src-") as tmp:
+        tree = Path(tmp) / "gpufleet"
+        shutil.copytree(source / "gpufleet", tree / "gpufleet", ignore=shutil.ignore_patterns("__pycache__"))
+        for name in ("pyproject.toml", "README.md", "LICENSE"):
+            if (source / name).is_file():
+                shutil.copy2(source / name, tree / name)
+        proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", *isolation,
+                               "-w", str(out_dir), str(tree)], capture_output=True, text=True, check=False,
+                              env={**os.environ, "SOURCE_DATE_EPOCH": "315532800"})
     wheels = sorted(out_dir.glob("gpufleet-*.whl"))
     if proc.returncode != 0 or not wheels:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]

@@ -18,7 +18,7 @@ _names = itertools.count(1)
 BootFn = Callable[[], nspawn.Target]
 
 
-def _require(*tools: str) -> None:
+def require(*tools: str) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         pytest.fail(f"missing tools for tests/nodes: {', '.join(missing)} (run scripts/ci-nodes-setup)")
@@ -26,7 +26,7 @@ def _require(*tools: str) -> None:
 
 @pytest.fixture(scope="session")
 def rootfs() -> Path:
-    _require("debootstrap", "systemd-nspawn", "ssh", "ansible-playbook")
+    require("debootstrap", "systemd-nspawn", "ssh", "ansible-playbook")
     return nspawn.build_rootfs()
 
 
@@ -49,7 +49,7 @@ def agent_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def nvidia_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Base URL of the signed stand-in repositories (<url>cuda/ and <url>container/, key key.asc)."""
-    _require("dpkg-deb", "dpkg-scanpackages", "gpg")
+    require("dpkg-deb", "dpkg-scanpackages", "gpg")
     repo = tmp_path_factory.mktemp("nvidia-repo") / "repo"
     aptrepo.build(repo)
     with aptrepo.serve(repo) as url:

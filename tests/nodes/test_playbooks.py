@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from gpufleet.cli.nodes_cmd import nodes
 from gpufleet.local.emulator import Emulator, free_port
 from gpufleet.nodes.configure import host_pattern
 from gpufleet.nodes.events import failure_message, node_event, recap_from_stats
+from tests.nodes.conftest import require
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOKS = REPO / "playbooks"
@@ -132,8 +132,8 @@ def test_aws_ec2_inventory_groups_hosts_by_team_and_role_tags(moto_server: Emula
     assert hostvars["instance_type"] == "g5.xlarge"
 
 
-@pytest.mark.skipif(shutil.which("packer") is None, reason="packer is not installed (scripts/ci-nodes-setup)")
 def test_packer_template_validates_with_packer_1_6(tmp_path: Path) -> None:
+    require("packer")
     proc = subprocess.run(["packer", "validate", "-var", f"agent_wheel={tmp_path / 'x.whl'}",
                            "ami/gpu-node.pkr.hcl"], cwd=REPO, capture_output=True, text=True, timeout=120,
                           check=False)
