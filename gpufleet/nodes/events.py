@@ -53,6 +53,9 @@ def failure_message(res: dict[str, Any]) -> str:
             return failure_message(item)
     parts = [str(res.get(key) or "").strip() for key in ("msg", "stderr", "module_stderr", "stdout")]
     message = next((p for p in parts if p), "no message (rerun with -vvv)")
+    if res.get("rc") and parts[3] and parts[3] not in message:
+        # apt and commands explain themselves at the end of stdout (e.g. unmet dependencies).
+        message += " | " + " ".join(parts[3].splitlines()[-5:])
     return " ".join(message.split())[:2000]
 
 
