@@ -97,6 +97,11 @@ def _inventory(path: Path) -> dict[str, object]:
     return json.loads(proc.stdout)  # type: ignore[no-any-return]
 
 
+def _plain(value: object) -> object:
+    """ansible-inventory 2.19 wraps values from templates as {"__ansible_unsafe": value}."""
+    return value.get("__ansible_unsafe", value) if isinstance(value, dict) else value
+
+
 def test_static_example_inventory_has_the_aws_ec2_groups() -> None:
     inv = _inventory(PLAYBOOKS / "inventory/static.example.yml")
     assert inv["team_alpha"]["hosts"] == ["gpu-train-01", "gpu-serve-01"]
@@ -126,7 +131,7 @@ def test_aws_ec2_inventory_groups_hosts_by_team_and_role_tags(moto_server: Emula
     assert set(inv["team_ml_research"]["hosts"]) == {trainer, server}
     assert inv["role_training"]["hosts"] == [trainer] and inv["role_serving"]["hosts"] == [server]
     assert untagged not in json.dumps(inv)
-    hostvars = inv["_meta"]["hostvars"][server]
+    hostvars = {k: _plain(v) for k, v in inv["_meta"]["hostvars"][server].items()}
     assert (hostvars["gpufleet_role"], hostvars["gpufleet_endpoint"], hostvars["gpufleet_variant"]) == (
         "serving", "fraud", "green")
     assert hostvars["instance_type"] == "g5.xlarge"
