@@ -64,6 +64,8 @@ def nodes() -> None:
               help="Only hosts of this role (group role_<role>).")
 @click.option("--limit", default=None, help="Further narrow the hosts (an Ansible host pattern).")
 @click.option("--check", is_flag=True, help="Dry run: report what would change, change nothing.")
+@click.option("--tags", default=None,
+              help="Only these roles, comma-separated: driver, cuda, container-toolkit, agent, verify.")
 @click.option("--inventory", type=click.Path(path_type=Path), default=None,
               help="Inventory file (default: playbooks/inventory/aws_ec2.yml, the EC2 tags).")
 @click.option("--wheel", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -71,17 +73,17 @@ def nodes() -> None:
 @click.option("--runtime", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Team runtime JSON for the agent config (default: .gpufleet/teams/<team>.json if present).")
 @handle_errors
-def configure(team: str, role: str | None, limit: str | None, check: bool, inventory: Path | None,
-              wheel: Path | None, runtime: Path | None) -> None:
+def configure(team: str, role: str | None, limit: str | None, check: bool, tags: str | None,
+              inventory: Path | None, wheel: Path | None, runtime: Path | None) -> None:
     """Run playbooks/gpu-node.yml on TEAM's hosts and print a per-host recap."""
     from gpufleet.local.workspace import workspace
     from gpufleet.nodes.configure import ConfigureRequest, configure_nodes, playbooks_dir
 
-    req = ConfigureRequest(team=team, role=role, limit=limit, check=check, wheel=wheel, runtime=runtime,
+    req = ConfigureRequest(team=team, role=role, limit=limit, check=check, tags=tags, wheel=wheel, runtime=runtime,
                            inventory=inventory or playbooks_dir() / "inventory" / "aws_ec2.yml",
                            workspace=workspace())
     command = "gpufleet nodes configure " + " ".join(
-        f"--{k} {v}" for k, v in (("team", team), ("role", role), ("limit", limit)) if v)
+        f"--{k} {v}" for k, v in (("team", team), ("role", role), ("limit", limit), ("tags", tags)) if v)
     try:
         with TaskProgress(console) as progress:
             result = configure_nodes(req, progress)

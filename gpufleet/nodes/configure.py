@@ -91,6 +91,7 @@ class ConfigureRequest:
     role: str | None = None
     limit: str | None = None
     check: bool = False
+    tags: str | None = None
     wheel: Path | None = None
     runtime: Path | None = None
 
@@ -111,7 +112,7 @@ def configure_nodes(req: ConfigureRequest, sink: EventSink | None = None) -> Pla
             extravars["gpufleet_agent_team_runtime"] = runtime.model_dump(mode="json")
         run = PlaybookRun(project_dir=project, playbook=PLAYBOOK, inventory=req.inventory,
                           limit=host_pattern(req.team, req.role, req.limit), extravars=extravars,
-                          check=req.check)
+                          check=req.check, tags=req.tags)
         result = run_playbook(run, sink)
     if result.matched_no_hosts or (not result.recap and not result.failures and result.rc == 0):
         raise UserInputError([f"--team {req.team}: no host in {req.inventory} matches {run.limit} "

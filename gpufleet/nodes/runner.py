@@ -27,6 +27,7 @@ class PlaybookRun:
     limit: str | None = None
     extravars: Mapping[str, Any] = field(default_factory=dict)
     check: bool = False
+    tags: str | None = None        # comma-separated role tags (driver, cuda, container-toolkit, agent, verify)
     envvars: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -100,7 +101,7 @@ def run_playbook(run: PlaybookRun, sink: EventSink | None = None) -> PlaybookRes
         runner = ansible_runner.run(
             private_data_dir=private, project_dir=str(run.project_dir), playbook=run.playbook,
             inventory=str(run.inventory.absolute()), limit=run.limit, extravars=dict(run.extravars),
-            cmdline="--check --diff" if run.check else None, envvars=env, event_handler=collector,
+            cmdline="--check --diff" if run.check else None, tags=run.tags, envvars=env, event_handler=collector,
             quiet=True, suppress_env_files=True,
         )
         status, rc = str(runner.status), int(runner.rc if runner.rc is not None else -1)
