@@ -11,6 +11,8 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from gpufleet.agent.serving.settings import ServingSettings
+from gpufleet.agent.training.settings import TrainingSettings
 from gpufleet.errors import UserInputError
 from gpufleet.runtime import TeamRuntime
 from gpufleet.schema import Variant
@@ -37,6 +39,8 @@ class AgentConfig(BaseModel):
     health_port: int = Field(default=8081, ge=0, le=65535)   # /healthz for every role (0 = off)
     serving_port: int = Field(default=8080, ge=0, le=65535)
     local: LocalOverrides | None = None
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
 
     @model_validator(mode="after")
     def _serving_needs_endpoint(self) -> AgentConfig:

@@ -1,0 +1,74 @@
+"""boto3 clients built from the agent's config (or a team runtime): the emulator's endpoint in local mode.
+
+One ``AwsClients`` per process. Creating clients is not thread-safe in boto3, so creation takes a lock;
+the clients themselves are safe to share between threads. The CLI builds one with ``AwsClients.create``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from gpufleet.agent.config import AgentConfig
+
+# Long polls wait up to 20 s, so reads must outlast them.
+_BOTO_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+
+
+@dataclass
+class AwsClients:
+    region: str
+    endpoint_url: str | None = None
+    _session: Any = field(default=None, repr=False)
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def create(cls, region: str, endpoint_url: str | None = None) -> AwsClients:
+        """Real AWS credentials from the default chain; the emulator's fixed ones when an endpoint is given
+        and the environment has none."""
+        kwargs: dict[str, str] = {"region_name": region}
+        if endpoint_url and not os.environ.get("AWS_ACCESS_KEY_ID"):
+            from gpufleet.local.emulator import LOCAL_CREDENTIALS
+
+            kwargs["aws_access_key_id"] = LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"]
+            kwargs["aws_secret_access_key"] = LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
+        return cls(region=region, endpoint_url=endpoint_url, _session=boto3.session.Session(**kwargs))
+
+    @classmethod
+    def for_agent(cls, config: AgentConfig) -> AwsClients:
+        return cls.create(config.team.region, config.local.aws_endpoint_url if config.local else None)
+
+    def client(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._cache:
+                self._cache[service] = self._session.client(
+                    service, endpoint_url=self.endpoint_url, config=_BOTO_CONFIG)
+            return self._cache[service]
+
+    def table(self, name: str) -> Any:
+        """A DynamoDB ``Table`` resource (typed conditions and automatic (de)serialization)."""
+        key = f"table:{name}"
+        with self._lock:
+            if key not in self._cache:
+                resource = self._session.resource("dynamodb", endpoint_url=self.endpoint_url, config=_BOTO_CONFIG)
+                self._cache[key] = resource.Table(name)
+            return self._cache[key]
+
+    @property
+    def s3(self) -> Any:
+        return self.client("s3")
+
+    @property
+    def sqs(self) -> Any:
+        return self.client("sqs")
+
+    @property
+    def cloudwatch(self) -> Any:
+        return self.client("cloudwatch")

@@ -1,0 +1,140 @@
+"""The serving role's main: the HTTP server, the model watcher, telemetry and data capture.
+
+``run`` returns when ``stop`` is set (SIGTERM): ``/ping`` turns 503, the listener closes, in-flight
+requests finish within ``serving.drain_timeout_s``, capture and metrics flush, and it returns 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import urllib.request
+from collections.abc import Generator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import uvicorn
+
+from gpufleet.agent.config import AgentConfig
+from gpufleet.agent.health import start_health_server
+from gpufleet.agent.serving.app import HealthState, Limits, ServingApp
+from gpufleet.agent.serving.capture import DataCapture
+from gpufleet.agent.serving.events import emit
+from gpufleet.agent.serving.gpu import GpuTelemetry
+from gpufleet.agent.serving.handler import pick_device
+from gpufleet.agent.serving.metrics import ServingMetrics
+from gpufleet.agent.serving.models import ModelSlot
+from gpufleet.agent.serving.telemetry import Telemetry
+from gpufleet.agent.serving.watcher import ModelWatcher
+from gpufleet.errors import RuntimeFailure
+from gpufleet.local.emulator import LOCAL_CREDENTIALS
+
+GPU_POLL_S = 5.0
+IMDS = "http://169.254.169.254"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: the agent's ``stop`` event drives shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def aws_client(config: AgentConfig, service: str) -> Any:
+    kwargs: dict[str, Any] = {"region_name": config.team.region}
+    if config.local:
+        kwargs["endpoint_url"] = config.local.aws_endpoint_url
+        if not os.environ.get("AWS_ACCESS_KEY_ID"):
+            kwargs.update(aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+    return boto3.client(service, **kwargs)
+
+
+def instance_id(config: AgentConfig) -> str:
+    """Local mode's configured identity, else IMDSv2's instance id."""
+    if config.local:
+        return config.local.instance_id
+    try:
+        token_req = urllib.request.Request(f"{IMDS}/latest/api/token", method="PUT",
+                                           headers={"X-aws-ec2-metadata-token-ttl-seconds": "300"})
+        with urllib.request.urlopen(token_req, timeout=2) as r:
+            token = r.read().decode()
+        req = urllib.request.Request(f"{IMDS}/latest/meta-data/instance-id",
+                                     headers={"X-aws-ec2-metadata-token": token})
+        with urllib.request.urlopen(req, timeout=2) as r:
+            return str(r.read().decode())
+    except OSError as exc:
+        raise RuntimeFailure("serving agent identity", f"IMDSv2 unreachable ({exc})",
+                             "run on EC2 with IMDSv2 enabled, or set local.instance_id in the agent config"
+                             ) from None
+
+
+def run(config: AgentConfig, stop: threading.Event) -> int:
+    assert config.endpoint and config.variant  # AgentConfig validates this for the serving role
+    options, background_stop = config.serving, threading.Event()
+    device = pick_device(options.device)
+    slot, metrics, health = ModelSlot(), ServingMetrics(), HealthState()
+    s3 = aws_client(config, "s3")
+    capture = (DataCapture(s3, config.team.buckets.capture, config.endpoint, config.variant,
+                           options.capture_percent, options.capture_queue_size)
+               if options.capture_percent > 0 else None)
+    ident = instance_id(config)
+    telemetry = Telemetry(aws_client(config, "cloudwatch"), aws_client(config, "autoscaling"), GpuTelemetry(),
+                          metrics, health, {"Team": config.team.team, "Endpoint": config.endpoint,
+                                            "Variant": config.variant}, ident)
+    app = ServingApp(slot, metrics, Limits(options.max_payload_bytes, options.request_timeout_s),
+                     health, capture, lambda: telemetry.last_gpu)
+    watcher = ModelWatcher(aws_client(config, "dynamodb"), s3, config.team.tables, config.endpoint,
+                           config.variant, Path(config.work_root), slot, metrics, options, device)
+    threads = [threading.Thread(target=watcher.run, args=(background_stop,), name="watcher", daemon=True),
+               threading.Thread(target=telemetry.run, name="telemetry", daemon=True,
+                                args=(background_stop, GPU_POLL_S, options.metrics_interval_s))]
+    for thread in threads:
+        thread.start()
+    health_server = start_health_server(config.health_port, lambda: {
+        "healthy": slot.current is not None and health.problem is None, "role": "serving",
+        "model": ":".join(map(str, slot.identity() or ())) or None,
+        "problem": health.problem, "gpu": telemetry.last_gpu.get("status")}) if config.health_port else None
+    emit("serving_starting", endpoint=config.endpoint, variant=config.variant, port=config.serving_port,
+         device=str(device), gpu=telemetry.last_gpu["status"], instance_id=ident)
+    server = _Server(uvicorn.Config(
+        app, host="127.0.0.1" if config.local else "0.0.0.0", port=config.serving_port,
+        log_level="warning", access_log=False, lifespan="off",
+        timeout_graceful_shutdown=int(config.serving.drain_timeout_s) or 1, timeout_keep_alive=65))
+    try:
+        # uvloop and httptools when installed (uvicorn's "auto"), as ``uvicorn.run`` would pick them.
+        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+            runner.run(_serve(server, app, config, stop, health))
+    finally:
+        background_stop.set()
+        if capture:
+            capture.close()
+        telemetry.publish()
+        if health_server:
+            health_server.shutdown()
+        emit("serving_stopped", served=sum(metrics.requests.values()))
+    return 0
+
+
+async def _serve(server: uvicorn.Server, app: ServingApp, config: AgentConfig, stop: threading.Event,
+                 health: HealthState) -> None:
+
+    async def watch_stop() -> None:
+        while not stop.is_set() and not server.should_exit:
+            await asyncio.sleep(0.1)
+        health.fail("shutting down")
+        emit("draining", in_flight=app.in_flight)
+        server.should_exit = True
+
+    watcher = asyncio.create_task(watch_stop())
+    try:
+        await server.serve()
+    except SystemExit:   # uvicorn exits when it cannot bind
+        raise RuntimeFailure("serving", f"could not listen on port {config.serving_port}",
+                             "free the port or set serving_port in the agent config") from None
+    finally:
+        watcher.cancel()

@@ -1,0 +1,88 @@
+"""The live model slot: which loaded model answers requests, and safe swaps between versions.
+
+A request binds to the model that is current when it arrives and keeps it to the end (its
+``input_fn``, ``predict_fn`` and ``output_fn`` all come from one version). A swap replaces the
+current model in one assignment; the old one is unloaded only after its in-flight count drains.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from gpufleet.agent.serving.batching import Batcher, BatchObserver
+from gpufleet.agent.serving.handler import Handler
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    name: str
+    version: int
+    handler: Handler
+    batcher: Batcher
+    directory: Path | None = None
+    in_flight: int = 0
+    label: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.label = f"{self.name}:{self.version}".encode()
+
+    def unload(self) -> None:
+        self.batcher.close()
+        self.handler.model = None
+        gc.collect()
+        if self.handler.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def build_model(name: str, version: int, handler: Handler, max_batch: int, max_delay_s: float,
+                observe: BatchObserver | None = None, directory: Path | None = None) -> LoadedModel:
+    """A loaded model with its own batcher. Batches run on a worker thread for CUDA (the loop decodes
+    while the GPU computes) and for custom handlers (their code may block); inline otherwise."""
+    threaded = handler.custom or handler.device.type == "cuda"
+    batcher = Batcher(handler.run_batch, max_batch, max_delay_s, observe, threaded=threaded)
+    return LoadedModel(name, version, handler, batcher, directory)
+
+
+class ModelSlot:
+    def __init__(self) -> None:
+        self.current: LoadedModel | None = None
+        # The last good request (body, content type, accept): warms up the next model.
+        self.warmup_sample: tuple[bytes, str, str] | None = None
+
+    def identity(self) -> tuple[str, int] | None:
+        model = self.current
+        return (model.name, model.version) if model else None
+
+    def swap(self, new: LoadedModel, drain_timeout_s: float) -> LoadedModel | None:
+        """Make ``new`` current, wait for the old model's requests to finish, unload it, return it."""
+        old, self.current = self.current, new
+        if old is None:
+            return None
+        deadline = time.monotonic() + drain_timeout_s
+        while old.in_flight > 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        old.unload()
+        return old
+
+    def run_warmup(self, model: LoadedModel) -> None:
+        """Send the last good request through the new model before it takes traffic (first-call costs:
+        TorchScript profiling, CUDA context and kernels). Any failure here refuses the model."""
+        sample = self.warmup_sample
+        if sample is None:
+            return
+        body, content_type, accept = sample
+        handler = model.handler
+        data = handler.input_fn(body, content_type)
+        for _ in range(2):     # TorchScript specializes on the second call
+            (prediction,) = handler.run_batch([data])
+            if isinstance(prediction, BaseException):
+                raise prediction
+        handler.encode(prediction, accept)

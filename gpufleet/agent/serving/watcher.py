@@ -1,0 +1,104 @@
+"""Watch this variant's entry in the endpoints table and hot-swap the model it names.
+
+Swap order: fetch and verify, load, warm up, switch atomically, drain, unload. A model that fails any
+step before the switch is refused and the current one keeps serving; the same version is not retried
+until the record names a different one (a tampered artifact stays refused).
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from gpufleet.agent.serving.artifacts import ArtifactRejected, fetch_model
+from gpufleet.agent.serving.events import emit
+from gpufleet.agent.serving.handler import HandlerLoadError, load_handler
+from gpufleet.agent.serving.metrics import ServingMetrics
+from gpufleet.agent.serving.models import LoadedModel, ModelSlot, build_model
+from gpufleet.agent.serving.settings import ServingSettings
+
+
+@dataclass(frozen=True)
+class Target:
+    model: str
+    version: int
+
+
+class ModelWatcher:
+    def __init__(self, dynamodb: Any, s3: Any, tables: Any, endpoint: str, variant: str, work_root: Path,
+                 slot: ModelSlot, metrics: ServingMetrics, options: ServingSettings,
+                 device: Any) -> None:
+        self.dynamodb, self.s3, self.tables = dynamodb, s3, tables
+        self.endpoint, self.variant, self.work_root = endpoint, variant, work_root
+        self.slot, self.metrics, self.options = slot, metrics, options
+        self.device = device
+        self.refused: Target | None = None
+
+    def wanted(self) -> Target | None:
+        item = self.dynamodb.get_item(TableName=self.tables.endpoints, Key={"endpoint": {"S": self.endpoint}},
+                                      ConsistentRead=True).get("Item")
+        variant = (item or {}).get("variants", {}).get("M", {}).get(self.variant, {}).get("M")
+        if not variant or "model" not in variant or "version" not in variant:
+            return None
+        return Target(variant["model"]["S"], int(Decimal(variant["version"]["N"])))
+
+    def check_once(self) -> bool:
+        """Load and switch to the wanted model if it changed; True if a swap happened."""
+        target = self.wanted()
+        if target is None or target == self.refused or (target.model, target.version) == self.slot.identity():
+            return False
+        try:
+            model = self.load(target)
+        except (ArtifactRejected, HandlerLoadError, LookupError) as exc:
+            self._refuse(target, str(exc))
+            return False
+        except Exception as exc:   # warm-up or model_fn raised: the handler's bug, not ours
+            self._refuse(target, f"{type(exc).__name__}: {exc}")
+            return False
+        old = self.slot.swap(model, self.options.drain_timeout_s)
+        # Keep the long-lived heap (boto3's service models, the model itself) out of the cyclic GC:
+        # full collections over it stalled the loop for tens of ms (p99 of 55 ms at 1 connection).
+        gc.freeze()
+        self.metrics.model_loads += 1
+        emit("model_swapped", model=target.model, version=target.version,
+             previous=f"{old.name}:{old.version}" if old else None)
+        return True
+
+    def load(self, target: Target) -> LoadedModel:
+        record = self.dynamodb.get_item(
+            TableName=self.tables.models, ConsistentRead=True,
+            Key={"model_name": {"S": target.model}, "version": {"N": str(target.version)}}).get("Item")
+        if not record or "artifact_uri" not in record or "sha256" not in record:
+            raise LookupError(f"models table: no {target.model}:{target.version} with artifact_uri and "
+                              "sha256 (register the model before pointing the endpoint at it)")
+        directory = self.work_root / "models" / target.model / str(target.version)
+        fetch_model(self.s3, record["artifact_uri"]["S"], record["sha256"]["S"], directory)
+        handler = load_handler(directory, self.device)
+        model = build_model(target.model, target.version, handler, self.options.max_batch_size,
+                            self.options.max_batch_delay_ms / 1000.0, self.metrics.batch_done, directory)
+        try:
+            self.slot.run_warmup(model)
+        except Exception:
+            model.unload()
+            raise
+        return model
+
+    def _refuse(self, target: Target, reason: str) -> None:
+        self.refused = target
+        self.metrics.model_load_failures += 1
+        emit("model_refused", model=target.model, version=target.version, reason=reason)
+
+    def run(self, stop: threading.Event, on_error: Callable[[Exception], None] | None = None) -> None:
+        while not stop.is_set():
+            try:
+                self.check_once()
+            except Exception as exc:   # the table may be briefly unreachable: keep serving, retry
+                emit("watch_failed", error=f"{type(exc).__name__}: {exc}")
+                if on_error:
+                    on_error(exc)
+            stop.wait(self.options.poll_interval_s)

@@ -1,0 +1,53 @@
+"""A finished job's model: ``model.tar.gz`` of the model folder's contents (at the tar root), its sha256,
+uploaded to ``models/<model>/<version>/model.tar.gz`` in the artifacts bucket and registered as a
+PendingManualApproval version with its lineage. The serving agent reads exactly this.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from gpufleet.agent.aws import AwsClients
+from gpufleet.registry.models import artifact_key, register_model_version, update_artifact
+from gpufleet.runtime import TeamRuntime
+
+log = logging.getLogger("gpufleet.agent.output")
+
+
+def package_model(model_dir: Path, dest: Path) -> str:
+    """Write ``dest`` (model.tar.gz) from ``model_dir``'s contents; returns the tarball's sha256."""
+    with tarfile.open(dest, "w:gz") as tar:
+        for path in sorted(model_dir.rglob("*")):
+            if path.is_symlink():
+                continue
+            tar.add(str(path), arcname=path.relative_to(model_dir).as_posix(), recursive=False)
+    digest = hashlib.sha256()
+    with dest.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def publish_model(clients: AwsClients, runtime: TeamRuntime, model_dir: Path, model_name: str,
+                  lineage: dict[str, Any]) -> str | None:
+    """Package, register and upload the model; returns ``name:version``, or None if the script saved none."""
+    if not any(model_dir.iterdir()):
+        log.warning("the job saved no model: nothing to register", extra={"job_id": lineage["job_id"]})
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        tarball = Path(tmp) / "model.tar.gz"
+        sha256 = package_model(model_dir, tarball)
+        record = register_model_version(clients, runtime, model_name, sha256=sha256, lineage=lineage)
+        version = int(record["version"])
+        clients.s3.upload_file(str(tarball), runtime.buckets.artifacts, artifact_key(model_name, version),
+                               ExtraArgs={"Metadata": {"sha256": sha256}, "ContentType": "application/gzip"})
+    if record["sha256"] != sha256:
+        # A retry of a job that registered before its agent died: the new tarball replaces the old one.
+        update_artifact(clients, runtime, model_name, version, sha256, lineage)
+    log.info("model registered", extra={"model": model_name, "version": version, "sha256": sha256})
+    return f"{model_name}:{version}"

@@ -1,0 +1,298 @@
+"""One attempt of a claimed job: fetch inputs, restore checkpoints, run the script under torchrun with
+the SageMaker contract, heartbeat, sync checkpoints and logs, then conclude by the job lifecycle:
+
+- exit 0: package, upload and register the model (node 0), SUCCEEDED, delete the message;
+- exit != 0 or max runtime: FAILED with the reason (and the last log lines), delete the message;
+- spot/scale-in notice or agent shutdown: final checkpoint sync, INTERRUPTED, message visible again;
+- claim lost (cancelled, ended by a peer, taken over): stop; settle the message by the job's new status.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from gpufleet.agent.aws import AwsClients
+from gpufleet.agent.config import AgentConfig
+from gpufleet.agent.identity import Identity
+from gpufleet.agent.training.checkpoints import CheckpointSync
+from gpufleet.agent.training.claim import Claim, finish, heartbeat
+from gpufleet.agent.training.inputs import InputError, fetch_inputs
+from gpufleet.agent.training.layout import (
+    Layout,
+    checkpoint_location,
+    hyperparameter_args,
+    sm_environment,
+    write_input_config,
+)
+from gpufleet.agent.training.logship import LogShipper
+from gpufleet.agent.training.metrics import MetricParser
+from gpufleet.agent.training.output import publish_model
+from gpufleet.agent.training.periodic import Every
+from gpufleet.agent.training.process import JobProcess, kill_orphans, script_failure
+from gpufleet.agent.training.spot import Notice
+from gpufleet.jobs.store import get_job
+from gpufleet.runtime import TeamRuntime
+from gpufleet.schema import JOB_CLAIMABLE, JOB_FINAL
+
+log = logging.getLogger("gpufleet.agent.runner")
+AWS_ERRORS = (ClientError, BotoCoreError)
+
+
+@dataclass
+class AgentContext:
+    config: AgentConfig
+    clients: AwsClients
+    identity: Identity
+    layout: Layout
+    notice: Notice
+    stop: threading.Event
+    subreaper: bool = False
+    current_job: str | None = None
+    jobs_run: int = 0
+    poll_failures: int = 0     # consecutive; /healthz turns unhealthy when the queue stays unreachable
+
+    @property
+    def runtime(self) -> TeamRuntime:
+        return self.config.team
+
+    def requeue(self, job_id: str, receipt: str) -> None:
+        _requeue(self, job_id, receipt)
+
+    def message(self, receipt: str, *, delete: bool = False, visibility: int | None = None) -> None:
+        """Delete the message or change its visibility; a stale receipt is logged, not fatal."""
+        sqs, url = self.clients.sqs, self.runtime.queue_url
+        try:
+            if delete:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=receipt)
+            elif visibility is not None:
+                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=visibility)
+        except AWS_ERRORS as exc:
+            log.warning("queue message update failed", extra={"error": str(exc)})
+
+
+def _requeue(ctx: AgentContext, job_id: str, receipt: str) -> None:
+    """Hand an interrupted job back as a fresh message: another host picks it up now, and interruptions
+    do not count toward the redrive limit that sends poison messages to the DLQ. If the send fails the
+    old message is made visible instead (one more receive, never a lost job)."""
+    try:
+        ctx.clients.sqs.send_message(QueueUrl=ctx.runtime.queue_url, MessageBody=json.dumps({"job_id": job_id}))
+    except AWS_ERRORS as exc:
+        log.warning("could not re-enqueue the job; releasing its message", extra={"error": str(exc)})
+        ctx.message(receipt, visibility=0)
+        return
+    ctx.message(receipt, delete=True)
+
+
+def launcher_argv(ctx: AgentContext, claim: Claim) -> list[str]:
+    spec = claim.spec
+    argv = [ctx.config.training.python or sys.executable, "-m", "torch.distributed.run",
+            f"--nproc-per-node={spec.procs_per_host}", "--max-restarts=0"]
+    if spec.instance_count == 1:
+        argv += ["--standalone", "--nnodes=1"]
+    else:
+        join_timeout = min(spec.max_runtime_s, 900)
+        argv += [f"--nnodes={spec.instance_count}", "--rdzv-backend=c10d", f"--rdzv-endpoint={claim.rendezvous}",
+                 f"--rdzv-id={claim.job_id}-{claim.attempt}",
+                 f"--rdzv-conf=is_host={int(claim.slot == 0)},join_timeout={join_timeout}",
+                 f"--local-addr={ctx.identity.address}"]
+    return [*argv, spec.entry_point, *hyperparameter_args(spec)]
+
+
+def job_env(ctx: AgentContext, claim: Claim) -> dict[str, str]:
+    return {**os.environ, **sm_environment(ctx.layout, claim.spec, claim.slot, claim.job_id),
+            "PYTHONUNBUFFERED": "1", "GPUFLEET_JOB_ID": claim.job_id, "GPUFLEET_ATTEMPT": str(claim.attempt)}
+
+
+def run_claimed_job(ctx: AgentContext, claim: Claim, receipt: str) -> str:
+    """Run one attempt; returns the status it ended in (as this host saw it)."""
+    ctx.current_job = claim.job_id
+    try:
+        return _run(ctx, claim, receipt)
+    finally:
+        ctx.current_job = None
+        ctx.jobs_run += 1
+        if ctx.subreaper:
+            kill_orphans()
+
+
+@dataclass
+class Attempt:
+    """What one attempt gathers on its way: inputs for the lineage, the checkpoint and log uploaders."""
+
+    code_sha: str
+    inputs: list[dict[str, str]]
+    ckpt: CheckpointSync
+    ship: LogShipper
+    metrics: MetricParser
+
+
+def _run(ctx: AgentContext, claim: Claim, receipt: str) -> str:
+    ctx.layout.reset()
+    try:
+        attempt = _prepare(ctx, claim)
+    except (InputError, *AWS_ERRORS) as exc:
+        return _conclude_failure(ctx, claim, receipt, f"inputs: {exc}")
+    proc = JobProcess(launcher_argv(ctx, claim), job_env(ctx, claim), ctx.layout.code, ctx.layout.job_log,
+                      attempt.metrics.feed, ctx.config.training.log_tail_lines)
+    try:
+        proc.start()
+    except OSError as exc:
+        return _conclude_failure(ctx, claim, receipt, f"could not start the launcher: {exc}")
+    outcome, code = _supervise(ctx, claim, receipt, proc, attempt)
+    if outcome == "exited" and code == 0:
+        return _conclude_success(ctx, claim, receipt, attempt.code_sha, attempt.inputs, attempt.metrics.snapshot())
+    if outcome == "exited":
+        if claim.spec.instance_count > 1 and _peer_interrupted(ctx, claim):
+            return _settle_lost_race(ctx, claim, receipt)
+        code, lines = script_failure(list(proc.tail), code, ctx.config.training.log_tail_lines)
+        return _conclude_failure(ctx, claim, receipt,
+                                 f"the script exited with code {code}; last lines:\n" + "\n".join(lines))
+    if outcome == "timeout":
+        return _conclude_failure(ctx, claim, receipt, f"max runtime of {claim.spec.max_runtime_s}s exceeded")
+    if outcome == "interrupted":
+        return _conclude_interrupted(ctx, claim, receipt)
+    return _settle_lost_race(ctx, claim, receipt)
+
+
+def _prepare(ctx: AgentContext, claim: Claim) -> Attempt:
+    """Fetch code and channels, restore checkpoints, write the input config. Raises InputError."""
+    spec, layout = claim.spec, ctx.layout
+    ship = LogShipper(ctx.clients, layout.job_log, ctx.runtime.buckets.logs, claim.job_id,
+                      ctx.identity.instance_id, ctx.config.training.cloudwatch_log_group)
+    ckpt = CheckpointSync(ctx.clients, layout.checkpoints,
+                          *checkpoint_location(spec, ctx.runtime.buckets.checkpoints, claim.job_id))
+    code_sha, inputs = fetch_inputs(ctx.clients, spec, layout)
+    restored = ckpt.restore()
+    write_input_config(layout, spec, claim.slot)
+    with layout.job_log.open("a") as f:
+        f.write(f"[gpufleet] job {claim.job_id} attempt {claim.attempt} node {claim.slot} on "
+                f"{ctx.identity.instance_id}: restored {restored} checkpoint files\n")
+    return Attempt(code_sha, inputs, ckpt, ship, MetricParser(spec.metric_definitions))
+
+
+def _supervise(ctx: AgentContext, claim: Claim, receipt: str, proc: JobProcess, attempt: Attempt) -> tuple[str, int]:
+    """Heartbeat, sync and ship while the job runs; returns (outcome, exit code) once it has ended."""
+    settings, lost = ctx.config.training, threading.Event()
+
+    def beat() -> None:
+        ctx.message(receipt, visibility=settings.visibility_timeout_s)
+        if not heartbeat(ctx.clients, ctx.runtime, claim, attempt.metrics.snapshot()):
+            lost.set()
+
+    def ship_logs() -> None:
+        attempt.ship.flush()
+        attempt.metrics.flush(ctx.clients.cloudwatch, ctx.runtime.team, claim.job_id)
+
+    timers = [Every(settings.heartbeat_s, beat, "heartbeat"), Every(settings.log_flush_s, ship_logs, "log-ship")]
+    if claim.slot == 0:   # node 0 owns the checkpoint prefix; every node restores from it
+        timers.append(Every(claim.spec.checkpoint_interval_s, attempt.ckpt.sync, "checkpoint-sync"))
+    for timer in timers:
+        timer.start()
+    log.info("job process started", extra={"job_id": claim.job_id, "pid": proc.proc.pid if proc.proc else None})
+    outcome, code = _wait(ctx, proc, claim.spec.max_runtime_s, lost)
+    log.info("job process ended", extra={"job_id": claim.job_id, "outcome": outcome, "exit_code": code})
+    for timer in timers:
+        timer.stop()
+    _final_uploads(ctx, claim, attempt.ckpt if outcome != "lost" else None, ship_logs)
+    return outcome, code
+
+
+def _peer_interrupted(ctx: AgentContext, claim: Claim) -> bool:
+    """In a multi-node job a peer's interruption kills our workers too. Give that peer the time it needs
+    to hand the job back (its grace period and final sync) before calling this a failure of the script."""
+    deadline = time.monotonic() + ctx.config.training.stop_grace_s + 10
+    while time.monotonic() < deadline:
+        rec = get_job(ctx.clients, ctx.runtime, claim.job_id) or {}
+        if rec.get("status") != "RUNNING" or rec.get("attempts") != claim.attempt:
+            return True
+        time.sleep(1)
+    return False
+
+
+def _wait(ctx: AgentContext, proc: JobProcess, max_runtime_s: int, lost: threading.Event) -> tuple[str, int]:
+    deadline = time.monotonic() + max_runtime_s
+    grace = ctx.config.training.stop_grace_s
+    while True:
+        code = proc.poll()
+        if code is not None:
+            proc.finish_output()
+            return "exited", code
+        if ctx.notice.is_set() or ctx.stop.is_set():
+            log.warning("stopping the job for an interruption", extra={"detail": ctx.notice.detail or "agent stop"})
+            return "interrupted", proc.stop(grace)
+        if lost.is_set():
+            return "lost", proc.stop(grace)
+        if time.monotonic() > deadline:
+            return "timeout", proc.stop(grace)
+        time.sleep(0.1)
+
+
+def _final_uploads(ctx: AgentContext, claim: Claim, ckpt: CheckpointSync | None, ship_logs: Any) -> None:
+    try:
+        if ckpt is not None and claim.slot == 0:
+            ckpt.sync()
+    except AWS_ERRORS as exc:
+        log.error("final checkpoint sync failed", extra={"job_id": claim.job_id, "error": str(exc)})
+    try:
+        ship_logs()
+    except AWS_ERRORS as exc:
+        log.error("final log upload failed", extra={"job_id": claim.job_id, "error": str(exc)})
+
+
+def _settle_lost_race(ctx: AgentContext, claim: Claim, receipt: str) -> str:
+    """The job moved under us: cancelled, ended by a peer node, interrupted, or taken over by another
+    agent that presumed us dead (then its receipt is the live one and ours is left alone)."""
+    rec = get_job(ctx.clients, ctx.runtime, claim.job_id) or {}
+    status = str(rec.get("status", "UNKNOWN"))
+    if status in JOB_FINAL:
+        ctx.message(receipt, delete=True)
+    elif status in JOB_CLAIMABLE:
+        ctx.message(receipt, visibility=0)
+    log.info("job cancelled" if status == "CANCELLED" else "job moved on without us",
+             extra={"job_id": claim.job_id, "status": status, "attempts": rec.get("attempts")})
+    return status
+
+
+def _conclude_success(ctx: AgentContext, claim: Claim, receipt: str, code_sha: str,
+                      inputs: list[dict[str, str]], metrics: dict[str, float]) -> str:
+    if claim.slot != 0:   # node 0 publishes and records the outcome
+        ctx.message(receipt, delete=True)
+        return "SUCCEEDED"
+    lineage = {"job_id": claim.job_id, "code_sha256": code_sha, "inputs": inputs,
+               "hyperparameters": dict(claim.spec.hyperparameters), "metrics": metrics}
+    try:
+        model = publish_model(ctx.clients, ctx.runtime, ctx.layout.model, claim.spec.model_name, lineage)
+    except (*AWS_ERRORS, OSError) as exc:
+        return _conclude_failure(ctx, claim, receipt, f"publishing the model failed: {exc}")
+    fields: dict[str, Any] = {"metrics": metrics, **({"model": model} if model else {})}
+    if not finish(ctx.clients, ctx.runtime, claim, "SUCCEEDED", fields, removes=("reason",)):
+        return _settle_lost_race(ctx, claim, receipt)
+    ctx.message(receipt, delete=True)
+    log.info("job succeeded", extra={"job_id": claim.job_id, "model": model, "metrics": metrics})
+    return "SUCCEEDED"
+
+
+def _conclude_failure(ctx: AgentContext, claim: Claim, receipt: str, reason: str) -> str:
+    if not finish(ctx.clients, ctx.runtime, claim, "FAILED", {"reason": reason[-4000:]}):
+        return _settle_lost_race(ctx, claim, receipt)
+    ctx.message(receipt, delete=True)
+    log.warning("job failed", extra={"job_id": claim.job_id, "reason": reason.splitlines()[0]})
+    return "FAILED"
+
+
+def _conclude_interrupted(ctx: AgentContext, claim: Claim, receipt: str) -> str:
+    reason = ctx.notice.detail or "the agent was stopped"
+    if not finish(ctx.clients, ctx.runtime, claim, "INTERRUPTED", {"reason": reason}):
+        return _settle_lost_race(ctx, claim, receipt)
+    ctx.requeue(claim.job_id, receipt)
+    log.warning("job interrupted and handed back", extra={"job_id": claim.job_id, "attempt": claim.attempt})
+    return "INTERRUPTED"

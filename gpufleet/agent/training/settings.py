@@ -1,0 +1,21 @@
+"""The training agent's tunables (``training:`` in the agent config). Defaults suit AWS; tests shrink them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    poll_wait_s: int = Field(default=20, ge=1, le=20)              # SQS long-poll wait
+    visibility_timeout_s: int = Field(default=300, ge=2, le=43200)  # each heartbeat extends the message this far
+    heartbeat_s: float = Field(default=30.0, gt=0)
+    stale_after_s: float = Field(default=600.0, gt=0)   # a RUNNING job not heartbeated this long is taken over
+    stop_grace_s: float = Field(default=60.0, ge=0)     # SIGTERM to SIGKILL; a spot notice gives 120 s in all
+    spot_poll_s: float = Field(default=5.0, gt=0)
+    log_flush_s: float = Field(default=10.0, gt=0)
+    log_tail_lines: int = Field(default=20, ge=1, le=500)  # the reason of a failed job quotes these
+    cloudwatch_log_group: str | None = None               # also stream job logs to CloudWatch Logs
+    lifecycle_hook: str = "training-drain"                 # the ASG hook completed after a scale-in drain
+    rendezvous_port: int = Field(default=29400, ge=0, le=65535)  # 0: any free port (loopback tests)
+    python: str | None = None     # interpreter with torch for torchrun; default: the agent's own

@@ -1,0 +1,47 @@
+"""The registry export: every model version as one JSON line under ``registry-export/`` in the
+artifacts bucket, rewritten on every change. The bucket is versioned, so each write is a new S3
+version, and bucket replication carries it to the DR region.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from gpufleet.agent.aws import AwsClients
+from gpufleet.jobs.store import from_item, now_iso
+from gpufleet.runtime import TeamRuntime
+
+EXPORT_KEY = "registry-export/models.jsonl"
+EXPORT_SCHEMA = 1
+
+
+def scan_models(clients: AwsClients, runtime: TeamRuntime) -> list[dict[str, Any]]:
+    table = clients.table(runtime.tables.models)
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"ConsistentRead": True}
+    while True:
+        page = table.scan(**kwargs)
+        items.extend(from_item(i) for i in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            break
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return sorted(items, key=lambda r: (r["model_name"], r["version"]))
+
+
+def export_registry(clients: AwsClients, runtime: TeamRuntime) -> str | None:
+    """Write the export; returns its S3 version id. A full scan each time: registries hold hundreds of
+    versions, not millions, and a whole snapshot restores without replaying history."""
+    exported_at = now_iso()
+    lines = [json.dumps({"schema": EXPORT_SCHEMA, "exported_at": exported_at, **r}, sort_keys=True)
+             for r in scan_models(clients, runtime)]
+    body = ("\n".join(lines) + "\n" if lines else "").encode()
+    resp = clients.s3.put_object(Bucket=runtime.buckets.artifacts, Key=EXPORT_KEY, Body=body,
+                                 ContentType="application/x-ndjson")
+    return resp.get("VersionId")
+
+
+def read_export(clients: AwsClients, runtime: TeamRuntime, version_id: str | None = None) -> list[dict[str, Any]]:
+    kwargs = {"VersionId": version_id} if version_id else {}
+    body = clients.s3.get_object(Bucket=runtime.buckets.artifacts, Key=EXPORT_KEY, **kwargs)["Body"].read()
+    return [json.loads(line) for line in body.decode().splitlines() if line.strip()]

@@ -1,0 +1,249 @@
+"""Serving fixtures: real TorchScript models, artifacts in a real moto server, agents as real processes.
+
+Models are trained or built here with real torch. No GPU exists on these machines; GPU paths are
+tested with a fake NVML module where a test says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import torch
+import uvicorn
+
+from gpufleet.agent.serving.app import Limits, ServingApp
+from gpufleet.agent.serving.handler import load_handler
+from gpufleet.agent.serving.metrics import ServingMetrics
+from gpufleet.agent.serving.models import LoadedModel, ModelSlot, build_model
+from gpufleet.local.emulator import Emulator, free_port
+from gpufleet.runtime import TeamRuntime
+from tests.support.aws import client, create_team_resources
+
+
+@dataclass(frozen=True)
+class Digits:
+    tarball: bytes
+    x_test: Any      # float32 (n, 64)
+    y_test: Any      # int (n,)
+
+
+def train_digits_model(work: Path) -> Digits:
+    """A real training run on sklearn's digits: an MLP, TorchScript-saved as model.pt, packed as the
+    SageMaker model dir (model.pt at the tar root). Stands in for the training agent's output."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    torch.manual_seed(0)
+    x, y = load_digits(return_X_y=True)
+    x = (x / 16.0).astype("float32")
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
+    for _ in range(150):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(xt), yt).backward()
+        opt.step()
+    model.eval()
+    (work / "model").mkdir(parents=True, exist_ok=True)
+    torch.jit.script(model).save(str(work / "model" / "model.pt"))
+    return Digits(pack(work / "model"), x_test, y_test)
+
+
+def pack(model_dir: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path in sorted(model_dir.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(model_dir)), recursive=False)
+    return buffer.getvalue()
+
+
+def scripted_model_dir(work: Path, module: torch.nn.Module, code: str | None = None) -> Path:
+    work.mkdir(parents=True, exist_ok=True)
+    torch.jit.script(module.eval()).save(str(work / "model.pt"))
+    if code is not None:
+        (work / "code").mkdir(exist_ok=True)
+        (work / "code" / "inference.py").write_text(code)
+    return work
+
+
+class Constant(torch.nn.Module):
+    """Answers ``value`` for every row: makes a model version visible in its predictions."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full((x.shape[0], 1), self.value)
+
+
+@dataclass
+class Team:
+    emu: Emulator
+    runtime: TeamRuntime
+
+    def client(self, service: str) -> Any:
+        return client(self.emu, service)
+
+    def publish_model(self, name: str, version: int, tarball: bytes, sha256: str | None = None) -> str:
+        """Upload ``models/<name>/<version>/model.tar.gz`` and put the registry record, as training does."""
+        key = f"models/{name}/{version}/model.tar.gz"
+        self.client("s3").put_object(Bucket=self.runtime.buckets.artifacts, Key=key, Body=tarball)
+        uri = f"s3://{self.runtime.buckets.artifacts}/{key}"
+        self.client("dynamodb").put_item(TableName=self.runtime.tables.models, Item={
+            "model_name": {"S": name}, "version": {"N": str(version)}, "artifact_uri": {"S": uri},
+            "sha256": {"S": sha256 or hashlib.sha256(tarball).hexdigest()}, "status": {"S": "Approved"},
+            "created_at": {"S": time.strftime("%Y-%m-%dT%H:%M:%SZ")}})
+        return uri
+
+    def point_endpoint(self, endpoint: str, variant: str, name: str, version: int) -> None:
+        self.client("dynamodb").put_item(TableName=self.runtime.tables.endpoints, Item={
+            "endpoint": {"S": endpoint}, "variants": {"M": {variant: {"M": {
+                "model": {"S": name}, "version": {"N": str(version)}, "weight": {"N": "100"}}}}}})
+
+
+_teams = iter(range(10_000))
+
+
+@pytest.fixture
+def team(moto_server: Emulator) -> Team:
+    return Team(moto_server, create_team_resources(moto_server, platform="srv", team=f"t{next(_teams)}"))
+
+
+@dataclass
+class Agent:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"agent exited: {self.log.read_text()[-2000:]}"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/ping", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise AssertionError(f"agent not ready: {self.log.read_text()[-2000:]}")
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
+
+
+@pytest.fixture
+def start_agent(team: Team, tmp_path: Path, repo_env: dict[str, str]) -> Iterator[Callable[..., Agent]]:
+    """Start ``gpufleet-agent run`` as a real process serving ``endpoint``/``variant`` from moto."""
+    started: list[Agent] = []
+
+    def start(endpoint: str, variant: str = "blue", port: int | None = None, **serving: Any) -> Agent:
+        port = port or free_port()
+        config = {"role": "serving", "team": json.loads(team.runtime.to_json()), "endpoint": endpoint,
+                  "variant": variant, "serving_port": port, "health_port": 0,
+                  "work_root": str(tmp_path / f"opt-ml-{port}"),
+                  "local": {"aws_endpoint_url": team.emu.endpoint, "instance_id": f"i-{port}"},
+                  "serving": {"poll_interval_s": 0.2, "metrics_interval_s": 1.0, **serving}}
+        path = tmp_path / f"agent-{port}.json"
+        path.write_text(json.dumps(config))
+        log = tmp_path / f"agent-{port}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "gpufleet.agent", "run", "--config", str(path)],
+                                    stdout=out, stderr=subprocess.STDOUT, env=repo_env)
+        agent = Agent(f"http://127.0.0.1:{port}", proc, log)
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        if agent.process.poll() is None:
+            agent.process.send_signal(signal.SIGTERM)
+            try:
+                agent.process.wait(20)
+            except subprocess.TimeoutExpired:
+                agent.process.kill()
+                agent.process.wait()
+
+
+@dataclass
+class InProcess:
+    url: str
+    app: ServingApp
+    slot: ModelSlot
+    metrics: ServingMetrics
+
+
+def loaded(model_dir: Path, name: str = "m", version: int = 1, max_batch: int = 64,
+           max_delay_s: float = 0.002, metrics: ServingMetrics | None = None) -> LoadedModel:
+    handler = load_handler(model_dir, torch.device("cpu"))
+    observe = metrics.batch_done if metrics else None
+    return build_model(name, version, handler, max_batch, max_delay_s, observe)
+
+
+@pytest.fixture
+def serve_in_process() -> Iterator[Callable[..., InProcess]]:
+    """The serving app on a real uvicorn socket in this process (a thread), without S3 or the watcher."""
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+
+    def serve(model_dir: Path | None, max_payload: int = 1 << 20, timeout_s: float = 5.0,
+              **batch: Any) -> InProcess:
+        slot, metrics = ModelSlot(), ServingMetrics()
+        if model_dir is not None:
+            slot.current = loaded(model_dir, metrics=metrics, **batch)
+        app = ServingApp(slot, metrics, Limits(max_payload, timeout_s))
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                               lifespan="off", access_log=False))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return InProcess(f"http://127.0.0.1:{port}", app, slot, metrics)
+
+    yield serve
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
+    return train_digits_model(tmp_path_factory.mktemp("digits"))
+
+
+
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
+    """One in-process server for all fuzzed examples (hypothesis reruns the test body, not fixtures)."""
+    model_dir = scripted_model_dir(tmp_path_factory.mktemp("fuzz"), torch.nn.Linear(4, 2))
+    slot, metrics = ModelSlot(), ServingMetrics()
+    slot.current = loaded(model_dir, metrics=metrics)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(ServingApp(slot, metrics, Limits(200, 5.0)), host="127.0.0.1",
+                                           port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.02)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as http:
+        yield http
+    server.should_exit = True
+    thread.join(10)

@@ -1,0 +1,77 @@
+"""The model registry: monotonic versions under concurrency, idempotent per job, approval, DR export."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from gpufleet.errors import UserInputError
+from gpufleet.registry import (
+    EXPORT_KEY,
+    approve_model_version,
+    get_model_version,
+    list_model_versions,
+    read_export,
+    register_model_version,
+    reject_model_version,
+)
+from tests.training.conftest import Team
+
+
+def _lineage(job_id: str) -> dict[str, object]:
+    return {"job_id": job_id, "code_sha256": "c" * 64, "inputs": [], "hyperparameters": {"lr": 0.1},
+            "metrics": {"test_accuracy": 0.97}}
+
+
+def test_concurrent_registrations_get_distinct_consecutive_versions(team: Team) -> None:
+    versions: list[int] = []
+    lock = threading.Lock()
+
+    def register(i: int) -> None:
+        rec = register_model_version(team.clients, team.runtime, "race", sha256=f"{i:064d}", lineage=_lineage(f"j{i}"))
+        with lock:
+            versions.append(rec["version"])
+
+    threads = [threading.Thread(target=register, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(versions) == [1, 2, 3, 4, 5, 6]
+    records = list_model_versions(team.clients, team.runtime, "race")
+    assert {r["lineage"]["job_id"] for r in records} == {f"j{i}" for i in range(6)}
+
+
+def test_registering_the_same_job_twice_returns_its_first_version(team: Team) -> None:
+    first = register_model_version(team.clients, team.runtime, "idem", sha256="a" * 64, lineage=_lineage("job-1"))
+    again = register_model_version(team.clients, team.runtime, "idem", sha256="b" * 64, lineage=_lineage("job-1"))
+    assert (first["version"], again["version"]) == (1, 1)
+    assert len(list_model_versions(team.clients, team.runtime, "idem")) == 1
+    rec = get_model_version(team.clients, team.runtime, "idem", 1)
+    assert rec["status"] == "PendingManualApproval"
+    assert rec["artifact_uri"] == f"s3://{team.runtime.buckets.artifacts}/models/idem/1/model.tar.gz"
+    assert rec["lineage"]["metrics"] == {"test_accuracy": 0.97}     # floats survive DynamoDB's Decimals
+
+
+def test_approval_and_rejection_update_status_and_every_change_writes_a_new_export_version(team: Team) -> None:
+    for job in ("j1", "j2"):
+        register_model_version(team.clients, team.runtime, "dr", sha256="d" * 64, lineage=_lineage(job))
+    approve_model_version(team.clients, team.runtime, "dr", 1)
+    rejected = reject_model_version(team.clients, team.runtime, "dr", 2, reason="accuracy regressed")
+    assert (rejected["status"], rejected["status_reason"]) == ("Rejected", "accuracy regressed")
+    export = read_export(team.clients, team.runtime)
+    assert [(r["model_name"], r["version"], r["status"], r["schema"]) for r in export] == [
+        ("dr", 1, "Approved", 1), ("dr", 2, "Rejected", 1)]
+    versions = team.clients.s3.list_object_versions(Bucket=team.runtime.buckets.artifacts,
+                                                    Prefix=EXPORT_KEY)["Versions"]
+    assert len(versions) == 4      # two registrations, one approval, one rejection
+    oldest = min(versions, key=lambda v: v["LastModified"])
+    assert len(read_export(team.clients, team.runtime, oldest["VersionId"])) >= 1
+
+
+def test_unknown_model_version_is_a_one_line_user_error(team: Team) -> None:
+    with pytest.raises(UserInputError, match=r"^model nope:3: no such version \(list them"):
+        approve_model_version(team.clients, team.runtime, "nope", 3)
+    with pytest.raises(UserInputError, match="no such version"):
+        get_model_version(team.clients, team.runtime, "nope", 1)
