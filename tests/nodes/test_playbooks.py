@@ -12,6 +12,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+import gpufleet.cli.main  # noqa: F401  (first: once main registers nodes_cmd, this order avoids a cycle)
 from gpufleet import gpu_types
 from gpufleet.cli.nodes_cmd import nodes
 from gpufleet.local.emulator import Emulator, free_port
