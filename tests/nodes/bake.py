@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ class Bake:
     output: str
     base_ami: str
     images: list[dict[str, Any]]    # moto's gpufleet-gpu-* images after the build
+    seconds: float
 
 
 def bake(emu: Emulator, target: Target, repo_url: str, wheel: Path, workdir: Path) -> Bake:
@@ -51,6 +53,8 @@ def bake(emu: Emulator, target: Target, repo_url: str, wheel: Path, workdir: Pat
            "ami/gpu-node.pkr.hcl"]
     env = {**os.environ, **LOCAL_CREDENTIALS, "CHECKPOINT_DISABLE": "1",
            "PACKER_CACHE_DIR": str(workdir / "packer-cache")}
+    started = time.monotonic()
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900, check=False)
     images = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": ["gpufleet-gpu-*"]}])["Images"]
-    return Bake(proc.returncode, proc.stdout[-6000:] + proc.stderr[-2000:], bundled["ImageId"], images)
+    return Bake(proc.returncode, proc.stdout[-6000:] + proc.stderr[-2000:], bundled["ImageId"], images,
+                time.monotonic() - started)

@@ -36,9 +36,12 @@ def ssh_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def pip_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Shared by the session's targets so only the first converge downloads the agent's deps."""
-    return tmp_path_factory.mktemp("pip-cache")
+def pip_cache() -> Path:
+    """Bound into every target as root's pip cache, beside the rootfs cache, so only the first converge
+    on a machine downloads the agent's dependencies (pip still resolves them against PyPI each time)."""
+    path = nspawn.ROOTFS_CACHE.parent / "pip"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -100,6 +100,8 @@ def host(boot_target: BootFn, nvidia_repo: str, agent_wheel: Path, moto_server: 
     units = target.ssh("systemctl is-enabled gpufleet-agent.path gpufleet-agent").stdout.split()
     active = target.ssh("systemctl is-active gpufleet-agent", check=False).stdout.strip()
     day_two = configure(inventory, agent_wheel, runtime)
+    print(f"\nfresh check mode {check.result.seconds:.0f} s, bake {baked.seconds:.0f} s, "
+          f"day-2 configure {day_two.result.seconds:.0f} s (changed {day_two.result.changed})")
     return Host(target, inventory, runtime, agent_wheel, port, Stage(check.result, check.changed_tasks, untouched),
                 baked, units, active, day_two)
 
@@ -131,6 +133,7 @@ def test_day_two_run_on_the_baked_host_changes_only_the_agent_config_and_start(h
 def test_second_run_changes_nothing(host: Host) -> None:
     # The CLI's own wheel build this time: an unchanged checkout must give a byte-identical wheel.
     stage = host.configure(build_wheel=True)
+    print(f"\nsecond run {stage.result.seconds:.0f} s, changed={stage.result.changed}")
     assert stage.result.failures == []
     assert stage.result.recap[host.target.name].changed == 0, stage.changed_tasks
 
