@@ -177,9 +177,16 @@ def bootstrap(config_path: Path, target: str | None) -> None:
 
 
 def _register_subcommands() -> None:
+    from gpufleet.cli.demo_cmd import demo
+    from gpufleet.cli.endpoint_cmd import endpoint
+    from gpufleet.cli.fleet_cmd import fleet
+    from gpufleet.cli.job_cmd import job
     from gpufleet.cli.local_cmd import local
+    from gpufleet.cli.model_cmd import model
+    from gpufleet.cli.team_cmd import team
 
-    cli.add_command(local)
+    for group in (local, team, job, model, endpoint, fleet, demo):
+        cli.add_command(group)
 
 
 _register_subcommands()

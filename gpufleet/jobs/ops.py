@@ -21,7 +21,7 @@ def job_status(clients: AwsClients, runtime: TeamRuntime, job_id: str) -> Record
     job = get_job(clients, runtime, job_id)
     if job is None:
         raise UserInputError([f"job {job_id}: no such job in team {runtime.team} "
-                              "(list them with `gpufleet jobs list`)"])
+                              "(list them with `gpufleet job list`)"])
     return job
 
 

@@ -96,7 +96,7 @@ def get_model_version(clients: AwsClients, runtime: TeamRuntime, model_name: str
                                              ConsistentRead=True).get("Item")
     if not item:
         raise UserInputError([f"model {model_name}:{version}: no such version "
-                              f"(list them with `gpufleet models list {model_name}`)"])
+                              f"(list them with `gpufleet model list {model_name}`)"])
     return from_item(item)
 
 
@@ -123,7 +123,7 @@ def set_model_status(clients: AwsClients, runtime: TeamRuntime, model_name: str,
     except ClientError as exc:
         if is_condition_failure(exc):
             raise UserInputError([f"model {model_name}:{version}: no such version "
-                                  f"(list them with `gpufleet models list {model_name}`)"]) from None
+                                  f"(list them with `gpufleet model list {model_name}`)"]) from None
         raise
     export_registry(clients, runtime)
     return from_item(item)

@@ -1,0 +1,54 @@
+"""``gpufleet demo``: the README's main command. The whole lifecycle, locally, with progress."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+from rich.table import Table
+
+from gpufleet.cli.context import console
+from gpufleet.cli.main import handle_errors, json_option
+from gpufleet.local.workspace import workspace
+
+
+@click.command()
+@click.option("--bake-seconds", default=15.0, show_default=True, help="Canary bake time per step.")
+@json_option
+@handle_errors
+def demo(bake_seconds: float, as_json: bool) -> None:
+    """Local cloud up, train digits through the queue, approve, canary-deploy, invoke; then a summary."""
+    from gpufleet.cli.progress import TerraformProgress
+    from gpufleet.demo import ENDPOINT, MODEL, TEAM, run_demo
+    from gpufleet.local.differences import print_local_differences
+    from gpufleet.local.instances import read_instances
+
+    ws = workspace()
+    started = time.monotonic()
+    print_local_differences(console)
+    with TerraformProgress(console) as progress:
+        result = run_demo(ws, console.print, progress, bake_seconds)
+    total = time.monotonic() - started
+    if as_json:
+        click.echo(json.dumps({"phases": result.phases, "total_s": total, "accuracy": result.accuracy,
+                               "latency_ms": result.latency_ms, "versions": result.versions,
+                               "metrics": result.metrics, "url": result.url}))
+        return
+    table = Table(title=f"demo: {total:.0f} s in all")
+    table.add_column("phase")
+    table.add_column("seconds", justify="right")
+    for name, seconds in result.phases.items():
+        table.add_row(name, f"{seconds:.1f}")
+    console.print(table)
+    lat = result.latency_ms
+    console.print(f"[bold]{MODEL}:{result.versions['digits']}[/] on endpoint {ENDPOINT}: accuracy "
+                  f"[bold]{result.accuracy:.1%}[/] on {result.samples} held-out digits; "
+                  f"latency p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms (through the local router)")
+    agents = read_instances(ws)
+    console.print(f"\n[bold]What exists now[/] (in {ws}): the emulated AWS with the platform and team-{TEAM} stacks "
+                  f"(applied by Terraform); {len(agents)} local agent process(es) standing in for the ASGs' "
+                  f"instances; the endpoint at {result.url}/invocations.")
+    console.print(f"Try: gpufleet endpoint status {ENDPOINT} · gpufleet fleet status · gpufleet model list · "
+                  f"gpufleet job list")
+    console.print("[bold]Tear it all down:[/] gpufleet local down")

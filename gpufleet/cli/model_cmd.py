@@ -1,0 +1,84 @@
+"""``gpufleet model list|show|approve|reject``: the team's model registry."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from rich.table import Table
+
+from gpufleet.cli.context import console
+from gpufleet.cli.main import handle_errors, json_option
+from gpufleet.cli.team_context import parse_model_ref, team_context, team_option
+
+
+@click.group()
+def model() -> None:
+    """List, inspect, approve and reject registered model versions."""
+
+
+@model.command(name="list")
+@click.argument("name", required=False)
+@team_option
+@json_option
+@handle_errors
+def list_(name: str | None, team: str | None, as_json: bool) -> None:
+    """Model versions (of NAME, or all), with status and metrics."""
+    from gpufleet.registry.models import list_model_versions
+
+    ctx = team_context(team)
+    versions = list_model_versions(ctx.aws, ctx.runtime, name)
+    if as_json:
+        click.echo(json.dumps(versions, default=str))
+        return
+    table = Table(title=f"models of team {ctx.runtime.team}")
+    for col in ("model", "version", "status", "metrics", "job", "created"):
+        table.add_column(col)
+    for v in sorted(versions, key=lambda v: (v["model_name"], int(v["version"]))):
+        metrics = (v.get("lineage") or {}).get("metrics") or {}
+        table.add_row(v["model_name"], str(v["version"]), v.get("status", "?"),
+                      ", ".join(f"{k}={float(x):.4g}" for k, x in metrics.items()) or "-",
+                      str((v.get("lineage") or {}).get("job_id") or "-"), str(v.get("created_at", ""))[:19])
+    console.print(table)
+
+
+@model.command()
+@click.argument("ref", metavar="NAME:VERSION")
+@team_option
+@handle_errors
+def show(ref: str, team: str | None) -> None:
+    """One version's record: artifact, sha256, status and lineage."""
+    from gpufleet.registry.models import get_model_version
+
+    name, version = parse_model_ref(ref, "NAME:VERSION")
+    ctx = team_context(team)
+    click.echo(json.dumps(get_model_version(ctx.aws, ctx.runtime, name, version), indent=2, default=str))
+
+
+@model.command()
+@click.argument("ref", metavar="NAME:VERSION")
+@team_option
+@handle_errors
+def approve(ref: str, team: str | None) -> None:
+    """Approve a version so it may be deployed."""
+    from gpufleet.registry.models import approve_model_version
+
+    name, version = parse_model_ref(ref, "NAME:VERSION")
+    ctx = team_context(team)
+    approve_model_version(ctx.aws, ctx.runtime, name, version)
+    console.print(f"{name}:{version}: Approved (deploy it with `gpufleet endpoint deploy ENDPOINT --model {ref}`)")
+
+
+@model.command()
+@click.argument("ref", metavar="NAME:VERSION")
+@click.option("--reason", default=None, help="Why, for the record.")
+@team_option
+@handle_errors
+def reject(ref: str, reason: str | None, team: str | None) -> None:
+    """Reject a version: it can never be deployed."""
+    from gpufleet.registry.models import reject_model_version
+
+    name, version = parse_model_ref(ref, "NAME:VERSION")
+    ctx = team_context(team)
+    reject_model_version(ctx.aws, ctx.runtime, name, version, reason)
+    console.print(f"{name}:{version}: Rejected")

@@ -1,0 +1,61 @@
+"""What the job, model, endpoint and fleet commands resolve first: the team, its runtime config and AWS access."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from gpufleet.agent.aws import AwsClients
+from gpufleet.errors import RuntimeFailure, UserInputError
+from gpufleet.local import emulator
+from gpufleet.local.workspace import teams_dir, workspace
+from gpufleet.runtime import TeamRuntime, load_runtime
+from gpufleet.target import target_kind
+
+TEAM_ENV = "GPUFLEET_TEAM"
+
+team_option = click.option("--team", default=None, help=f"Team (default: ${TEAM_ENV}, or the only deployed team).")
+
+
+@dataclass(frozen=True)
+class TeamContext:
+    root: Path
+    runtime: TeamRuntime
+    aws: AwsClients
+    local: bool
+
+
+def deployed_teams(root: Path) -> list[str]:
+    return sorted(p.stem for p in teams_dir(root).glob("*.json"))
+
+
+def team_context(team: str | None, root: Path | None = None) -> TeamContext:
+    """The team's runtime config (written by deploy) and AWS access: the local emulator unless targeting aws."""
+    root = workspace(root)
+    local = target_kind() == "local"
+    if local and emulator.find(root) is None:
+        raise RuntimeFailure("local cloud", "it is not running", "start it with `gpufleet local up`")
+    teams = deployed_teams(root)
+    team = team or os.environ.get(TEAM_ENV)
+    if team is None:
+        if len(teams) != 1:
+            raise UserInputError([f"--team: {len(teams)} teams are deployed ({', '.join(teams) or 'none'}) "
+                                  f"(pass --team or set {TEAM_ENV})"])
+        team = teams[0]
+    if team not in teams:
+        raise UserInputError([f"--team: {team!r} is not deployed here (choose from: {', '.join(teams) or 'none'}; "
+                              "deploy it with `gpufleet deploy team-<name>`)"])
+    runtime = load_runtime(teams_dir(root) / f"{team}.json")
+    emu = emulator.find(root) if local else None
+    return TeamContext(root, runtime, AwsClients.create(runtime.region, emu.endpoint if emu else None), local)
+
+
+def parse_model_ref(value: str, where: str = "--model") -> tuple[str, int]:
+    """``NAME:VERSION`` with a positive whole version."""
+    name, sep, version = value.rpartition(":")
+    if not sep or not name or not version.isdigit() or int(version) < 1:
+        raise UserInputError([f"{where}: {value!r} is not NAME:VERSION (e.g. digits:3)"])
+    return name, int(version)

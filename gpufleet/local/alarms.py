@@ -1,0 +1,215 @@
+"""Local CloudWatch alarm evaluation and Auto Scaling policy execution (the emulator does neither).
+
+Each tick reads every alarm of the platform, computes its metric (or metric-math expression) from the
+data points in the emulated CloudWatch over windows that end now, sets the alarm state, and runs the
+alarm's scaling-policy actions as Auto Scaling would. Windows slide with the clock instead of aligning
+to period boundaries, so an alarm reacts within seconds of its data rather than at the next period.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime as dt
+import json
+import logging
+import operator
+import time
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("gpufleet.local.alarms")
+Value = float | None
+_OPS: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+    ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.LtE: operator.le,
+}
+_COMPARE = {"GreaterThanThreshold": operator.gt, "GreaterThanOrEqualToThreshold": operator.ge,
+            "LessThanThreshold": operator.lt, "LessThanOrEqualToThreshold": operator.le}
+_AGGREGATES: dict[str, Callable[[list[float]], float]] = {
+    "MAX": max, "MIN": min, "SUM": sum, "AVG": lambda v: sum(v) / len(v)}
+REPEAT_ACTIONS_S = 60.0   # Auto Scaling re-runs a policy while its alarm stays in ALARM, at most this often
+
+
+def expression_value(expr: str, values: dict[str, Value]) -> Value:
+    """Evaluate a CloudWatch metric-math expression over single values: + - * /, comparisons, IF, FILL,
+    and MAX/MIN/SUM/AVG over a list such as ``MAX([requests, 1])``."""
+
+    def ev(node: ast.AST) -> Any:
+        if isinstance(node, ast.Expression):
+            return ev(node.body)
+        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
+            return float(node.value)
+        if isinstance(node, ast.Name):
+            return values.get(node.id)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            v = ev(node.operand)
+            return None if v is None else -v
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+            a, b = ev(node.left), ev(node.right)
+            if a is None or b is None:
+                return None
+            return None if isinstance(node.op, ast.Div) and b == 0 else _OPS[type(node.op)](a, b)
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _OPS:
+            a, b = ev(node.left), ev(node.comparators[0])
+            return None if a is None or b is None else float(_OPS[type(node.ops[0])](a, b))
+        if isinstance(node, ast.List):
+            return [ev(e) for e in node.elts]
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            args = [ev(a) for a in node.args]
+            if node.func.id in _AGGREGATES and len(args) == 1 and isinstance(args[0], list):
+                present = [v for v in args[0] if v is not None]
+                return _AGGREGATES[node.func.id](present) if present else None
+            if node.func.id == "FILL" and len(args) == 2:
+                return args[0] if args[0] is not None else args[1]
+            if node.func.id == "IF" and len(args) in (2, 3):
+                if args[0] is None:
+                    return None
+                return args[1] if args[0] else (args[2] if len(args) == 3 else None)
+        raise ValueError(f"unsupported metric math: {ast.dump(node)[:80]}")
+
+    result: Value = ev(ast.parse(expr, mode="eval"))
+    return result
+
+
+class MetricReader:
+    """One statistic of one metric over a window ending ``end``."""
+
+    def __init__(self, cloudwatch: Any) -> None:
+        self.cw = cloudwatch
+
+    def stat(self, namespace: str, name: str, dims: list[dict[str, str]], stat: str,
+             start: dt.datetime, end: dt.datetime) -> Value:
+        # The emulator ignores extended statistics (pNN); Maximum is the conservative stand-in.
+        standard = stat if stat in ("Sum", "Average", "Minimum", "Maximum", "SampleCount") else "Maximum"
+        period = max(1, int((end - start).total_seconds()))
+        points = self.cw.get_metric_statistics(Namespace=namespace, MetricName=name, Dimensions=dims,
+                                               StartTime=start, EndTime=end, Period=period,
+                                               Statistics=[standard])["Datapoints"]
+        values = [float(p[standard]) for p in points if standard in p]
+        if not values:
+            return None
+        if standard == "Sum" or standard == "SampleCount":
+            return sum(values)
+        if standard == "Maximum":
+            return max(values)
+        if standard == "Minimum":
+            return min(values)
+        return sum(values) / len(values)
+
+
+def alarm_value(alarm: dict[str, Any], reader: MetricReader, start: dt.datetime, end: dt.datetime) -> Value:
+    if alarm.get("MetricName"):
+        stat = alarm.get("Statistic") or alarm.get("ExtendedStatistic") or "Average"
+        return reader.stat(alarm["Namespace"], alarm["MetricName"], alarm.get("Dimensions", []), stat, start, end)
+    values: dict[str, Value] = {}
+    result: Value = None
+    queries = alarm.get("Metrics", [])
+    for q in sorted(queries, key=lambda q: "Expression" in q):  # metrics first, then expressions over them
+        if "MetricStat" in q:
+            m = q["MetricStat"]
+            values[q["Id"]] = reader.stat(m["Metric"]["Namespace"], m["Metric"]["MetricName"],
+                                          m["Metric"].get("Dimensions", []), m["Stat"], start, end)
+        else:
+            values[q["Id"]] = expression_value(q["Expression"], values)
+        if q.get("ReturnData", "Expression" in q):
+            result = values[q["Id"]]
+    return result
+
+
+def alarm_period(alarm: dict[str, Any]) -> int:
+    if alarm.get("Period"):
+        return int(alarm["Period"])
+    periods = [int(q["MetricStat"]["Period"]) for q in alarm.get("Metrics", []) if "MetricStat" in q]
+    return max(periods or [60])
+
+
+def next_state(alarm: dict[str, Any], reader: MetricReader, now: dt.datetime) -> tuple[str, str, Value]:
+    """The alarm's state from its last ``EvaluationPeriods`` windows: (state, reason, latest value)."""
+    period = dt.timedelta(seconds=alarm_period(alarm))
+    n = int(alarm.get("EvaluationPeriods") or 1)
+    needed = int(alarm.get("DatapointsToAlarm") or n)
+    compare = _COMPARE.get(alarm.get("ComparisonOperator", ""), operator.gt)
+    missing = alarm.get("TreatMissingData") or "missing"
+    values = [alarm_value(alarm, reader, now - period * (k + 1), now - period * k) for k in range(n)]
+    breaching = sum(1 for v in values if v is not None and compare(v, alarm["Threshold"]))
+    if missing == "breaching":
+        breaching += sum(1 for v in values if v is None)
+    latest = values[0]
+    if breaching >= needed:
+        return "ALARM", f"{breaching} of the last {n} window(s) breached {alarm['Threshold']}", latest
+    if all(v is None for v in values) and missing in ("missing", "ignore"):
+        state = alarm["StateValue"] if missing == "ignore" else "INSUFFICIENT_DATA"
+        return state, "no data points in the evaluation windows", latest
+    return "OK", f"{breaching} of the last {n} window(s) breached {alarm['Threshold']}", latest
+
+
+class AlarmEvaluator:
+    """Sets the state of every alarm named ``<prefix>*`` and runs its Auto Scaling actions."""
+
+    def __init__(self, cloudwatch: Any, autoscaling: Any, prefix: str) -> None:
+        self.cw, self.autoscaling, self.prefix = cloudwatch, autoscaling, prefix
+        self.reader = MetricReader(cloudwatch)
+        self.last_action: dict[str, float] = {}
+
+    def tick(self) -> None:
+        now = dt.datetime.now(dt.UTC)
+        pages = self.cw.get_paginator("describe_alarms").paginate(AlarmNamePrefix=self.prefix)
+        for alarm in (a for page in pages for a in page.get("MetricAlarms", [])):
+            try:
+                self.evaluate(alarm, now)
+            except Exception as exc:  # one alarm we cannot evaluate must not stop the others
+                log.warning("alarm %s: %s", alarm["AlarmName"], exc)
+
+    def evaluate(self, alarm: dict[str, Any], now: dt.datetime) -> None:
+        state, reason, value = next_state(alarm, self.reader, now)
+        name = alarm["AlarmName"]
+        if state != alarm["StateValue"]:
+            self.cw.set_alarm_state(AlarmName=name, StateValue=state, StateReason=f"local evaluator: {reason}",
+                                    StateReasonData=json.dumps({"value": value}))
+            self.last_action.pop(name, None)
+        actions = {"ALARM": alarm.get("AlarmActions"), "OK": alarm.get("OKActions")}.get(state) or []
+        if actions and alarm.get("ActionsEnabled", True) and \
+                time.monotonic() - self.last_action.get(name, -1e9) >= REPEAT_ACTIONS_S:
+            self.last_action[name] = time.monotonic()
+            for arn in actions:
+                if ":autoscaling:" in arn:
+                    self.run_policy(arn, alarm, value)
+
+    def run_policy(self, policy_arn: str, alarm: dict[str, Any], value: Value) -> None:
+        policies = self.autoscaling.describe_policies()["ScalingPolicies"]
+        policy = next((p for p in policies if p.get("PolicyARN") == policy_arn), None)
+        if policy is None:
+            return
+        group = self.autoscaling.describe_auto_scaling_groups(
+            AutoScalingGroupNames=[policy["AutoScalingGroupName"]])["AutoScalingGroups"][0]
+        desired = scaled_capacity(policy, int(group["DesiredCapacity"]),
+                                  None if value is None else value - float(alarm["Threshold"]))
+        desired = max(int(group["MinSize"]), min(int(group["MaxSize"]), desired))
+        if desired != group["DesiredCapacity"]:
+            self.autoscaling.set_desired_capacity(AutoScalingGroupName=group["AutoScalingGroupName"],
+                                                  DesiredCapacity=desired, HonorCooldown=False)
+
+
+def scaled_capacity(policy: dict[str, Any], current: int, over_threshold: Value) -> int:
+    """Simple or step scaling: the new desired capacity before clamping to the group's min and max."""
+    kind = policy.get("AdjustmentType", "ChangeInCapacity")
+    adjustment = policy.get("ScalingAdjustment")
+    if policy.get("PolicyType") == "StepScaling":
+        delta = over_threshold or 0.0
+        adjustment = None
+        for step in policy.get("StepAdjustments", []):
+            low = step.get("MetricIntervalLowerBound", float("-inf"))
+            high = step.get("MetricIntervalUpperBound", float("inf"))
+            if float(low) <= delta < float(high) or (delta == float(high) == 0.0):
+                adjustment = step["ScalingAdjustment"]
+                break
+    if adjustment is None:
+        return current
+    if kind == "ExactCapacity":
+        return int(adjustment)
+    if kind == "PercentChangeInCapacity":
+        change = current * int(adjustment) / 100
+        minimum = int(policy.get("MinAdjustmentMagnitude") or 1)
+        step = int(change) or (minimum if change > 0 else -minimum)
+        return current + step
+    return current + int(adjustment)

@@ -1,0 +1,125 @@
+"""The endpoints-table record: which model each variant serves, its weight, and the rollout in progress.
+
+Every write is conditional on the revision read, so two operators (or a resumed CLI) never overwrite
+each other's step.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from gpufleet.errors import RuntimeFailure
+from gpufleet.schema import VARIANTS, Variant
+
+# Rollout states. ACTIVE ones mean a CLI is (or was, before crashing) driving the endpoint.
+ACTIVE = ("STARTING", "WAITING_HEALTHY", "BAKING", "FINALIZING", "ROLLING_BACK")
+DONE = ("SUCCEEDED", "ROLLED_BACK")
+
+_ser, _de = TypeSerializer(), TypeDeserializer()
+
+
+def _plain(value: Any) -> Any:
+    """DynamoDB numbers come back as Decimal; the record uses ints and floats."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _dynamo(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _dynamo(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dynamo(v) for v in value]
+    return value
+
+
+@dataclass
+class VariantState:
+    model: str | None = None
+    version: int | None = None
+    weight: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}:{self.version}" if self.model else "-"
+
+
+@dataclass
+class EndpointRecord:
+    endpoint: str
+    variants: dict[Variant, VariantState] = field(
+        default_factory=lambda: {"blue": VariantState(weight=100), "green": VariantState()})
+    rollout: dict[str, Any] | None = None
+    revision: int = 0
+
+    @property
+    def live(self) -> Variant:
+        """The variant taking the traffic (blue when nothing is deployed yet)."""
+        return max(VARIANTS, key=lambda v: (self.variants[v].weight, v == "blue"))
+
+    @property
+    def active_rollout(self) -> dict[str, Any] | None:
+        return self.rollout if self.rollout and self.rollout.get("state") in ACTIVE else None
+
+    def to_item(self) -> dict[str, Any]:
+        doc = {"endpoint": self.endpoint, "revision": self.revision, "updated_at": time.time(),
+               # An empty variant has no model/version keys at all: agents read "absent" as "serve nothing".
+               "variants": {v: {"weight": s.weight, **({"model": s.model, "version": s.version} if s.model else {})}
+                            for v, s in self.variants.items()}}
+        if self.rollout is not None:
+            doc["rollout"] = self.rollout
+        return {k: _ser.serialize(_dynamo(v)) for k, v in doc.items()}
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> EndpointRecord:
+        doc = _plain({k: _de.deserialize(v) for k, v in item.items()})
+        variants = {v: VariantState(**{k: doc.get("variants", {}).get(v, {}).get(k)
+                                       for k in ("model", "version")},
+                                    weight=int(doc.get("variants", {}).get(v, {}).get("weight") or 0))
+                    for v in VARIANTS}
+        return cls(doc["endpoint"], variants, doc.get("rollout"), int(doc.get("revision", 0)))
+
+
+class EndpointTable:
+    """Reads and conditionally writes endpoint records in one team's endpoints table."""
+
+    def __init__(self, dynamodb: Any, table: str) -> None:
+        self.ddb, self.table = dynamodb, table
+
+    def get(self, endpoint: str) -> EndpointRecord | None:
+        item = self.ddb.get_item(TableName=self.table, Key={"endpoint": {"S": endpoint}},
+                                 ConsistentRead=True).get("Item")
+        return EndpointRecord.from_item(item) if item else None
+
+    def get_or_new(self, endpoint: str) -> EndpointRecord:
+        return self.get(endpoint) or EndpointRecord(endpoint)
+
+    def list(self) -> list[EndpointRecord]:
+        pages = self.ddb.get_paginator("scan").paginate(TableName=self.table, ConsistentRead=True)
+        return [EndpointRecord.from_item(i) for page in pages for i in page.get("Items", [])]
+
+    def save(self, record: EndpointRecord) -> EndpointRecord:
+        """Write ``record`` if nobody else wrote since it was read; bumps its revision."""
+        expected = record.revision
+        record.revision = expected + 1
+        cond = ("attribute_not_exists(endpoint)" if expected == 0 else "revision = :r")
+        values = {} if expected == 0 else {":r": {"N": str(expected)}}
+        try:
+            self.ddb.put_item(TableName=self.table, Item=record.to_item(), ConditionExpression=cond,
+                              **({"ExpressionAttributeValues": values} if values else {}))
+        except self.ddb.exceptions.ConditionalCheckFailedException:
+            record.revision = expected
+            raise RuntimeFailure(f"endpoint {record.endpoint}", "someone else changed the endpoint meanwhile",
+                                 f"check `gpufleet endpoint status {record.endpoint}` and retry") from None
+        return record

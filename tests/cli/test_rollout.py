@@ -1,0 +1,82 @@
+"""Guarded rollouts against the local cloud: real serving agents, router, alarm evaluator and moto."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from gpufleet.agent.aws import AwsClients
+from gpufleet.local.cloud import router_target_health, router_urls
+from gpufleet.rollout.engine import RolledBack, Rollout, RolloutOptions
+from gpufleet.rollout.fleet import read_weights
+from gpufleet.rollout.record import EndpointTable
+from gpufleet.runtime import TeamRuntime
+from tests.cli.endpoints import ERROR_RATE_THRESHOLD, model_tarball, register_model
+from tests.support.aws import client
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+
+def _rollout(root: Path, rt: TeamRuntime, emu_endpoint: str, **opts: float | str) -> Rollout:
+    options = RolloutOptions(**{"bake_s": 4.0, "healthy_timeout_s": 90.0, "poll_s": 0.5, **opts})  # type: ignore[arg-type]
+    return Rollout(AwsClients.create(rt.region, emu_endpoint), rt, "web", router_target_health(root, rt.team, "web"),
+                   options, print)
+
+
+class Traffic:
+    """A client calling the endpoint through the router in a loop, recording (time, status, variant)."""
+
+    def __init__(self, url: str) -> None:
+        from gpufleet.cli.invoke import invoke_once
+
+        self.url, self.invoke = url, invoke_once
+        self.results: list[tuple[float, int]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            status, _ = self.invoke(self.url, b"[[1, 2, 3]]", "application/json", "application/json", 10)
+            self.results.append((time.time(), status))
+            time.sleep(0.01)
+
+    def __enter__(self) -> Traffic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def test_failing_model_trips_alarm_and_rolls_back_to_blue(served_team: tuple[Path, TeamRuntime], moto_server) -> None:
+    """v1 goes live on blue; v2 (every prediction raises) is canaried on green at 10 %. The router's
+    5xx metrics drive the endpoint's error-rate alarm (evaluated by the local cloud), the bake sees it and
+    traffic returns to blue. The client sees errors only during the canary step, about 10 % of calls."""
+    root, rt = served_team
+    register_model(moto_server, rt, "m", 1, model_tarball(1.0, False))
+    register_model(moto_server, rt, "m", 2, model_tarball(2.0, True))
+    _rollout(root, rt, moto_server.endpoint).deploy("m", 1)
+    url = router_urls(root)[f"{rt.team}/web"]
+    table = EndpointTable(client(moto_server, "dynamodb"), rt.tables.endpoints)
+    with Traffic(url) as traffic:
+        time.sleep(2)
+        with pytest.raises(RolledBack, match="alarm"):
+            _rollout(root, rt, moto_server.endpoint, bake_s=60.0).deploy("m", 2)
+        rolled_back_at = time.time()
+        time.sleep(3)
+    rec = table.get("web")
+    assert rec is not None and rec.rollout is not None
+    assert rec.rollout["state"] == "ROLLED_BACK" and rec.live == "blue"
+    assert read_weights(client(moto_server, "elbv2"), rt.endpoints["web"]) == {"blue": 100, "green": 0}
+    canary = next(h for h in rec.rollout["history"] if h["state"] == "BAKING")["at"]
+    errors = [t for t, status in traffic.results if status >= 500]
+    during = [s for t, s in traffic.results if canary <= t <= rolled_back_at]
+    assert errors, "the broken canary never answered a request"
+    assert all(canary <= t <= rolled_back_at + 1.0 for t in errors)   # none before the canary or after rollback
+    assert len(errors) / len(during) < 3 * 10 / 100                   # about the canary's 10 % share
+    assert all(s == 200 for t, s in traffic.results if t > rolled_back_at + 1.0)
+    assert ERROR_RATE_THRESHOLD < 10
