@@ -39,22 +39,107 @@ def _load_bindings_lazily() -> None:
 _load_bindings_lazily()
 
 # Every binding gpufleet uses, imported from its own submodule. Keep this list sorted by module.
+from cdktf_cdktf_provider_aws.autoscaling_group import AutoscalingGroup  # noqa: E402
+from cdktf_cdktf_provider_aws.autoscaling_lifecycle_hook import AutoscalingLifecycleHook  # noqa: E402
+from cdktf_cdktf_provider_aws.autoscaling_policy import AutoscalingPolicy  # noqa: E402
+from cdktf_cdktf_provider_aws.cloudwatch_dashboard import CloudwatchDashboard  # noqa: E402
+from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm  # noqa: E402
+from cdktf_cdktf_provider_aws.data_aws_ami import DataAwsAmi  # noqa: E402
+from cdktf_cdktf_provider_aws.data_aws_availability_zones import DataAwsAvailabilityZones  # noqa: E402
+from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity  # noqa: E402
+from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocument  # noqa: E402
+from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition  # noqa: E402
+from cdktf_cdktf_provider_aws.default_security_group import DefaultSecurityGroup  # noqa: E402
 from cdktf_cdktf_provider_aws.dynamodb_table import DynamodbTable  # noqa: E402
+from cdktf_cdktf_provider_aws.eip import Eip  # noqa: E402
+from cdktf_cdktf_provider_aws.flow_log import FlowLog  # noqa: E402
+from cdktf_cdktf_provider_aws.iam_instance_profile import IamInstanceProfile  # noqa: E402
+from cdktf_cdktf_provider_aws.iam_policy import IamPolicy  # noqa: E402
+from cdktf_cdktf_provider_aws.iam_role import IamRole  # noqa: E402
+from cdktf_cdktf_provider_aws.iam_role_policy import IamRolePolicy  # noqa: E402
+from cdktf_cdktf_provider_aws.internet_gateway import InternetGateway  # noqa: E402
+from cdktf_cdktf_provider_aws.kms_alias import KmsAlias  # noqa: E402
 from cdktf_cdktf_provider_aws.kms_key import KmsKey  # noqa: E402
+from cdktf_cdktf_provider_aws.launch_template import LaunchTemplate  # noqa: E402
+from cdktf_cdktf_provider_aws.lb import Lb  # noqa: E402
+from cdktf_cdktf_provider_aws.lb_listener import LbListener  # noqa: E402
+from cdktf_cdktf_provider_aws.lb_target_group import LbTargetGroup  # noqa: E402
+from cdktf_cdktf_provider_aws.nat_gateway import NatGateway  # noqa: E402
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags, AwsProviderEndpoints  # noqa: E402
+from cdktf_cdktf_provider_aws.route import Route  # noqa: E402
+from cdktf_cdktf_provider_aws.route_table import RouteTable  # noqa: E402
+from cdktf_cdktf_provider_aws.route_table_association import RouteTableAssociation  # noqa: E402
 from cdktf_cdktf_provider_aws.s3_bucket import S3Bucket  # noqa: E402
+from cdktf_cdktf_provider_aws.s3_bucket_lifecycle_configuration import S3BucketLifecycleConfiguration  # noqa: E402
+from cdktf_cdktf_provider_aws.s3_bucket_logging import S3BucketLoggingA  # noqa: E402
+from cdktf_cdktf_provider_aws.s3_bucket_ownership_controls import S3BucketOwnershipControls  # noqa: E402
+from cdktf_cdktf_provider_aws.s3_bucket_policy import S3BucketPolicy  # noqa: E402
+from cdktf_cdktf_provider_aws.s3_bucket_public_access_block import S3BucketPublicAccessBlock  # noqa: E402
+from cdktf_cdktf_provider_aws.s3_bucket_replication_configuration import S3BucketReplicationConfigurationA  # noqa: E402
+from cdktf_cdktf_provider_aws.s3_bucket_server_side_encryption_configuration import (  # noqa: E402
+    S3BucketServerSideEncryptionConfigurationA,
+)
+from cdktf_cdktf_provider_aws.s3_bucket_versioning import S3BucketVersioningA  # noqa: E402
+from cdktf_cdktf_provider_aws.security_group import SecurityGroup  # noqa: E402
+from cdktf_cdktf_provider_aws.sns_topic import SnsTopic  # noqa: E402
 from cdktf_cdktf_provider_aws.sqs_queue import SqsQueue  # noqa: E402
 from cdktf_cdktf_provider_aws.subnet import Subnet  # noqa: E402
 from cdktf_cdktf_provider_aws.vpc import Vpc  # noqa: E402
+from cdktf_cdktf_provider_aws.vpc_endpoint import VpcEndpoint  # noqa: E402
+
+S3BucketLogging = S3BucketLoggingA
+S3BucketServerSideEncryptionConfiguration = S3BucketServerSideEncryptionConfigurationA
+S3BucketReplicationConfiguration = S3BucketReplicationConfigurationA
 
 __all__ = [
+    "AutoscalingGroup",
+    "AutoscalingLifecycleHook",
+    "AutoscalingPolicy",
     "AwsProvider",
     "AwsProviderDefaultTags",
     "AwsProviderEndpoints",
+    "CloudwatchDashboard",
+    "CloudwatchMetricAlarm",
+    "DataAwsAmi",
+    "DataAwsAvailabilityZones",
+    "DataAwsCallerIdentity",
+    "DataAwsIamPolicyDocument",
+    "DataAwsPartition",
+    "DefaultSecurityGroup",
     "DynamodbTable",
+    "Eip",
+    "FlowLog",
+    "IamInstanceProfile",
+    "IamPolicy",
+    "IamRole",
+    "IamRolePolicy",
+    "InternetGateway",
+    "KmsAlias",
     "KmsKey",
+    "LaunchTemplate",
+    "Lb",
+    "LbListener",
+    "LbTargetGroup",
+    "NatGateway",
+    "Route",
+    "RouteTable",
+    "RouteTableAssociation",
     "S3Bucket",
+    "S3BucketLifecycleConfiguration",
+    "S3BucketLogging",
+    "S3BucketLoggingA",
+    "S3BucketOwnershipControls",
+    "S3BucketPolicy",
+    "S3BucketPublicAccessBlock",
+    "S3BucketReplicationConfiguration",
+    "S3BucketReplicationConfigurationA",
+    "S3BucketServerSideEncryptionConfiguration",
+    "S3BucketServerSideEncryptionConfigurationA",
+    "S3BucketVersioningA",
+    "SecurityGroup",
+    "SnsTopic",
     "SqsQueue",
     "Subnet",
     "Vpc",
+    "VpcEndpoint",
 ]

@@ -8,7 +8,13 @@ from cdktf import LocalBackend, S3Backend, TerraformStack
 from constructs import Construct
 
 from gpufleet.config import PlatformConfig
-from gpufleet.providers import AwsProvider, AwsProviderDefaultTags, AwsProviderEndpoints
+from gpufleet.providers import (
+    AwsProvider,
+    AwsProviderDefaultTags,
+    AwsProviderEndpoints,
+    DataAwsCallerIdentity,
+    DataAwsPartition,
+)
 from gpufleet.schema import TAG_PLATFORM, TAG_TEAM
 from gpufleet.target import Target
 
@@ -27,12 +33,20 @@ class GpufleetStack(TerraformStack):
         super().__init__(scope, stack_id)
         self.cfg, self.target, self.team = cfg, target, team
         self.region = region or cfg.platform.region
-        tags = {TAG_PLATFORM: cfg.platform.name, **({TAG_TEAM: team} if team else {})}
+        self.tags = {TAG_PLATFORM: cfg.platform.name, **({TAG_TEAM: team} if team else {})}
         self.provider = AwsProvider(self, "aws", region=self.region,
-                                    default_tags=[AwsProviderDefaultTags(tags=tags)], **self._provider_args())
+                                    default_tags=[AwsProviderDefaultTags(tags=self.tags)], **self._provider_args())
         self._configure_backend(stack_id)
+        self.partition: str = DataAwsPartition(self, "partition").partition
+        self.account_id: str = DataAwsCallerIdentity(self, "account").account_id
+        self.account_root = f"arn:{self.partition}:iam::{self.account_id}:root"
 
-    def _provider_args(self) -> dict[str, Any]:
+    @property
+    def secure_bucket_policies(self) -> bool:
+        """Conditional Deny statements in bucket policies (TLS-only, team scope); see local.differences."""
+        return not self.target.local
+
+    def _provider_args(self, alias: str | None = None) -> dict[str, Any]:
         if not self.target.local:
             return {}
         endpoint = self.target.emulator_endpoint

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
+import os
 import signal
 import subprocess
 import sys
-import tarfile
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,47 +30,42 @@ from gpufleet.agent.serving.app import Limits, ServingApp
 from gpufleet.agent.serving.handler import load_handler
 from gpufleet.agent.serving.metrics import ServingMetrics
 from gpufleet.agent.serving.models import LoadedModel, ModelSlot, build_model
+from gpufleet.agent.training.output import package_model
 from gpufleet.local.emulator import Emulator, free_port
 from gpufleet.runtime import TeamRuntime
 from tests.support.aws import client, create_team_resources
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
 
 @dataclass(frozen=True)
 class Digits:
-    tarball: bytes
-    x_test: Any      # float32 (n, 64)
+    model_dir: Path  # what the training example saved: a TorchScript model.pt
+    x_test: Any      # raw pixel values 0-16, float32 (n, 64)
     y_test: Any      # int (n,)
 
 
-def train_digits_model(work: Path) -> Digits:
-    """A real training run on sklearn's digits: an MLP, TorchScript-saved as model.pt, packed as the
-    SageMaker model dir (model.pt at the tar root). Stands in for the training agent's output."""
+def train_digits_model(work: Path, env: dict[str, str]) -> Digits:
+    """A real run of the training example (examples/training/digits/train.py, the script the training
+    agent runs), saving its TorchScript model.pt; the held-out split is rebuilt the way it splits."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    torch.manual_seed(0)
+    model_dir = work / "model"
+    subprocess.run([sys.executable, str(REPO_ROOT / "examples" / "training" / "digits" / "train.py"),
+                    "--epochs", "8", "--model-dir", str(model_dir), "--output-data-dir", str(work / "output"),
+                    "--checkpoint-dir", str(work / "checkpoints")], env=env, check=True, capture_output=True)
     x, y = load_digits(return_X_y=True)
-    x = (x / 16.0).astype("float32")
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.25, random_state=0)
-    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
-    opt = torch.optim.Adam(model.parameters(), lr=0.01)
-    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
-    for _ in range(150):
-        opt.zero_grad()
-        torch.nn.functional.cross_entropy(model(xt), yt).backward()
-        opt.step()
-    model.eval()
-    (work / "model").mkdir(parents=True, exist_ok=True)
-    torch.jit.script(model).save(str(work / "model" / "model.pt"))
-    return Digits(pack(work / "model"), x_test, y_test)
+    _, x_test, _, y_test = train_test_split(x.astype("float32"), y, test_size=0.2, random_state=0, stratify=y)
+    return Digits(model_dir, x_test, y_test)
 
 
 def pack(model_dir: Path) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for path in sorted(model_dir.rglob("*")):
-            tar.add(path, arcname=str(path.relative_to(model_dir)), recursive=False)
-    return buffer.getvalue()
+    """model.tar.gz bytes, packed by the training agent's own packager."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tarball = Path(tmp) / "model.tar.gz"
+        package_model(model_dir, tarball)
+        return tarball.read_bytes()
 
 
 def scripted_model_dir(work: Path, module: torch.nn.Module, code: str | None = None) -> Path:
@@ -224,7 +219,9 @@ def serve_in_process() -> Iterator[Callable[..., InProcess]]:
 
 @pytest.fixture(scope="session")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Digits:
-    return train_digits_model(tmp_path_factory.mktemp("digits"))
+    path = os.environ.get("PYTHONPATH", "")
+    env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT}{os.pathsep}{path}", "OMP_NUM_THREADS": "1"}
+    return train_digits_model(tmp_path_factory.mktemp("digits"), env)
 
 
 

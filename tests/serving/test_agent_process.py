@@ -14,6 +14,8 @@ import httpx
 import numpy as np
 import pytest
 
+from gpufleet.agent.aws import AwsClients
+from gpufleet.agent.training.output import publish_model
 from tests.serving.conftest import Agent, Constant, Digits, Team, pack, scripted_model_dir
 
 
@@ -33,8 +35,11 @@ def _predict_classes(agent: Agent, x: np.ndarray, content_type: str) -> np.ndarr
     return np.load(io.BytesIO(r.content)).argmax(axis=1)
 
 
-def test_trained_digits_model_serves_predicts_and_reports(team: Team, digits: Digits, start_agent) -> None:
-    team.publish_model("digits", 1, digits.tarball)
+def test_model_from_the_training_agent_serves_predicts_and_reports(team: Team, digits: Digits,
+                                                                   start_agent) -> None:
+    clients = AwsClients.create(team.runtime.region, team.emu.endpoint)
+    published = publish_model(clients, team.runtime, digits.model_dir, "digits", {"job_id": "job-digits"})
+    assert published == "digits:1"
     team.point_endpoint("web", "blue", "digits", 1)
     agent = start_agent("web", capture_percent=100)
     agent.wait_ready()
@@ -81,9 +86,14 @@ import os
 import torch
 
 
-class Net(torch.nn.Sequential):
+class Net(torch.nn.Module):
     def __init__(self):
-        super().__init__(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10))
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 128),
+                                       torch.nn.ReLU(), torch.nn.Linear(128, 10))
+
+    def forward(self, x):
+        return self.net(x / 16.0)
 
 
 def model_fn(model_dir):
@@ -110,15 +120,11 @@ def output_fn(prediction, content_type):
 
 
 def test_sagemaker_inference_py_serves_unchanged(team: Team, digits: Digits, start_agent, tmp_path: Path) -> None:
-    import tarfile
-
     import torch
 
-    with tarfile.open(fileobj=io.BytesIO(digits.tarball)) as tar:
-        tar.extractall(tmp_path / "trained", filter="data")
     model_dir = tmp_path / "sm"
     (model_dir / "code").mkdir(parents=True)
-    torch.save(torch.jit.load(str(tmp_path / "trained" / "model.pt")).state_dict(), model_dir / "model.pth")
+    torch.save(torch.jit.load(str(digits.model_dir / "model.pt")).state_dict(), model_dir / "model.pth")
     (model_dir / "code" / "inference.py").write_text(SAGEMAKER_INFERENCE_PY)
     team.publish_model("sm-digits", 3, pack(model_dir))
     team.point_endpoint("sm", "blue", "sm-digits", 3)

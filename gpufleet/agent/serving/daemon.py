@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import threading
-import urllib.request
 from collections.abc import Generator
 from pathlib import Path
-from typing import Any
 
-import boto3
 import uvicorn
 
+from gpufleet.agent.aws import AwsClients
 from gpufleet.agent.config import AgentConfig
 from gpufleet.agent.health import start_health_server
+from gpufleet.agent.identity import resolve_identity
 from gpufleet.agent.serving.app import HealthState, Limits, ServingApp
 from gpufleet.agent.serving.capture import DataCapture
 from gpufleet.agent.serving.events import emit
@@ -30,10 +28,8 @@ from gpufleet.agent.serving.models import ModelSlot
 from gpufleet.agent.serving.telemetry import Telemetry
 from gpufleet.agent.serving.watcher import ModelWatcher
 from gpufleet.errors import RuntimeFailure
-from gpufleet.local.emulator import LOCAL_CREDENTIALS
 
 GPU_POLL_S = 5.0
-IMDS = "http://169.254.169.254"
 
 
 class _Server(uvicorn.Server):
@@ -44,51 +40,23 @@ class _Server(uvicorn.Server):
         yield
 
 
-def aws_client(config: AgentConfig, service: str) -> Any:
-    kwargs: dict[str, Any] = {"region_name": config.team.region}
-    if config.local:
-        kwargs["endpoint_url"] = config.local.aws_endpoint_url
-        if not os.environ.get("AWS_ACCESS_KEY_ID"):
-            kwargs.update(aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
-    return boto3.client(service, **kwargs)
-
-
-def instance_id(config: AgentConfig) -> str:
-    """Local mode's configured identity, else IMDSv2's instance id."""
-    if config.local:
-        return config.local.instance_id
-    try:
-        token_req = urllib.request.Request(f"{IMDS}/latest/api/token", method="PUT",
-                                           headers={"X-aws-ec2-metadata-token-ttl-seconds": "300"})
-        with urllib.request.urlopen(token_req, timeout=2) as r:
-            token = r.read().decode()
-        req = urllib.request.Request(f"{IMDS}/latest/meta-data/instance-id",
-                                     headers={"X-aws-ec2-metadata-token": token})
-        with urllib.request.urlopen(req, timeout=2) as r:
-            return str(r.read().decode())
-    except OSError as exc:
-        raise RuntimeFailure("serving agent identity", f"IMDSv2 unreachable ({exc})",
-                             "run on EC2 with IMDSv2 enabled, or set local.instance_id in the agent config"
-                             ) from None
-
-
 def run(config: AgentConfig, stop: threading.Event) -> int:
     assert config.endpoint and config.variant  # AgentConfig validates this for the serving role
     options, background_stop = config.serving, threading.Event()
     device = pick_device(options.device)
     slot, metrics, health = ModelSlot(), ServingMetrics(), HealthState()
-    s3 = aws_client(config, "s3")
+    aws = AwsClients.for_agent(config)
+    s3 = aws.s3
     capture = (DataCapture(s3, config.team.buckets.capture, config.endpoint, config.variant,
                            options.capture_percent, options.capture_queue_size)
                if options.capture_percent > 0 else None)
-    ident = instance_id(config)
-    telemetry = Telemetry(aws_client(config, "cloudwatch"), aws_client(config, "autoscaling"), GpuTelemetry(),
+    ident = resolve_identity(config).instance_id
+    telemetry = Telemetry(aws.cloudwatch, aws.client("autoscaling"), GpuTelemetry(),
                           metrics, health, {"Team": config.team.team, "Endpoint": config.endpoint,
                                             "Variant": config.variant}, ident)
     app = ServingApp(slot, metrics, Limits(options.max_payload_bytes, options.request_timeout_s),
                      health, capture, lambda: telemetry.last_gpu)
-    watcher = ModelWatcher(aws_client(config, "dynamodb"), s3, config.team.tables, config.endpoint,
+    watcher = ModelWatcher(aws.client("dynamodb"), s3, config.team.tables, config.endpoint,
                            config.variant, Path(config.work_root), slot, metrics, options, device)
     threads = [threading.Thread(target=watcher.run, args=(background_stop,), name="watcher", daemon=True),
                threading.Thread(target=telemetry.run, name="telemetry", daemon=True,

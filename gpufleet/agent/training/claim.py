@@ -84,7 +84,7 @@ def _take(clients: AwsClients, runtime: TeamRuntime, rec: Record, spec: JobSpec,
     if stale_hb is not None:
         cond, values = "heartbeat_at = :hb", {":hb": stale_hb}
     if not update_job(clients, runtime, rec["job_id"], sets, expect_status=[rec["status"]],
-                      expect_attempts=attempts, condition=cond, values=values, removes=["reason"]):
+                      expect_attempts=attempts, condition=cond, values=values, removes=["reason", "publisher"]):
         return None
     return Claim(rec["job_id"], attempts + 1, 0, spec, rendezvous)
 
@@ -130,7 +130,7 @@ def claim_job(clients: AwsClients, runtime: TeamRuntime, job_id: str, identity: 
 def heartbeat(clients: AwsClients, runtime: TeamRuntime, claim: Claim, metrics: dict[str, float]) -> bool:
     """Refresh heartbeat_at; False when the job is no longer ours (cancelled, or taken over)."""
     sets: Record = {"heartbeat_at": now_iso()}
-    if metrics and claim.slot == 0:
+    if metrics:   # from whichever node's output carries them (global rank 0's, usually)
         sets["metrics"] = metrics
     return update_job(clients, runtime, claim.job_id, sets, expect_status=["RUNNING"],
                       expect_attempts=claim.attempt)

@@ -1,7 +1,8 @@
 """One attempt of a claimed job: fetch inputs, restore checkpoints, run the script under torchrun with
 the SageMaker contract, heartbeat, sync checkpoints and logs, then conclude by the job lifecycle:
 
-- exit 0: package, upload and register the model (node 0), SUCCEEDED, delete the message;
+- exit 0: package, upload and register the model (on a multi-node job, the node that has one), SUCCEEDED,
+  delete the message;
 - exit != 0 or max runtime: FAILED with the reason (and the last log lines), delete the message;
 - spot/scale-in notice or agent shutdown: final checkpoint sync, INTERRUPTED, message visible again;
 - claim lost (cancelled, ended by a peer, taken over): stop; settle the message by the job's new status.
@@ -39,7 +40,7 @@ from gpufleet.agent.training.output import publish_model
 from gpufleet.agent.training.periodic import Every
 from gpufleet.agent.training.process import JobProcess, kill_orphans, script_failure
 from gpufleet.agent.training.spot import Notice
-from gpufleet.jobs.store import get_job
+from gpufleet.jobs.store import get_job, update_job
 from gpufleet.runtime import TeamRuntime
 from gpufleet.schema import JOB_CLAIMABLE, JOB_FINAL
 
@@ -193,8 +194,9 @@ def _supervise(ctx: AgentContext, claim: Claim, receipt: str, proc: JobProcess, 
         attempt.metrics.flush(ctx.clients.cloudwatch, ctx.runtime.team, claim.job_id)
 
     timers = [Every(settings.heartbeat_s, beat, "heartbeat"), Every(settings.log_flush_s, ship_logs, "log-ship")]
-    if claim.slot == 0:   # node 0 owns the checkpoint prefix; every node restores from it
-        timers.append(Every(claim.spec.checkpoint_interval_s, attempt.ckpt.sync, "checkpoint-sync"))
+    # Every node syncs its checkpoint folder to the one prefix, as SageMaker does: which node holds
+    # global rank 0 (usually the one that writes checkpoints) is torchrun's choice, not ours.
+    timers.append(Every(claim.spec.checkpoint_interval_s, attempt.ckpt.sync, "checkpoint-sync"))
     for timer in timers:
         timer.start()
     log.info("job process started", extra={"job_id": claim.job_id, "pid": proc.proc.pid if proc.proc else None})
@@ -238,7 +240,7 @@ def _wait(ctx: AgentContext, proc: JobProcess, max_runtime_s: int, lost: threadi
 
 def _final_uploads(ctx: AgentContext, claim: Claim, ckpt: CheckpointSync | None, ship_logs: Any) -> None:
     try:
-        if ckpt is not None and claim.slot == 0:
+        if ckpt is not None:
             ckpt.sync()
     except AWS_ERRORS as exc:
         log.error("final checkpoint sync failed", extra={"job_id": claim.job_id, "error": str(exc)})
@@ -262,11 +264,43 @@ def _settle_lost_race(ctx: AgentContext, claim: Claim, receipt: str) -> str:
     return status
 
 
+def _claim_publisher(ctx: AgentContext, claim: Claim) -> bool:
+    return update_job(ctx.clients, ctx.runtime, claim.job_id, {"publisher": ctx.identity.instance_id},
+                      expect_status=["RUNNING"], expect_attempts=claim.attempt,
+                      condition="attribute_not_exists(publisher)")
+
+
+def _await_publisher(ctx: AgentContext, claim: Claim, receipt: str) -> str:
+    """A node that will not publish waits for the node that does. If no node saved a model, the job
+    still succeeds (without one) once the others have had time to claim publishing."""
+    started = time.monotonic()
+    window = max(15.0, ctx.config.training.heartbeat_s)
+    while True:
+        rec = get_job(ctx.clients, ctx.runtime, claim.job_id) or {}
+        if rec.get("status") != "RUNNING" or rec.get("attempts") != claim.attempt:
+            return _settle_lost_race(ctx, claim, receipt)
+        limit = ctx.config.training.stale_after_s if rec.get("publisher") else window
+        if time.monotonic() - started > limit:
+            break
+        time.sleep(0.5)
+    if rec.get("publisher") or not finish(ctx.clients, ctx.runtime, claim, "SUCCEEDED",
+                                          {"metrics": rec.get("metrics", {})}, removes=("reason",)):
+        return _settle_lost_race(ctx, claim, receipt)
+    ctx.message(receipt, delete=True)
+    log.info("job succeeded without a model", extra={"job_id": claim.job_id})
+    return "SUCCEEDED"
+
+
 def _conclude_success(ctx: AgentContext, claim: Claim, receipt: str, code_sha: str,
                       inputs: list[dict[str, str]], metrics: dict[str, float]) -> str:
-    if claim.slot != 0:   # node 0 publishes and records the outcome
-        ctx.message(receipt, delete=True)
-        return "SUCCEEDED"
+    if claim.spec.instance_count > 1:
+        # torchrun's c10d rendezvous, not our slot, decides which node hosts global rank 0 (the one that
+        # usually saves the model and prints metrics): the node that has a model publishes it.
+        if metrics:
+            heartbeat(ctx.clients, ctx.runtime, claim, metrics)
+        if not (any(ctx.layout.model.iterdir()) and _claim_publisher(ctx, claim)):
+            return _await_publisher(ctx, claim, receipt)
+        metrics = {**(get_job(ctx.clients, ctx.runtime, claim.job_id) or {}).get("metrics", {}), **metrics}
     lineage = {"job_id": claim.job_id, "code_sha256": code_sha, "inputs": inputs,
                "hyperparameters": dict(claim.spec.hyperparameters), "metrics": metrics}
     try:

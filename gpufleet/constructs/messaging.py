@@ -1,0 +1,57 @@
+"""JobQueue (SQS with a dead-letter queue) and AlarmTopic (encrypted SNS)."""
+
+from __future__ import annotations
+
+from cdktf import Fn
+from constructs import Construct
+
+from gpufleet.constructs.policy import Grantee, Statement, sid
+from gpufleet.providers import SnsTopic, SqsQueue
+
+CONSUME_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                   "sqs:GetQueueAttributes", "sqs:GetQueueUrl")
+SEND_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl")
+
+
+class JobQueue(Construct):
+    """An encrypted SQS queue whose messages move to an encrypted DLQ after ``max_receives`` receives.
+
+    ``visibility_timeout_s`` should be a few heartbeats long: the consumer extends it while it works.
+    """
+
+    def __init__(self, scope: Construct, queue_id: str, *, name: str, dlq_name: str, key_arn: str,
+                 visibility_timeout_s: int = 300, max_receives: int = 5,
+                 retention_s: int = 14 * 24 * 3600, ignore_redrive_drift: bool = False) -> None:
+        super().__init__(scope, queue_id)
+        self.dlq = SqsQueue(self, "dlq", name=dlq_name, kms_master_key_id=key_arn,
+                            message_retention_seconds=retention_s)
+        self.queue = SqsQueue(self, "queue", name=name, kms_master_key_id=key_arn,
+                              kms_data_key_reuse_period_seconds=300,
+                              visibility_timeout_seconds=visibility_timeout_s,
+                              message_retention_seconds=retention_s,
+                              redrive_policy=Fn.jsonencode({"deadLetterTargetArn": self.dlq.arn,
+                                                            "maxReceiveCount": max_receives}),
+                              # moto returns the policy re-serialized with spaces, a change on every plan.
+                              lifecycle={"ignore_changes": ["redrive_policy"]} if ignore_redrive_drift else None)
+        self.name, self.url, self.arn = name, self.queue.url, self.queue.arn
+        self.dlq_name, self.dlq_url, self.dlq_arn = dlq_name, self.dlq.url, self.dlq.arn
+
+    def grant_consume(self, grantee: Grantee, label: str) -> None:
+        grantee.add_to_policy(Statement(sid("Consume", label), CONSUME_ACTIONS, (self.arn,)))
+
+    def grant_send(self, grantee: Grantee, label: str) -> None:
+        grantee.add_to_policy(Statement(sid("Send", label), SEND_ACTIONS, (self.arn,)))
+
+    def grant_redrive(self, grantee: Grantee, label: str) -> None:
+        """Inspect and drain the DLQ (operators)."""
+        grantee.add_to_policy(Statement(sid("Redrive", label), CONSUME_ACTIONS, (self.dlq_arn,)))
+
+
+class AlarmTopic(Construct):
+    """An SNS topic encrypted with a customer-managed key, for CloudWatch alarm actions."""
+
+    def __init__(self, scope: Construct, topic_id: str, *, name: str, key_id: str) -> None:
+        super().__init__(scope, topic_id)
+        self.topic = SnsTopic(self, "topic", name=name, kms_master_key_id=key_id)
+        self.arn: str = self.topic.arn
+        self.name = name

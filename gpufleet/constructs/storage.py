@@ -1,0 +1,156 @@
+"""SecureBucket: an S3 bucket that is private, versioned, encrypted and logged unless told otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from cdktf import TerraformProvider
+from constructs import Construct
+
+from gpufleet.constructs.blocks import blocks
+from gpufleet.constructs.policy import Condition, Grantee, PolicyDocument, Statement, sid
+from gpufleet.constructs.suppress import skip_checks
+from gpufleet.providers import (
+    S3Bucket,
+    S3BucketLifecycleConfiguration,
+    S3BucketLogging,
+    S3BucketOwnershipControls,
+    S3BucketPolicy,
+    S3BucketPublicAccessBlock,
+    S3BucketReplicationConfiguration,
+    S3BucketServerSideEncryptionConfiguration,
+    S3BucketVersioningA,
+)
+
+READ_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
+WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts")
+DELETE_ACTIONS = ("s3:DeleteObject", "s3:DeleteObjectVersion")
+LIST_ACTIONS = ("s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation")
+OBJECT_ACTIONS = READ_ACTIONS + WRITE_ACTIONS + DELETE_ACTIONS
+
+
+@dataclass(frozen=True)
+class AccessLogs:
+    """Where S3 server access logs go (the target bucket must use SSE-S3, not SSE-KMS)."""
+
+    bucket: str
+    prefix: str
+
+
+class SecureBucket(Construct):
+    """Versioned, SSE-KMS with bucket keys (SSE-S3 when ``key_arn`` is None), all four public-access blocks,
+    BucketOwnerEnforced, access logs, lifecycle hygiene, and optionally a TLS-only and principal-scoped policy.
+
+    ``enforce_tls`` and ``only_principals`` add conditional Deny statements; ``only_principals`` limits
+    object reads and writes to those principal ARNs (patterns allowed).
+    """
+
+    def __init__(self, scope: Construct, bucket_id: str, *, name: str, key_arn: str | None,
+                 access_logs: AccessLogs | None, enforce_tls: bool = True,
+                 only_principals: Sequence[str] = (), noncurrent_expiry_days: int | None = None,
+                 abort_multipart_days: int = 7, expire_days: int | None = None,
+                 force_destroy: bool = False, provider: TerraformProvider | None = None) -> None:
+        super().__init__(scope, bucket_id)
+        self.provider = provider
+        self.bucket = S3Bucket(self, "bucket", provider=self.provider, bucket=name, force_destroy=force_destroy)
+        self.name: str = name
+        self.arn: str = self.bucket.arn
+        b = self.bucket.id
+        self.versioning = S3BucketVersioningA(self, "versioning", provider=self.provider, bucket=b,
+                                              versioning_configuration={"status": "Enabled"})
+        sse = ({"sse_algorithm": "aws:kms", "kms_master_key_id": key_arn} if key_arn
+               else {"sse_algorithm": "AES256"})
+        S3BucketServerSideEncryptionConfiguration(self, "sse", provider=self.provider, bucket=b, rule=blocks([
+            {"apply_server_side_encryption_by_default": sse, "bucket_key_enabled": key_arn is not None}]))
+        self.public_access = S3BucketPublicAccessBlock(
+            self, "public-access", provider=self.provider, bucket=b, block_public_acls=True, block_public_policy=True,
+            ignore_public_acls=True, restrict_public_buckets=True)
+        S3BucketOwnershipControls(self, "ownership", provider=self.provider, bucket=b,
+                                  rule={"object_ownership": "BucketOwnerEnforced"})
+        if access_logs:
+            S3BucketLogging(self, "logging", provider=self.provider, bucket=b, target_bucket=access_logs.bucket,
+                            target_prefix=access_logs.prefix)
+        self._lifecycle(abort_multipart_days, noncurrent_expiry_days, expire_days)
+        self.policy = PolicyDocument(self, "policy")
+        if enforce_tls:
+            self.policy.add(Statement(
+                "DenyInsecureTransport", ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"),
+                (self.arn, f"{self.arn}/*"), effect="Deny", principals={"AWS": ("*",)},
+                conditions=(Condition("Bool", "aws:SecureTransport", ("false",)),)))
+        if only_principals:
+            self.policy.add(Statement(
+                "DenyObjectAccessOutsideTeam", OBJECT_ACTIONS, (f"{self.arn}/*",), effect="Deny",
+                principals={"AWS": ("*",)},
+                conditions=(Condition("ArnNotLike", "aws:PrincipalArn", tuple(only_principals)),)))
+        self._policy_resource: S3BucketPolicy | None = None
+        self._attach_policy()
+
+    def _lifecycle(self, abort_days: int, noncurrent_days: int | None, expire_days: int | None) -> None:
+        rule: dict[str, object] = {
+            "id": "hygiene", "status": "Enabled", "filter": [{"prefix": ""}],
+            "abort_incomplete_multipart_upload": [{"days_after_initiation": abort_days}],
+        }
+        if noncurrent_days:
+            rule["noncurrent_version_expiration"] = [{"noncurrent_days": noncurrent_days}]
+        if expire_days:
+            rule["expiration"] = [{"days": expire_days}]
+        # The lifecycle applies to versions, so it waits for versioning to exist.
+        S3BucketLifecycleConfiguration(self, "lifecycle", provider=self.provider, bucket=self.bucket.id,
+                                       rule=blocks([rule]), depends_on=[self.versioning])
+
+    def _attach_policy(self) -> None:
+        if self.policy.empty or self._policy_resource is not None:
+            return
+        # After the public-access block: S3 rejects policy writes that race it.
+        self._policy_resource = S3BucketPolicy(self, "bucket-policy", provider=self.provider, bucket=self.bucket.id,
+                                               policy=self.policy.json, depends_on=[self.public_access])
+
+    def add_to_resource_policy(self, statement: Statement) -> None:
+        self.policy.add(statement)
+        self._attach_policy()
+
+    def skip_checks(self, reasons: dict[str, str]) -> None:
+        skip_checks(self.bucket, reasons)
+
+    def _objects(self, prefix: str) -> str:
+        return f"{self.arn}/{prefix}*"
+
+    def grant_read(self, grantee: Grantee, label: str, prefix: str = "") -> None:
+        grantee.add_to_policy(Statement(sid("Read", label), READ_ACTIONS, (self._objects(prefix),)))
+        self._grant_list(grantee, label)
+
+    def grant_write(self, grantee: Grantee, label: str, prefix: str = "") -> None:
+        grantee.add_to_policy(Statement(sid("Write", label), WRITE_ACTIONS, (self._objects(prefix),)))
+        self._grant_list(grantee, label)
+
+    def grant_read_write(self, grantee: Grantee, label: str, prefix: str = "") -> None:
+        grantee.add_to_policy(Statement(sid("ReadWrite", label), OBJECT_ACTIONS, (self._objects(prefix),)))
+        self._grant_list(grantee, label)
+
+    def replicate_to(self, replica: SecureBucket, *, role: Grantee, role_arn: str, source_key_arn: str,
+                     replica_key_arn: str, ignore_rule_drift: bool = False) -> None:
+        """Replicate every object version, encrypted under ``replica_key_arn``, to ``replica`` (another region).
+
+        ``ignore_rule_drift`` is for emulators that store a reduced rule (see gpufleet.local.differences)."""
+        role.add_to_policy(Statement("ReadForReplication", ("s3:GetReplicationConfiguration", "s3:ListBucket"),
+                                     (self.arn,)))
+        role.add_to_policy(Statement("ReadVersionsForReplication", (
+            "s3:GetObjectVersionForReplication", "s3:GetObjectVersionAcl", "s3:GetObjectVersionTagging"),
+            (f"{self.arn}/*",)))
+        role.add_to_policy(Statement("WriteReplicas", ("s3:ReplicateObject", "s3:ReplicateDelete",
+                                                       "s3:ReplicateTags"), (f"{replica.arn}/*",)))
+        role.add_to_policy(Statement("DecryptSource", ("kms:Decrypt",), (source_key_arn,)))
+        role.add_to_policy(Statement("EncryptReplica", ("kms:Encrypt", "kms:GenerateDataKey"), (replica_key_arn,)))
+        S3BucketReplicationConfiguration(
+            self, "replication", bucket=self.bucket.id, role=role_arn, provider=self.provider,
+            depends_on=[self.versioning, replica.versioning],
+            lifecycle={"ignore_changes": ["rule"]} if ignore_rule_drift else None, rule=blocks([{
+                "id": "disaster-recovery", "status": "Enabled", "filter": {"prefix": ""},
+                "delete_marker_replication": {"status": "Enabled"},
+                "source_selection_criteria": {"sse_kms_encrypted_objects": {"status": "Enabled"}},
+                "destination": {"bucket": replica.arn, "storage_class": "STANDARD",
+                                "encryption_configuration": {"replica_kms_key_id": replica_key_arn}}}]))
+
+    def _grant_list(self, grantee: Grantee, label: str) -> None:
+        grantee.add_to_policy(Statement(sid("List", label), LIST_ACTIONS, (self.arn,)))

@@ -1,0 +1,100 @@
+"""A team's three roles (training hosts, serving hosts, human operators) and what each may touch.
+
+Every grant names this team's own resources; ``*`` appears only where AWS has no narrower resource,
+each with its reason. The roles share one permission boundary built from the same grants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpufleet.constructs.endpoint import EndpointFleet
+from gpufleet.constructs.iam import PermissionBoundary, ScopedRole
+from gpufleet.constructs.keys import EncryptionKey
+from gpufleet.constructs.messaging import JobQueue
+from gpufleet.constructs.policy import Condition, Statement
+from gpufleet.constructs.storage import SecureBucket
+from gpufleet.constructs.tables import Table
+from gpufleet.constructs.training import GpuTrainingFleet
+from gpufleet.schema import METRIC_NAMESPACE
+from gpufleet.stacks.base import GpufleetStack
+
+# CloudWatch PutMetricData has no resource type; the namespace condition is the narrowest scope.
+PUT_METRICS = Statement("PutGpufleetMetrics", ("cloudwatch:PutMetricData",), ("*",),
+                        conditions=(Condition("StringEquals", "cloudwatch:namespace", (METRIC_NAMESPACE,)),))
+# Describe calls of ELB and Auto Scaling support no resource-level permissions (AWS service
+# authorization reference), so they take "*"; they reveal configuration, never data.
+DESCRIBE_FLEETS = Statement("DescribeFleets", (
+    "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules",
+    "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
+    "elasticloadbalancing:DescribeLoadBalancers", "autoscaling:DescribeAutoScalingGroups",
+    "autoscaling:DescribeAutoScalingInstances"), ("*",))
+
+
+@dataclass(frozen=True)
+class TeamRoles:
+    training: ScopedRole
+    serving: ScopedRole
+    operator: ScopedRole
+    boundary: PermissionBoundary
+
+
+def role_arn(stack: GpufleetStack, name: str) -> str:
+    """A role's ARN from its name, so bucket policies can name roles before they exist."""
+    return f"arn:{stack.partition}:iam::{stack.account_id}:role/{name}"
+
+
+def build_roles(stack: GpufleetStack, names: dict[str, str], operators: list[str]) -> TeamRoles:
+    """``names`` has keys boundary, training, serving, operator. With no operators configured, the
+    operator role trusts this account's principals that have MFA."""
+    boundary = PermissionBoundary(stack, "boundary", name=names["boundary"],
+                                  description=f"Ceiling of {stack.team}'s roles: its own resources only")
+    training = ScopedRole(stack, "training-role", name=names["training"], boundary=boundary,
+                          service="ec2.amazonaws.com", instance_profile=True,
+                          description=f"{stack.team} training hosts")
+    serving = ScopedRole(stack, "serving-role", name=names["serving"], boundary=boundary,
+                         service="ec2.amazonaws.com", instance_profile=True,
+                         description=f"{stack.team} serving hosts")
+    operator = ScopedRole(stack, "operator-role", name=names["operator"], boundary=boundary,
+                          principals=operators or [stack.account_root], mfa=not operators,
+                          description=f"{stack.team} operators (CLI: jobs, models, rollouts)")
+    return TeamRoles(training, serving, operator, boundary)
+
+
+def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, SecureBucket], queue: JobQueue,
+                      tables: dict[str, Table], training: GpuTrainingFleet,
+                      endpoints: dict[str, EndpointFleet], alarm_arns: list[str]) -> None:
+    t, s, o = roles.training, roles.serving, roles.operator
+    for role in (t, s, o):
+        key.grant_encrypt_decrypt(role, "team")
+    # Training hosts: read data, write artifacts/checkpoints/logs, claim jobs, register models.
+    buckets["data"].grant_read(t, "data-bucket")
+    for b in ("artifacts", "checkpoints", "logs"):
+        buckets[b].grant_read_write(t, f"{b}-bucket")
+    queue.grant_consume(t, "job-queue")
+    tables["jobs"].grant_read_write(t, "jobs-table")
+    tables["models"].grant_read_write(t, "models-table")
+    training.grant_lifecycle(t, "training")
+    t.add_to_policy(PUT_METRICS)
+    # Serving hosts: read approved models, write captured requests and logs, read endpoint state.
+    buckets["artifacts"].grant_read(s, "model-artifacts", prefix="models/")
+    buckets["capture"].grant_write(s, "capture-bucket")
+    buckets["logs"].grant_write(s, "logs-bucket")
+    tables["endpoints"].grant_read(s, "endpoints-table")
+    tables["models"].grant_read(s, "models-table")
+    s.add_to_policy(PUT_METRICS)
+    # Operators: everything of this team's data plane, plus rollouts and scaling.
+    for name, bucket in buckets.items():
+        bucket.grant_read_write(o, f"{name}-bucket")
+    queue.grant_send(o, "job-queue")
+    queue.grant_redrive(o, "job-queue")
+    for name, table in tables.items():
+        table.grant_read_write(o, f"{name}-table")
+    training.grant_scale(o, "training")
+    for fleet in endpoints.values():
+        fleet.grant_shift_traffic(o, f"endpoint-{fleet.name}")
+        fleet.grant_scale(o, f"endpoint-{fleet.name}")
+    if alarm_arns:
+        o.add_to_policy(Statement("ReadAlarms", ("cloudwatch:DescribeAlarms",), tuple(alarm_arns)))
+    o.add_to_policy(Statement("ReadMetrics", ("cloudwatch:GetMetricData",), ("*",)))  # no resource type
+    o.add_to_policy(DESCRIBE_FLEETS)

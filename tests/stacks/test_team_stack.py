@@ -1,0 +1,270 @@
+"""Synth assertions: each guarantee of the team stack, on the real-AWS synth of examples/gpufleet.yaml."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gpufleet.schema import BUCKETS, RUNTIME_OUTPUT
+from tests.stacks.conftest import EXAMPLE, Synth, one, policy_statements, referenced, resources
+
+TEAM = "team-vision"  # g5/g6 training, one endpoint "digits"; the example sets a DR region
+TEAM_BUCKETS = len(BUCKETS) + 1  # plus the artifacts replica in the DR region
+
+
+def _by_bucket(doc: dict[str, Any], rtype: str) -> dict[str, dict[str, Any]]:
+    """Sub-resources of the team buckets keyed by bucket name."""
+    out = {}
+    for r in resources(doc, rtype).values():
+        out[referenced(doc, r["bucket"])["bucket"]] = r
+    return out
+
+
+def test_every_team_bucket_is_versioned_kms_encrypted_private_and_owner_enforced(aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    names = {f"acme-vision-{b}" for b in BUCKETS}
+    assert {r["bucket"] for r in resources(doc, "aws_s3_bucket").values()} == names | {"acme-vision-artifacts-dr"}
+    assert all(not r.get("force_destroy") for r in resources(doc, "aws_s3_bucket").values())
+    for name, v in _by_bucket(doc, "aws_s3_bucket_versioning").items():
+        assert v["versioning_configuration"]["status"] == "Enabled", name
+    for name, sse in _by_bucket(doc, "aws_s3_bucket_server_side_encryption_configuration").items():
+        rule = sse["rule"][0]
+        assert rule["apply_server_side_encryption_by_default"]["sse_algorithm"] == "aws:kms", name
+        assert "aws_kms_key" in rule["apply_server_side_encryption_by_default"]["kms_master_key_id"]
+        assert rule["bucket_key_enabled"] is True
+    for name, pab in _by_bucket(doc, "aws_s3_bucket_public_access_block").items():
+        assert all(pab[k] is True for k in ("block_public_acls", "block_public_policy", "ignore_public_acls",
+                                            "restrict_public_buckets")), name
+    for own in _by_bucket(doc, "aws_s3_bucket_ownership_controls").values():
+        assert own["rule"]["object_ownership"] == "BucketOwnerEnforced"
+    assert len(_by_bucket(doc, "aws_s3_bucket_ownership_controls")) == TEAM_BUCKETS
+
+
+def test_team_buckets_log_to_the_platform_log_bucket_and_clean_up_uploads_and_old_checkpoints(
+        aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    logs = _by_bucket(doc, "aws_s3_bucket_logging")
+    assert len(logs) == len(BUCKETS), "all but the DR replica, whose region has no log bucket"
+    for name, log in logs.items():
+        assert log["target_bucket"] == "acme-logs", "the platform's log bucket"
+        assert log["target_prefix"] == f"s3/vision/{name.removeprefix('acme-vision-')}/"
+    lifecycles = _by_bucket(doc, "aws_s3_bucket_lifecycle_configuration")
+    assert len(lifecycles) == TEAM_BUCKETS
+    for rule in (lc["rule"][0] for lc in lifecycles.values()):
+        assert rule["abort_incomplete_multipart_upload"][0]["days_after_initiation"] == 7
+    assert lifecycles["acme-vision-checkpoints"]["rule"][0]["noncurrent_version_expiration"][0]["noncurrent_days"] == 14
+
+
+def test_bucket_policies_deny_plain_http_and_object_access_outside_the_team(aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    policies = _by_bucket(doc, "aws_s3_bucket_policy")
+    assert len(policies) == TEAM_BUCKETS
+    for name, policy in policies.items():
+        statements = {s["sid"]: s for s in policy_statements(doc, policy["policy"])}
+        tls = statements["DenyInsecureTransport"]
+        assert tls["effect"] == "Deny"
+        assert tls["condition"] == [{"test": "Bool", "variable": "aws:SecureTransport", "values": ["false"]}]
+        scope = statements["DenyObjectAccessOutsideTeam"]
+        allowed = scope["condition"][0]["values"]
+        assert scope["condition"][0]["test"] == "ArnNotLike", name
+        roles = {a.rsplit("/", 1)[-1] for a in allowed}
+        team_roles = {"acme-vision-training", "acme-vision-serving", "acme-vision-operator"}
+        assert roles == (team_roles | {"acme-vision-replication"} if name == "acme-vision-artifacts" else team_roles)
+
+
+def test_job_queue_is_encrypted_with_a_dead_letter_queue_and_heartbeat_friendly_visibility(aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    queue = one(doc, "aws_sqs_queue", lambda q: q["name"] == "acme-vision-jobs")
+    dlq = one(doc, "aws_sqs_queue", lambda q: q["name"] == "acme-vision-jobs-dlq")
+    assert queue["visibility_timeout_seconds"] == 300
+    assert "aws_kms_key" in queue["kms_master_key_id"] and "aws_kms_key" in dlq["kms_master_key_id"]
+    assert "deadLetterTargetArn" in queue["redrive_policy"] and "maxReceiveCount" in queue["redrive_policy"]
+    assert "lifecycle" not in queue, "real AWS watches the redrive policy for drift"
+
+
+def test_tables_are_on_demand_with_point_in_time_recovery_kms_and_deletion_protection(aws_stacks: Synth) -> None:
+    tables = resources(aws_stacks[TEAM], "aws_dynamodb_table").values()
+    assert {t["name"] for t in tables} == {"acme-vision-jobs", "acme-vision-models", "acme-vision-endpoints"}
+    for t in tables:
+        assert t["billing_mode"] == "PAY_PER_REQUEST"
+        assert t["point_in_time_recovery"] == {"enabled": True}
+        sse = t["server_side_encryption"]
+        assert sse["enabled"] is True and "aws_kms_key" in sse["kms_key_arn"]
+        assert t["deletion_protection_enabled"] is True
+
+
+def test_launch_templates_require_imdsv2_hop_limit_1_and_an_encrypted_gp3_root(aws_stacks: Synth) -> None:
+    templates = resources(aws_stacks[TEAM], "aws_launch_template")
+    assert {t["name"] for t in templates.values()} == {"acme-vision-training", "acme-vision-digits-blue",
+                                                         "acme-vision-digits-green"}
+    for t in templates.values():
+        meta = t["metadata_options"]
+        assert meta["http_tokens"] == "required" and meta["http_put_response_hop_limit"] == 1
+        ebs = t["block_device_mappings"][0]["ebs"]
+        assert ebs == {**ebs, "encrypted": "true", "volume_type": "gp3", "volume_size": 200}
+        assert t["network_interfaces"][0]["associate_public_ip_address"] == "false"
+        assert "data.aws_ami.gpu-ami" in t["image_id"]
+        assert {s["resource_type"] for s in t["tag_specifications"]} == {"instance", "volume"}
+
+
+def test_user_data_writes_the_agent_config_then_starts_the_agent(aws_stacks: Synth) -> None:
+    templates = resources(aws_stacks[TEAM], "aws_launch_template")
+    for t in templates.values():
+        script = t["user_data"]
+        assert script.startswith("${base64encode(join(")
+        assert "/etc/gpufleet/agent.yaml" in script and "systemctl start gpufleet-agent" in script
+    green = next(t for t in templates.values() if t["name"].endswith("green"))
+    assert '"variant" = "green"' in green["user_data"] and '"role" = "serving"' in green["user_data"]
+    training = next(t for t in templates.values() if t["name"].endswith("training"))
+    assert '"role" = "training"' in training["user_data"]
+
+
+def test_ami_comes_from_the_configured_name_pattern_and_owner(aws_stacks: Synth) -> None:
+    ami = next(iter(aws_stacks[TEAM]["data"]["aws_ami"].values()))
+    assert ami["owners"] == ["self"] and ami["most_recent"] is True
+    assert ami["filter"] == [{"name": "name", "values": ["gpufleet-gpu-*"]}]
+
+
+def test_training_asg_mixes_spot_and_on_demand_from_zero_up_to_the_quota(aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    asg = one(doc, "aws_autoscaling_group", lambda a: a["name"] == "acme-vision-training")
+    assert asg["min_size"] == 0 and asg["max_size"] == 4 and asg["capacity_rebalance"] is True
+    policy = asg["mixed_instances_policy"]
+    dist = policy["instances_distribution"]
+    assert dist == {"on_demand_base_capacity": 0, "on_demand_percentage_above_base_capacity": 20,
+                    "spot_allocation_strategy": "capacity-optimized"}
+    assert [o["instance_type"] for o in policy["launch_template"]["override"]] == ["g5.xlarge", "g5.2xlarge",
+                                                                                  "g6.xlarge"]
+    assert "latest_version" in policy["launch_template"]["launch_template_specification"]["version"]
+    assert asg["lifecycle"]["ignore_changes"] == ["desired_capacity"]
+
+
+def test_training_scales_out_on_backlog_in_to_zero_when_idle_and_checkpoints_before_termination(
+        aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    hook = one(doc, "aws_autoscaling_lifecycle_hook")
+    assert hook["lifecycle_transition"] == "autoscaling:EC2_INSTANCE_TERMINATING"
+    assert hook["name"] == "acme-vision-training-checkpoint" and hook["default_result"] == "CONTINUE"
+    policies = {p["name"]: p for p in resources(doc, "aws_autoscaling_policy").values()}
+    out = policies["acme-vision-training-scale-out-on-backlog"]
+    assert out["step_adjustment"] == [{"metric_interval_lower_bound": "0", "scaling_adjustment": 1}]
+    to_zero = policies["acme-vision-training-scale-to-zero"]
+    assert to_zero["adjustment_type"] == "ExactCapacity" and to_zero["step_adjustment"][0]["scaling_adjustment"] == 0
+    alarms = {a["alarm_name"]: a for a in resources(doc, "aws_cloudwatch_metric_alarm").values()}
+    backlog = alarms["acme-vision-training-backlog"]
+    assert backlog["metric_name"] == "ApproximateNumberOfMessagesVisible"
+    assert backlog["dimensions"] == {"QueueName": "acme-vision-jobs"}
+    assert "scale-out" in backlog["alarm_actions"][0]
+    idle = alarms["acme-vision-training-idle"]
+    assert idle["comparison_operator"] == "LessThanOrEqualToThreshold" and idle["threshold"] == 0
+    assert any(q.get("expression") == "visible + inflight" for q in idle["metric_query"])
+
+
+def test_endpoint_has_an_internal_alb_with_weighted_blue_green_that_terraform_leaves_to_rollouts(
+        aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    alb = one(doc, "aws_lb")
+    assert alb["internal"] is True and alb["drop_invalid_header_fields"] is True
+    assert alb["access_logs"]["enabled"] is True
+    listener = one(doc, "aws_lb_listener")
+    assert listener["protocol"] == "HTTP" and listener["port"] == 80  # no certificate configured
+    groups = listener["default_action"][0]["forward"]["target_group"]
+    assert [g["weight"] for g in groups] == [100, 0]
+    assert listener["lifecycle"]["ignore_changes"] == ["default_action"]
+    tgs = {t["name"]: t for t in resources(doc, "aws_lb_target_group").values()}
+    assert set(tgs) == {"acme-vision-digits-blue", "acme-vision-digits-green"}
+    assert all(t["health_check"]["path"] == "/ping" for t in tgs.values())
+
+
+def test_each_variant_has_an_asg_with_target_tracking_and_alarms_on_errors_and_p99(aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    asgs = {a["name"]: a for a in resources(doc, "aws_autoscaling_group").values()}
+    assert asgs["acme-vision-digits-blue"]["min_size"] == 1 and asgs["acme-vision-digits-green"]["min_size"] == 0
+    blue = asgs["acme-vision-digits-blue"]
+    assert blue["max_size"] == 4 and blue["health_check_type"] == "ELB"
+    tracking = [p for p in resources(doc, "aws_autoscaling_policy").values()
+                if p["policy_type"] == "TargetTrackingScaling"]
+    assert len(tracking) == 2
+    for p in tracking:
+        spec = p["target_tracking_configuration"]
+        assert spec["predefined_metric_specification"]["predefined_metric_type"] == "ALBRequestCountPerTarget"
+        assert spec["target_value"] == 200
+    alarms = {a["alarm_name"]: a for a in resources(doc, "aws_cloudwatch_metric_alarm").values()}
+    for v in ("blue", "green"):
+        assert alarms[f"acme-vision-digits-{v}-p99-latency"]["extended_statistic"] == "p99"
+        rate = alarms[f"acme-vision-digits-{v}-5xx-rate"]
+        assert any("errors / MAX" in q.get("expression", "") for q in rate["metric_query"])
+        assert "terraform_remote_state" in rate["alarm_actions"][0], "routed to the platform SNS topic"
+
+
+def test_https_listener_and_internet_facing_alb_when_configured() -> None:
+    import tempfile
+    from pathlib import Path
+
+    from tests.stacks.conftest import config_with, synth
+
+    cfg = config_with({"teams": [{"name": "web", "training": {"instance_types": ["g5.xlarge"]}, "endpoints": [{
+        "name": "chat", "instance_type": "g5.xlarge", "internet_facing": True,
+        "certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/abc"}]}]})
+    with tempfile.TemporaryDirectory() as tmp:
+        _, stacks = synth(cfg, Path(tmp), "aws")
+    listener = one(stacks["team-web"], "aws_lb_listener")
+    assert listener["protocol"] == "HTTPS" and listener["port"] == 443
+    assert listener["ssl_policy"].startswith("ELBSecurityPolicy-TLS13")
+    assert one(stacks["team-web"], "aws_lb")["internal"] is False
+    assert len(resources(stacks["platform"], "aws_internet_gateway")) == 1
+    assert len([s for s in resources(stacks["platform"], "aws_subnet").values()
+                if s["tags"]["gpufleet:tier"] == "public"]) == 2
+
+
+def test_dashboard_and_runtime_output_cover_everything_the_agents_and_cli_read(aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    assert one(doc, "aws_cloudwatch_dashboard")["dashboard_name"] == "acme-vision-dashboard"
+    runtime = doc["output"][RUNTIME_OUTPUT]["value"]
+    for key in ("queue_url", "dlq_url", "buckets", "tables", "training", "alb_dns", "listener_arn",
+                "target_groups", "asgs", "alarms", "acme-vision-digits-blue"):
+        assert key in runtime
+
+
+def test_serving_user_data_without_an_endpoint_is_rejected_at_synth() -> None:
+    import pytest
+
+    from gpufleet.stacks.team_fleets import agent_user_data
+
+    runtime = {"platform": "p", "team": "t", "region": "us-east-1",
+               "buckets": {b: f"p-t-{b}" for b in BUCKETS}, "queue_url": "q", "dlq_url": "d",
+               "tables": {"jobs": "j", "models": "m", "endpoints": "e"}, "training": {"asg": "p-t-training"}}
+    with pytest.raises(ValueError, match="endpoint"):
+        agent_user_data(runtime, "serving")
+
+
+def test_artifacts_replicate_kms_encrypted_to_a_bucket_in_the_dr_region(aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    providers = {p.get("alias"): p["region"] for p in doc["provider"]["aws"]}
+    assert providers == {None: "us-east-1", "dr": "us-west-2"}
+    replication = one(doc, "aws_s3_bucket_replication_configuration")
+    assert referenced(doc, replication["bucket"])["bucket"] == "acme-vision-artifacts"
+    rule = replication["rule"][0]
+    assert rule["status"] == "Enabled" and rule["delete_marker_replication"] == {"status": "Enabled"}
+    assert rule["source_selection_criteria"]["sse_kms_encrypted_objects"] == {"status": "Enabled"}
+    replica = referenced(doc, rule["destination"]["bucket"])
+    assert replica["bucket"] == "acme-vision-artifacts-dr" and replica["provider"] == "aws.dr"
+    replica_key = referenced(doc, rule["destination"]["encryption_configuration"]["replica_kms_key_id"])
+    assert replica_key["provider"] == "aws.dr" and replica_key["enable_key_rotation"] is True
+    role = referenced(doc, replication["role"])
+    trust = policy_statements(doc, role["assume_role_policy"])[0]
+    assert trust["principals"] == [{"type": "Service", "identifiers": ["s3.amazonaws.com"]}]
+    assert "aws_iam_policy.boundary" in role["permissions_boundary"]
+
+
+def test_without_a_dr_region_nothing_replicates(tmp_path_factory: pytest.TempPathFactory) -> None:
+    import yaml
+
+    from tests.stacks.conftest import config_with, synth
+
+    data = yaml.safe_load(EXAMPLE.read_text())
+    del data["platform"]["dr_region"]
+    _, stacks = synth(config_with({"platform": data["platform"]}), tmp_path_factory.mktemp("nodr"), "aws")
+    assert not resources(stacks[TEAM], "aws_s3_bucket_replication_configuration")
+    assert len(stacks[TEAM]["provider"]["aws"]) == 1
