@@ -49,9 +49,14 @@ def select_stacks(cfg: PlatformConfig, requested: Sequence[str], action: Action)
 
 
 def run_stacks(cfg: PlatformConfig, target: Target, workspace: Path, outdir: Path, action: Action,
-               stacks: Sequence[str] = (), sink: EventSink | None = None) -> tuple[SynthResult, list[StackOutcome]]:
-    """Synthesize all stacks, then run ``action`` on the chosen ones, writing runtime configs after deploys."""
-    synth = synth_app(cfg, target, outdir)
+               stacks: Sequence[str] = (), sink: EventSink | None = None,
+               region: str | None = None) -> tuple[SynthResult, list[StackOutcome]]:
+    """Synthesize all stacks, then run ``action`` on the chosen ones, writing runtime configs after deploys.
+
+    ``region`` other than the platform's is a disaster-recovery rebuild (see gpufleet.dr): its runtime
+    configs go to ``teams/<region>/``."""
+    synth = synth_app(cfg, target, outdir, region)
+    rebuilt = region if region and region != cfg.platform.region else None
     outcomes = []
     for stack in select_stacks(cfg, stacks, action):
         started = time.monotonic()
@@ -62,21 +67,22 @@ def run_stacks(cfg: PlatformConfig, target: Target, workspace: Path, outdir: Pat
         elif action == "deploy":
             result = runner.apply(sink)
             if stack.startswith("team-"):
-                write_team_runtime(workspace, runner.outputs(), stack)
+                write_team_runtime(workspace, runner.outputs(), stack, rebuilt)
         else:
             result = runner.destroy(sink)
             if stack.startswith("team-"):
-                (teams_dir(workspace) / f"{stack.removeprefix('team-')}.json").unlink(missing_ok=True)
+                (teams_dir(workspace, rebuilt) / f"{stack.removeprefix('team-')}.json").unlink(missing_ok=True)
         outcomes.append(StackOutcome(stack, result, time.monotonic() - started))
     return synth, outcomes
 
 
-def write_team_runtime(workspace: Path, outputs: dict[str, object], stack: str) -> TeamRuntime | None:
+def write_team_runtime(workspace: Path, outputs: dict[str, object], stack: str,
+                       rebuilt_region: str | None = None) -> TeamRuntime | None:
     raw = outputs.get(RUNTIME_OUTPUT)
     if raw is None:
         return None
     runtime = parse_runtime(json.loads(raw) if isinstance(raw, str) else raw, f"{stack} output {RUNTIME_OUTPUT}")
-    path = teams_dir(workspace) / f"{runtime.team}.json"
+    path = teams_dir(workspace, rebuilt_region) / f"{runtime.team}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(runtime.to_json())

@@ -33,6 +33,7 @@ from gpufleet.target import Target
 # The agent extends a claimed message's visibility every minute; five minutes tolerates missed beats.
 QUEUE_VISIBILITY_S = 300
 CHECKPOINT_VERSION_DAYS = 14  # old checkpoint versions are only needed to resume a recent job
+GLOBAL_KINDS = ("s3", "iam_role", "dashboard")  # names AWS keeps account-wide, not per region
 
 
 class TeamStack(GpufleetStack):
@@ -56,7 +57,7 @@ class TeamStack(GpufleetStack):
                                 key_arn=self.key.arn, deletion_protection=not target.local)
                        for t, keys in TABLE_KEYS.items()}
         self.roles = build_roles(self, role_names, list(team.operators))
-        if cfg.platform.dr_region:
+        if self.replicates and cfg.platform.dr_region:
             self._replicate_artifacts(cfg.platform.dr_region, principals)
         self.endpoints = {ep.name: self._endpoint_front(ep) for ep in team.endpoints}
         self.runtime = self._runtime()
@@ -73,7 +74,18 @@ class TeamStack(GpufleetStack):
                         description="Team runtime config for the CLI and agents (gpufleet.runtime.TeamRuntime)")
 
     def aws_name(self, thing: str, kind: str = "default") -> str:
-        return resource_name(self.cfg.platform.name, self.spec.name, thing, kind)
+        name = resource_name(self.cfg.platform.name, self.spec.name, thing, kind)
+        return self.global_name(name) if kind in GLOBAL_KINDS else name
+
+    @property
+    def replicates(self) -> bool:
+        """Artifacts replicate when a DR region is set, except from a rebuilt stack (it is the DR copy)."""
+        return bool(self.cfg.platform.dr_region) and not self.rebuild
+
+    @property
+    def replica_bucket_name(self) -> str:
+        """The artifacts replica in platform.dr_region; a rebuild there adopts it as its artifacts bucket."""
+        return resource_name(self.cfg.platform.name, self.spec.name, "artifacts-dr", "s3")
 
     def alarm_arn(self, name: str) -> str:
         return f"arn:{self.partition}:cloudwatch:{self.region}:{self.account_id}:alarm:{name}"
@@ -86,18 +98,23 @@ class TeamStack(GpufleetStack):
         logs = self.platform_stack.log_bucket.name
         buckets = {}
         for b in BUCKETS:
+            adopt = self.rebuild and b == "artifacts"
             bucket = SecureBucket(
-                self, f"bucket-{b}", name=self.aws_name(b, "s3"), key_arn=self.key.arn,
+                self, f"bucket-{b}", name=self.replica_bucket_name if adopt else self.aws_name(b, "s3"),
+                key_arn=self.key.arn,
                 access_logs=AccessLogs(logs, f"s3/{self.spec.name}/{b}/"),
                 enforce_tls=self.secure_bucket_policies,
-                only_principals=(team_principals + ([replication_role] if b == "artifacts" else []))
+                only_principals=(team_principals + ([replication_role] if b == "artifacts" and self.replicates
+                                                    else []))
                 if self.secure_bucket_policies else (),
                 noncurrent_expiry_days=CHECKPOINT_VERSION_DAYS if b == "checkpoints" else 90,
                 force_destroy=self.target.local)
             bucket.skip_checks({"CKV2_AWS_62": "no consumer of bucket events; the agents poll SQS and DynamoDB"})
-            if b != "artifacts" or not self.cfg.platform.dr_region:
+            if b != "artifacts" or not self.cfg.platform.dr_region or self.rebuild:
                 bucket.skip_checks({"CKV_AWS_144": "only artifacts (models, registry export) are replicated, and "
                                                    "only when platform.dr_region is set; the rest is rebuildable"})
+            if adopt:  # the replica's data stays: Terraform imports the bucket instead of creating it
+                bucket.bucket.import_from(self.replica_bucket_name)
             buckets[b] = bucket
         return buckets
 
@@ -214,4 +231,4 @@ class TeamStack(GpufleetStack):
             graphs.append(Graph(f"{name}: requests and 5xx", [
                 ["AWS/ApplicationELB", m, "LoadBalancer", fleet.alb.arn_suffix]
                 for m in ("RequestCount", "HTTPCode_Target_5XX_Count")]))
-        Dashboard(self, "dashboard", name=self.aws_name("dashboard"), region=self.region, graphs=graphs)
+        Dashboard(self, "dashboard", name=self.aws_name("dashboard", "dashboard"), region=self.region, graphs=graphs)
