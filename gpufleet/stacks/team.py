@@ -16,12 +16,18 @@ from gpufleet.constructs.iam import ScopedRole
 from gpufleet.constructs.keys import EncryptionKey
 from gpufleet.constructs.launch import GpuLaunchTemplate
 from gpufleet.constructs.messaging import JobQueue
-from gpufleet.constructs.policy import render_policies
+from gpufleet.constructs.policy import Statement, render_policies, sid
 from gpufleet.constructs.storage import AccessLogs, SecureBucket
 from gpufleet.constructs.tables import Table
 from gpufleet.constructs.training import GpuTrainingFleet
 from gpufleet.names import resource_name, stack_name
-from gpufleet.providers import AwsProvider, AwsProviderDefaultTags, CloudwatchMetricAlarm, SecurityGroup
+from gpufleet.providers import (
+    AwsProvider,
+    AwsProviderDefaultTags,
+    CloudwatchMetricAlarm,
+    DataAwsKmsAlias,
+    SecurityGroup,
+)
 from gpufleet.runtime import TeamRuntime
 from gpufleet.schema import BUCKETS, METRIC_NAMESPACE, RUNTIME_OUTPUT, TABLE_KEYS, TAG_ENDPOINT, TAG_ROLE
 from gpufleet.stacks.base import GpufleetStack
@@ -59,6 +65,8 @@ class TeamStack(GpufleetStack):
         self.roles = build_roles(self, role_names, list(team.operators))
         if self.replicates and cfg.platform.dr_region:
             self._replicate_artifacts(cfg.platform.dr_region, principals)
+        if self.rebuild:
+            self._grant_replica_key()
         self.endpoints = {ep.name: self._endpoint_front(ep) for ep in team.endpoints}
         self.runtime = self._runtime()
         ami = lookup_ami(self, cfg.platform.gpu_ami)
@@ -138,6 +146,13 @@ class TeamStack(GpufleetStack):
                           service="s3.amazonaws.com", description=f"{self.spec.name} artifacts replication")
         self.buckets["artifacts"].replicate_to(replica, role=role, role_arn=role.arn, source_key_arn=self.key.arn,
                                                replica_key_arn=key.arn, ignore_rule_drift=self.target.local)
+
+    def _grant_replica_key(self) -> None:
+        """Replicated artifacts stay encrypted with the DR replica key the lost region's stack made here."""
+        alias = DataAwsKmsAlias(self, "replica-key", name=f"alias/{self.cfg.platform.name}/{self.spec.name}-dr")
+        for role in (self.roles.training, self.roles.serving, self.roles.operator):
+            role.add_to_policy(Statement(sid("Decrypt", "replica", "Key"), ("kms:Decrypt", "kms:DescribeKey"),
+                                         (alias.target_key_arn,)))
 
     def _queue_alarms(self) -> list[str]:
         name = self.aws_name("jobs-dlq-not-empty")
