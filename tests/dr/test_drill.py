@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1300)]
 
 
 def test_drill_rebuilds_same_versions_same_predictions_and_a_second_rebuild_changes_nothing(
@@ -22,7 +22,7 @@ def test_drill_rebuilds_same_versions_same_predictions_and_a_second_rebuild_chan
     env = {k: v for k, v in repo_env.items() if k not in ("GPUFLEET_HOME", "GPUFLEET_TARGET", "GPUFLEET_TEAM")}
     try:
         proc = subprocess.run([sys.executable, "-m", "gpufleet.cli", "dr", "drill", "--json"], cwd=tmp_path,
-                              env=env, text=True, capture_output=True, timeout=840, check=False)
+                              env=env, text=True, capture_output=True, timeout=1200, check=False)
         assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr[-4000:]}"
         assert "STAND-IN for S3 replication" in proc.stderr
         doc = json.loads(proc.stdout)
