@@ -6,8 +6,10 @@ The CLI is a thin layer over these functions, which tests call directly.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -48,32 +50,58 @@ def select_stacks(cfg: PlatformConfig, requested: Sequence[str], action: Action)
     return list(reversed(chosen)) if action == "destroy" else chosen
 
 
+def stack_waves(stacks: Sequence[str]) -> list[list[str]]:
+    """Stacks in waves that may run side by side: the platform alone, then all teams (reversed for destroy)."""
+    waves: list[list[str]] = []
+    for stack in stacks:
+        is_team = stack.startswith("team-")
+        if waves and waves[-1][0].startswith("team-") == is_team:
+            waves[-1].append(stack)
+        else:
+            waves.append([stack])
+    return waves
+
+
 def run_stacks(cfg: PlatformConfig, target: Target, workspace: Path, outdir: Path, action: Action,
                stacks: Sequence[str] = (), sink: EventSink | None = None,
-               region: str | None = None) -> tuple[SynthResult, list[StackOutcome]]:
+               parallelism: int | None = None, region: str | None = None) -> tuple[SynthResult, list[StackOutcome]]:
     """Synthesize all stacks, then run ``action`` on the chosen ones, writing runtime configs after deploys.
 
-    ``region`` other than the platform's is a disaster-recovery rebuild (see gpufleet.dr): its runtime
-    configs go to ``teams/<region>/``."""
+    Team stacks depend only on the platform, so each wave of them runs in parallel (most of an apply is
+    the provider waiting on AWS); a failed stack lets its siblings finish, then its failure is raised.
+    ``region`` other than the platform's is a disaster-recovery rebuild (gpufleet.dr): its runtime configs
+    go to ``teams/<region>/``.
+    """
     synth = synth_app(cfg, target, outdir, region)
     rebuilt = region if region and region != cfg.platform.region else None
-    outcomes = []
-    for stack in select_stacks(cfg, stacks, action):
-        started = time.monotonic()
-        runner = StackRunner(outdir / "stacks" / stack, workspace)
-        runner.init()
-        if action == "plan":
-            result = runner.plan(sink)
-        elif action == "deploy":
-            result = runner.apply(sink)
-            if stack.startswith("team-"):
-                write_team_runtime(workspace, runner.outputs(), stack, rebuilt)
-        else:
-            result = runner.destroy(sink)
-            if stack.startswith("team-"):
-                (teams_dir(workspace, rebuilt) / f"{stack.removeprefix('team-')}.json").unlink(missing_ok=True)
-        outcomes.append(StackOutcome(stack, result, time.monotonic() - started))
+    workers = parallelism or int(os.environ.get("GPUFLEET_PARALLELISM", "4"))
+    outcomes: list[StackOutcome] = []
+    for wave in stack_waves(select_stacks(cfg, stacks, action)):
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(wave)))) as pool:
+            futures = [pool.submit(_run_stack, stack, action, workspace, outdir, sink, rebuilt) for stack in wave]
+        failures = [f.exception() for f in futures if f.exception() is not None]
+        outcomes += [f.result() for f in futures if f.exception() is None]
+        if failures:
+            raise failures[0]  # type: ignore[misc]
     return synth, outcomes
+
+
+def _run_stack(stack: str, action: Action, workspace: Path, outdir: Path, sink: EventSink | None,
+               rebuilt: str | None = None) -> StackOutcome:
+    started = time.monotonic()
+    runner = StackRunner(outdir / "stacks" / stack, workspace)
+    runner.init()
+    if action == "plan":
+        result = runner.plan(sink)
+    elif action == "deploy":
+        result = runner.apply(sink)
+        if stack.startswith("team-"):
+            write_team_runtime(workspace, runner.outputs(), stack, rebuilt)
+    else:
+        result = runner.destroy(sink)
+        if stack.startswith("team-"):
+            (teams_dir(workspace, rebuilt) / f"{stack.removeprefix('team-')}.json").unlink(missing_ok=True)
+    return StackOutcome(stack, result, time.monotonic() - started)
 
 
 def write_team_runtime(workspace: Path, outputs: dict[str, object], stack: str,

@@ -34,5 +34,9 @@ TAG_VARIANT = "gpufleet:variant"
 
 METRIC_NAMESPACE = "gpufleet"
 
+# The training ASG's termination lifecycle hook is named <asg><suffix>; the stacks create it, the agent
+# completes it after its final checkpoint sync.
+CHECKPOINT_HOOK_SUFFIX = "-checkpoint"
+
 # The team stack's output holding the team runtime config (JSON).
 RUNTIME_OUTPUT = "runtime_config"

@@ -38,11 +38,13 @@ def checkov_binary() -> str:
 @dataclass
 class GateResult:
     passed: int = 0
+    passed_ids: set[str] = field(default_factory=set)
     skipped: list[tuple[str, str, str]] = field(default_factory=list)  # (check, resource, reason)
     failed: list[tuple[str, str, str]] = field(default_factory=list)  # (check, resource, name)
 
     def merge(self, other: GateResult) -> None:
         self.passed += other.passed
+        self.passed_ids |= other.passed_ids
         self.skipped += other.skipped
         self.failed += other.failed
 
@@ -86,6 +88,7 @@ def _apply(reports: list[dict[str, object]], skips: dict[str, dict[str, str]]) -
         results = report["results"]
         assert isinstance(results, dict)
         result.passed += len(results.get("passed_checks", []))
+        result.passed_ids |= {c["check_id"] for c in results.get("passed_checks", [])}
         for record in results.get("failed_checks", []):
             key = _logical_id(record["resource"])
             reason = skips.get(key, {}).get(record["check_id"])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from typing import Any
 
 import click
 from rich.table import Table
@@ -11,6 +13,20 @@ from rich.table import Table
 from gpufleet.cli.context import console
 from gpufleet.cli.main import handle_errors, json_option
 from gpufleet.local.workspace import workspace
+
+
+def _log_lines(sink: Callable[[str, dict[str, Any]], None]) -> Callable[[str, dict[str, Any]], None]:
+    """Without a terminal (CI logs) the progress bars do not draw: print every tenth applied resource instead."""
+    done: dict[str, int] = {}
+
+    def relay(stack: str, event: dict[str, Any]) -> None:
+        sink(stack, event)
+        if event.get("type") == "apply_complete":
+            done[stack] = done.get(stack, 0) + 1
+            if done[stack] % 10 == 0:
+                console.print(f"  {stack}: {done[stack]} resources applied")
+
+    return relay
 
 
 @click.command()
@@ -28,7 +44,7 @@ def demo(bake_seconds: float, as_json: bool) -> None:
     started = time.monotonic()
     print_local_differences(console)
     with TerraformProgress(console) as progress:
-        result = run_demo(ws, console.print, progress, bake_seconds)
+        result = run_demo(ws, console.print, progress if console.is_terminal else _log_lines(progress), bake_seconds)
     total = time.monotonic() - started
     if as_json:
         click.echo(json.dumps({"phases": result.phases, "total_s": total, "accuracy": result.accuracy,

@@ -187,9 +187,10 @@ def _register_subcommands() -> None:
     from gpufleet.cli.job_cmd import job
     from gpufleet.cli.local_cmd import local
     from gpufleet.cli.model_cmd import model
+    from gpufleet.cli.nodes_cmd import nodes
     from gpufleet.cli.team_cmd import team
 
-    for group in (local, team, job, model, endpoint, fleet, demo, dr):
+    for group in (local, team, job, model, endpoint, fleet, nodes, demo, dr):
         cli.add_command(group)
 
 

@@ -146,8 +146,8 @@ class EndpointFleet(Construct):
             health_check_grace_period=600, launch_template={"id": launch_template.id,
                                                             "version": launch_template.latest_version},
             tag=blocks(asg_tags({**self.tags, "gpufleet:variant": variant})),
-            # Scaling and rollouts own the size within [min, max].
-            lifecycle={"ignore_changes": ["desired_capacity"]})
+            # Scaling and rollouts own the size: a rollout scales the retired colour to zero (min 0).
+            lifecycle={"ignore_changes": ["desired_capacity", "min_size"]})
         AutoscalingPolicy(self, f"track-{variant}", name=f"{asg_name}-requests-per-target",
                           autoscaling_group_name=asg_name, lifecycle={"ignore_changes": POLICY_IGNORED},
                           policy_type="TargetTrackingScaling", depends_on=[asg], target_tracking_configuration={

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from constructs import Construct
 
 from gpufleet.constructs.policy import Condition, PolicyDocument, Statement
+from gpufleet.constructs.suppress import skip_checks
 from gpufleet.providers import IamInstanceProfile, IamPolicy, IamRole, IamRolePolicy
 
 
@@ -64,6 +65,9 @@ class ScopedRole(Construct):
         if instance_profile:
             IamInstanceProfile(self, "profile", name=name, role=self.role.name)
             self.profile_name = name
+
+    def skip_checks(self, reasons: dict[str, str]) -> None:
+        skip_checks(self.role, reasons)
 
     def add_to_policy(self, statement: Statement) -> None:
         self.policy.add(statement)

@@ -11,11 +11,11 @@ from gpufleet.constructs.blocks import blocks
 from gpufleet.constructs.launch import GpuLaunchTemplate
 from gpufleet.constructs.policy import Grantee, Statement, sid
 from gpufleet.providers import AutoscalingGroup, AutoscalingLifecycleHook, AutoscalingPolicy, CloudwatchMetricAlarm
+from gpufleet.schema import CHECKPOINT_HOOK_SUFFIX
 
 LIFECYCLE_ACTIONS = ("autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat",
                      "autoscaling:SetInstanceProtection")
 # Hook and policy names start with the ASG name: AWS scopes them per ASG, moto per account.
-CHECKPOINT_HOOK_SUFFIX = "-checkpoint"
 # moto invents a notification target and role for hooks and reports policies as disabled; neither
 # is set by gpufleet, so Terraform leaves them alone.
 HOOK_IGNORED = ["notification_target_arn", "role_arn"]

@@ -21,6 +21,15 @@ LOCAL_MODE_DIFFERENCES: list[tuple[str, str]] = [
      "moto stores it without delete-marker replication and the SSE-KMS source filter"),
     ("the job queue ignores drift in its redrive policy",
      "moto returns it re-serialized with spaces, which would show as a change on every plan"),
+    ("EC2 instances are local agent processes, one per unit of each ASG's desired capacity",
+     "moto runs no instances; lowering the capacity sends the agent SIGTERM, as a scale-in would"),
+    ("each endpoint's ALB data plane is a local router on 127.0.0.1",
+     "moto serves no traffic; the router forwards by the listener weights, checks /ping every 1 s and "
+     "publishes the ALB metrics"),
+    ("alarms are evaluated, and their step or simple scaling policies run, by the local cloud; p99 latency "
+     "alarms are evaluated as Maximum", "moto evaluates no alarms, runs no policies and ignores extended statistics"),
+    ("target-tracking policies do not run locally", "moto does not run them and the local cloud does not emulate them"),
+    ("SQS queue-depth metrics are published by the local cloud every 5 s", "moto publishes no SQS metrics"),
 ]
 
 

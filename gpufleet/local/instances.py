@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -25,6 +26,7 @@ from gpufleet.local.workspace import agents_dir
 from gpufleet.runtime import TeamRuntime
 from gpufleet.schema import Variant
 
+log = logging.getLogger("gpufleet.local.instances")
 STOP_GRACE_S = 75.0   # the training agent's own SIGTERM-to-SIGKILL grace (60 s) plus its final uploads
 
 
@@ -119,7 +121,8 @@ class LocalFleet:
             # Watch the endpoints table every second, so local rollouts do not wait on the 5 s default.
             config.update(endpoint=spec.endpoint, variant=spec.variant, serving={"poll_interval_s": 1.0})
         else:
-            config["training"] = {"rendezvous_port": 0}  # several agents share this host's ports
+            # Several agents share this host's ports; a short long-poll lets a scaled-in agent stop within seconds.
+            config["training"] = {"rendezvous_port": 0, "poll_wait_s": 5}
         (folder / "agent.json").write_text(json.dumps(config, indent=2))
         with (folder / "agent.log").open("ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", "gpufleet.agent", "run", "--config",
@@ -145,10 +148,12 @@ class LocalFleet:
 
     def _finish(self, instance_id: str, proc: subprocess.Popen[bytes], grace_s: float) -> None:
         try:
-            proc.wait(timeout=grace_s)
+            code = proc.wait(timeout=grace_s)
+            log.info("instance %s stopped (exit %s after SIGTERM)", instance_id, code)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+            log.warning("instance %s did not stop within %.0f s of SIGTERM: killed", instance_id, grace_s)
         self._forget(instance_id)
 
     def _forget(self, instance_id: str) -> None:

@@ -7,6 +7,7 @@ With no mirror, Terraform installs providers from the registry as usual.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from gpufleet.errors import UserInputError
@@ -48,5 +49,8 @@ def write_cli_config(directory: Path) -> Path:
             "}",
         ]
     path = directory / "terraform.rc"
-    path.write_text("\n".join(lines) + "\n")
+    # Parallel stack runs each write it: replace atomically so no terraform reads a half-written file.
+    tmp = path.with_name(f".terraform.rc.{os.getpid()}.{threading.get_ident()}")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)
     return path

@@ -84,9 +84,11 @@ class StackRunner:
                                  f"fix the cause, then rerun (state is kept; `gpufleet {step} {self.stack}`)")
         return result
 
-    def plan(self, sink: EventSink | None = None, destroy: bool = False) -> RunResult:
+    def plan(self, sink: EventSink | None = None, destroy: bool = False, out: Path | None = None) -> RunResult:
+        """``out`` saves the plan (for ``terraform show -json``, e.g. a policy gate)."""
         args = ["plan", "-input=false", "-lock-timeout=60s", "-detailed-exitcode"]
-        return self._stream(args + (["-destroy"] if destroy else []), "plan", sink)
+        args += (["-destroy"] if destroy else []) + ([f"-out={out}"] if out else [])
+        return self._stream(args, "plan", sink)
 
     def apply(self, sink: EventSink | None = None) -> RunResult:
         return self._stream(["apply", "-input=false", "-auto-approve", "-lock-timeout=60s"], "deploy", sink)

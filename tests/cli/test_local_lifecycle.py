@@ -50,6 +50,8 @@ def test_local_up_then_down_leaves_no_processes_and_no_files(tmp_path: Path, rep
     first = read_instances(root)
     asg.set_desired_capacity(AutoScalingGroupName=rt.training.asg, DesiredCapacity=1)
     _wait(lambda: len(read_instances(root)) == 1)
+    stopped = [i.instance_id for i in first if i.instance_id not in {j.instance_id for j in read_instances(root)}]
+    _wait(lambda: f"instance {stopped[0]} stopped (exit 0 after SIGTERM)" in (root / "cloud.log").read_text())
     status = json.loads(_gpufleet(tmp_path, env, "local", "status", "--json").stdout)
     assert status["running"] and status["teams"] == ["alpha"] and status["cloud_pid"] == cloud_pid
     pids = [emu.pid, cloud_pid, *(i.pid for i in first), *(i.pid for i in read_instances(root))]

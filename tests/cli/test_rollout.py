@@ -75,8 +75,10 @@ def test_failing_model_trips_alarm_and_rolls_back_to_blue(served_team: tuple[Pat
     canary = next(h for h in rec.rollout["history"] if h["state"] == "BAKING")["at"]
     errors = [t for t, status in traffic.results if status >= 500]
     during = [s for t, s in traffic.results if canary <= t <= rolled_back_at]
+    print(f"canary: {len(errors)} of {len(during)} requests failed ({len(errors) / max(1, len(during)):.1%}); "
+          f"{len(traffic.results)} requests in all, alarm threshold {ERROR_RATE_THRESHOLD} %")
     assert errors, "the broken canary never answered a request"
     assert all(canary <= t <= rolled_back_at + 1.0 for t in errors)   # none before the canary or after rollback
     assert len(errors) / len(during) < 3 * 10 / 100                   # about the canary's 10 % share
     assert all(s == 200 for t, s in traffic.results if t > rolled_back_at + 1.0)
-    assert ERROR_RATE_THRESHOLD < 10
+    assert len(errors) / len(traffic.results) < 10 / 100              # over the whole run: under the canary share

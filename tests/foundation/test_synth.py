@@ -52,7 +52,7 @@ def test_provider_is_pinned_exactly_to_the_mirrored_version(local_out: Path) -> 
 
 
 def test_local_target_points_every_service_at_the_emulator(local_out: Path) -> None:
-    (provider,) = stack_doc(local_out, "team-vision")["provider"]["aws"]
+    provider = next(p for p in stack_doc(local_out, "team-vision")["provider"]["aws"] if "alias" not in p)
     endpoints = provider["endpoints"][0]
     assert {"s3", "ec2", "iam", "sqs", "dynamodb", "autoscaling", "elbv2", "cloudwatch", "sts"} <= set(endpoints)
     assert set(endpoints.values()) == {"http://127.0.0.1:45999"}
@@ -67,7 +67,7 @@ def test_local_target_keeps_state_under_the_workspace(local_out: Path) -> None:
 
 def test_aws_target_has_no_emulator_and_uses_s3_state_with_native_locking(aws_out: Path) -> None:
     doc = stack_doc(aws_out, "team-nlp")
-    (provider,) = doc["provider"]["aws"]
+    provider = next(p for p in doc["provider"]["aws"] if "alias" not in p)  # "dr" is the DR region
     assert "endpoints" not in provider and "access_key" not in provider
     s3 = doc["terraform"]["backend"]["s3"]
     assert s3["bucket"] == "acme-tfstate" and s3["key"] == "gpufleet/team-nlp.tfstate"

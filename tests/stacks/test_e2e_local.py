@@ -48,11 +48,10 @@ def _cli(action: str, cwd: Path, env: dict[str, str]) -> float:
     return time.monotonic() - started
 
 
-def _plan_json(runner: StackRunner, out: Path) -> Path:
-    subprocess.run([runner.binary, "plan", "-input=false", "-out", str(out.with_suffix(".tfplan"))],
-                   cwd=runner.stack_dir, env=runner.env, capture_output=True, check=True, timeout=300)
-    shown = subprocess.run([runner.binary, "show", "-json", str(out.with_suffix(".tfplan"))], cwd=runner.stack_dir,
-                           env=runner.env, capture_output=True, text=True, check=True, timeout=120)
+def _show_json(runner: StackRunner, plan: Path) -> Path:
+    shown = subprocess.run([runner.binary, "show", "-json", str(plan)], cwd=runner.stack_dir, env=runner.env,
+                           capture_output=True, text=True, check=True, timeout=120)
+    out = plan.with_suffix(".json")
     out.write_text(shown.stdout)
     return out
 
@@ -68,19 +67,23 @@ def test_cli_deploys_platform_and_two_teams_replans_clean_and_destroys_everythin
     destroyed = False
     try:
         apply_s = _cli("deploy", tmp_path, env)
+        print(f"\ne2e: deploy (synth + 3 stacks) {apply_s:.0f} s")
         stacks_dir = tmp_path / "cdktf.out" / "stacks"
+        started = time.monotonic()
         for stack in STACKS:
             runner = StackRunner(stacks_dir / stack, home)
-            assert not runner.plan().has_changes, f"{stack}: the second plan is not empty"
-            result = gate.check_plan(_plan_json(runner, tmp_path / f"{stack}.plan.json"), stacks_dir / stack)
+            plan = tmp_path / f"{stack}.tfplan"
+            assert not runner.plan(out=plan).has_changes, f"{stack}: the second plan is not empty"
+            result = gate.check_plan(_show_json(runner, plan), stacks_dir / stack)
             assert result.failed == [], f"{stack} plan: {result.failed}"
+        print(f"e2e: plans + checkov on plans {time.monotonic() - started:.0f} s")
         runtimes = {t: load_runtime(home / "teams" / f"{t}.json") for t in ("alpha", "beta")}
         _assert_properties(moto_server, prefix, runtimes)
         destroy_s = _cli("destroy", tmp_path, env)
         destroyed = True
         assert not (home / "teams" / "alpha.json").exists()
         assert _leftovers(moto_server, prefix) == {}
-        print(f"\ne2e: apply {apply_s:.0f} s, destroy {destroy_s:.0f} s (platform + 2 teams, 1 endpoint)")
+        print(f"e2e: destroy {destroy_s:.0f} s")
     finally:
         if not destroyed:
             subprocess.run([sys.executable, "-m", "gpufleet.cli", "destroy", "--config", "gpufleet.yaml"],

@@ -137,7 +137,7 @@ def test_training_asg_mixes_spot_and_on_demand_from_zero_up_to_the_quota(aws_sta
     assert [o["instance_type"] for o in policy["launch_template"]["override"]] == ["g5.xlarge", "g5.2xlarge",
                                                                                   "g6.xlarge"]
     assert "latest_version" in policy["launch_template"]["launch_template_specification"]["version"]
-    assert asg["lifecycle"]["ignore_changes"] == ["desired_capacity"]
+    assert asg["lifecycle"]["ignore_changes"] == ["desired_capacity", "min_size"]
 
 
 def test_training_scales_out_on_backlog_in_to_zero_when_idle_and_checkpoints_before_termination(

@@ -21,6 +21,7 @@ from gpufleet.agent.training.process import become_subreaper
 from gpufleet.agent.training.runner import AWS_ERRORS, AgentContext, run_claimed_job
 from gpufleet.agent.training.spot import Notice, SpotWatcher, complete_lifecycle_action
 from gpufleet.errors import RuntimeFailure
+from gpufleet.schema import CHECKPOINT_HOOK_SUFFIX
 
 log = logging.getLogger("gpufleet.agent.training")
 UNHEALTHY_AFTER_POLL_FAILURES = 3
@@ -97,7 +98,8 @@ def run(config: AgentConfig, stop: threading.Event) -> int:
     try:
         serve_queue(ctx)
         if ctx.notice.is_set() and not stop.is_set():
-            complete_lifecycle_action(ctx.clients, config.team.training.asg, config.training.lifecycle_hook,
+            hook = config.training.lifecycle_hook or f"{config.team.training.asg}{CHECKPOINT_HOOK_SUFFIX}"
+            complete_lifecycle_action(ctx.clients, config.team.training.asg, hook,
                                       identity.instance_id)
             log.info("drained: waiting to be stopped", extra={"notice": ctx.notice.detail})
             stop.wait()
