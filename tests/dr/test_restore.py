@@ -91,3 +91,19 @@ def test_a_second_restore_changes_no_record(moto_server: Emulator) -> None:
     assert first.models_restored == ["m:1"] and first.changed
     assert second.models_unchanged == ["m:1"] and not second.changed and second.complete
     assert aws.client("dynamodb").scan(TableName=runtime.tables.models)["Items"] == models
+
+
+def test_every_endpoint_record_write_rewrites_the_endpoints_export(moto_server: Emulator) -> None:
+    from gpufleet.registry.export import export_endpoints, read_export
+    from gpufleet.rollout.record import EndpointRecord, EndpointTable, VariantState
+
+    aws, runtime = _replica(moto_server, "export")
+    table = EndpointTable(aws.client("dynamodb"), runtime.tables.endpoints,
+                          on_change=lambda: export_endpoints(aws, runtime))
+    record = table.save(EndpointRecord("api", {"blue": VariantState("digits", 1, 100), "green": VariantState()}))
+    record.variants = {"blue": VariantState("digits", 1, 0), "green": VariantState("digits", 2, 100)}
+    table.save(record)
+
+    (doc,) = read_export(aws, runtime, key=ENDPOINTS_EXPORT_KEY)
+    assert doc["endpoint"] == "api" and doc["live"] == "green" and doc["revision"] == 2
+    assert doc["variants"]["green"] == {"model": "digits", "version": 2, "weight": 100}
