@@ -4,15 +4,14 @@ the agent's own fields. Written by user-data or Ansible; in local mode by the lo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from gpufleet.agent.serving.settings import ServingSettings
 from gpufleet.agent.training.settings import TrainingSettings
+from gpufleet.documents import read_document
 from gpufleet.errors import UserInputError
 from gpufleet.runtime import TeamRuntime
 from gpufleet.schema import Variant
@@ -50,15 +49,7 @@ class AgentConfig(BaseModel):
 
 
 def load_agent_config(path: str | Path) -> AgentConfig:
-    path = Path(path)
-    try:
-        text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except FileNotFoundError:
-        raise UserInputError([f"{path}: no agent config (write it with user-data, Ansible, "
-                              "or pass --config)"]) from None
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise UserInputError([f"{path}: unreadable agent config ({exc})"]) from None
+    data = read_document(path, "agent config", "write it with user-data or Ansible, or pass --config")
     try:
         return AgentConfig.model_validate(data)
     except ValidationError as exc:

@@ -5,14 +5,13 @@ Errors are one line per problem, in the config's style: ``<where>: <field>: <wha
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from gpufleet.documents import read_document
 from gpufleet.errors import UserInputError
 
 S3_URI = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
@@ -130,13 +129,5 @@ def parse_job_spec(data: object, where: str = "job spec") -> JobSpec:
 
 
 def load_job_spec(path: str | Path) -> JobSpec:
-    path = Path(path)
-    try:
-        text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except FileNotFoundError:
-        raise UserInputError([f"{path}: no such job spec (check the path)"]) from None
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserInputError([f"{path}: unreadable job spec ({first})"]) from None
+    data = read_document(path, "job spec", "check the path")
     return parse_job_spec(data, str(path))
