@@ -124,7 +124,8 @@ def job_spec(name: str, hyperparameters: dict[str, Any]) -> dict[str, Any]:
             "metric_definitions": [{"name": "test_accuracy", "regex": "test_accuracy=([0-9.]+)"}]}
 
 
-def run_demo(root: Path, say: Say, sink: Any = None, bake_s: float = 15.0, job_timeout_s: float = 600.0) -> DemoResult:
+def run_demo(root: Path, say: Say, sink: Any = None, bake_s: float = 15.0, job_timeout_s: float = 600.0,
+             cfg: PlatformConfig | None = None) -> DemoResult:
     from gpufleet.agent.aws import AwsClients
     from gpufleet.cli.job_wait import wait_for_job
     from gpufleet.cli.team_context import TeamContext
@@ -140,7 +141,7 @@ def run_demo(root: Path, say: Say, sink: Any = None, bake_s: float = 15.0, job_t
     phase = Phases(result, say)
     check_workspace(root)
     with phase("local cloud up"):
-        up = local_up(root, demo_config(), sink)
+        up = local_up(root, cfg or demo_config(), sink)
     runtime = load_runtime(teams_dir(root) / f"{TEAM}.json")
     ctx = TeamContext(root, runtime, AwsClients.create(runtime.region, up.emulator.endpoint), local=True)
     with phase("train"):

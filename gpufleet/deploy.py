@@ -64,18 +64,21 @@ def stack_waves(stacks: Sequence[str]) -> list[list[str]]:
 
 def run_stacks(cfg: PlatformConfig, target: Target, workspace: Path, outdir: Path, action: Action,
                stacks: Sequence[str] = (), sink: EventSink | None = None,
-               parallelism: int | None = None) -> tuple[SynthResult, list[StackOutcome]]:
+               parallelism: int | None = None, region: str | None = None) -> tuple[SynthResult, list[StackOutcome]]:
     """Synthesize all stacks, then run ``action`` on the chosen ones, writing runtime configs after deploys.
 
     Team stacks depend only on the platform, so each wave of them runs in parallel (most of an apply is
     the provider waiting on AWS); a failed stack lets its siblings finish, then its failure is raised.
+    ``region`` other than the platform's is a disaster-recovery rebuild (gpufleet.dr): its runtime configs
+    go to ``teams/<region>/``.
     """
-    synth = synth_app(cfg, target, outdir)
+    synth = synth_app(cfg, target, outdir, region)
+    rebuilt = region if region and region != cfg.platform.region else None
     workers = parallelism or int(os.environ.get("GPUFLEET_PARALLELISM", "4"))
     outcomes: list[StackOutcome] = []
     for wave in stack_waves(select_stacks(cfg, stacks, action)):
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(wave)))) as pool:
-            futures = [pool.submit(_run_stack, stack, action, workspace, outdir, sink) for stack in wave]
+            futures = [pool.submit(_run_stack, stack, action, workspace, outdir, sink, rebuilt) for stack in wave]
         failures = [f.exception() for f in futures if f.exception() is not None]
         outcomes += [f.result() for f in futures if f.exception() is None]
         if failures:
@@ -83,7 +86,8 @@ def run_stacks(cfg: PlatformConfig, target: Target, workspace: Path, outdir: Pat
     return synth, outcomes
 
 
-def _run_stack(stack: str, action: Action, workspace: Path, outdir: Path, sink: EventSink | None) -> StackOutcome:
+def _run_stack(stack: str, action: Action, workspace: Path, outdir: Path, sink: EventSink | None,
+               rebuilt: str | None = None) -> StackOutcome:
     started = time.monotonic()
     runner = StackRunner(outdir / "stacks" / stack, workspace)
     runner.init()
@@ -92,20 +96,21 @@ def _run_stack(stack: str, action: Action, workspace: Path, outdir: Path, sink: 
     elif action == "deploy":
         result = runner.apply(sink)
         if stack.startswith("team-"):
-            write_team_runtime(workspace, runner.outputs(), stack)
+            write_team_runtime(workspace, runner.outputs(), stack, rebuilt)
     else:
         result = runner.destroy(sink)
         if stack.startswith("team-"):
-            (teams_dir(workspace) / f"{stack.removeprefix('team-')}.json").unlink(missing_ok=True)
+            (teams_dir(workspace, rebuilt) / f"{stack.removeprefix('team-')}.json").unlink(missing_ok=True)
     return StackOutcome(stack, result, time.monotonic() - started)
 
 
-def write_team_runtime(workspace: Path, outputs: dict[str, object], stack: str) -> TeamRuntime | None:
+def write_team_runtime(workspace: Path, outputs: dict[str, object], stack: str,
+                       rebuilt_region: str | None = None) -> TeamRuntime | None:
     raw = outputs.get(RUNTIME_OUTPUT)
     if raw is None:
         return None
     runtime = parse_runtime(json.loads(raw) if isinstance(raw, str) else raw, f"{stack} output {RUNTIME_OUTPUT}")
-    path = teams_dir(workspace) / f"{runtime.team}.json"
+    path = teams_dir(workspace, rebuilt_region) / f"{runtime.team}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(runtime.to_json())

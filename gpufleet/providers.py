@@ -48,6 +48,7 @@ from cdktf_cdktf_provider_aws.data_aws_ami import DataAwsAmi  # noqa: E402
 from cdktf_cdktf_provider_aws.data_aws_availability_zones import DataAwsAvailabilityZones  # noqa: E402
 from cdktf_cdktf_provider_aws.data_aws_caller_identity import DataAwsCallerIdentity  # noqa: E402
 from cdktf_cdktf_provider_aws.data_aws_iam_policy_document import DataAwsIamPolicyDocument  # noqa: E402
+from cdktf_cdktf_provider_aws.data_aws_kms_alias import DataAwsKmsAlias  # noqa: E402
 from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition  # noqa: E402
 from cdktf_cdktf_provider_aws.default_security_group import DefaultSecurityGroup  # noqa: E402
 from cdktf_cdktf_provider_aws.dynamodb_table import DynamodbTable  # noqa: E402
@@ -104,6 +105,7 @@ __all__ = [
     "DataAwsAvailabilityZones",
     "DataAwsCallerIdentity",
     "DataAwsIamPolicyDocument",
+    "DataAwsKmsAlias",
     "DataAwsPartition",
     "DefaultSecurityGroup",
     "DynamodbTable",

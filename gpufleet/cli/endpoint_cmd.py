@@ -31,7 +31,7 @@ def target_health(ctx: TeamContext, name: str) -> fleet.TargetHealth:
     if ctx.local:
         from gpufleet.local.cloud import router_target_health
 
-        return router_target_health(ctx.root, ctx.runtime.team, name)
+        return router_target_health(ctx.root, ctx.router_team, name)
     return fleet.elb_target_health(ctx.aws.client("elbv2"), ctx.runtime.endpoints[name])
 
 
@@ -108,7 +108,7 @@ def _status_doc(ctx: TeamContext, name: str) -> dict[str, Any]:
     if ctx.local:
         from gpufleet.local.cloud import router_urls
 
-        doc["url"] = router_urls(ctx.root).get(f"{ctx.runtime.team}/{name}")
+        doc["url"] = router_urls(ctx.root).get(f"{ctx.router_team}/{name}")
     return doc
 
 

@@ -16,7 +16,7 @@ def endpoint_url(ctx: TeamContext, name: str) -> str:
     if ctx.local:
         from gpufleet.local.cloud import router_urls
 
-        url = router_urls(ctx.root).get(f"{ctx.runtime.team}/{name}")
+        url = router_urls(ctx.root).get(f"{ctx.router_team}/{name}")
         if url is None:
             raise RuntimeFailure(f"invoke {name}", "the local router is not up yet",
                                  "check `gpufleet local status` and retry in a few seconds")

@@ -166,18 +166,22 @@ def bootstrap(config_path: Path, target: str | None) -> None:
     cfg = load_config(config_path)
     resolved = resolve_target(target, for_deploy=True)
     region = (cfg.platform.state_backend.region if cfg.platform.state_backend else None) or cfg.platform.region
+    dr_region = cfg.platform.dr_region or region
     if resolved.local:
         emu = emulator.find(workspace())
         assert emu is not None  # resolve_target started it
-        s3 = boto3.client("s3", **emu.boto_kwargs(region))
+        s3, s3_dr = boto3.client("s3", **emu.boto_kwargs(region)), boto3.client("s3", **emu.boto_kwargs(dr_region))
+        iam = boto3.client("iam", **emu.boto_kwargs(region))
     else:
-        s3 = boto3.client("s3", region_name=region)
-    bucket = bootstrap_state_bucket(cfg, s3, tls_only=not resolved.local)
+        s3, s3_dr = boto3.client("s3", region_name=region), boto3.client("s3", region_name=dr_region)
+        iam = boto3.client("iam", region_name=region)
+    bucket = bootstrap_state_bucket(cfg, s3, tls_only=not resolved.local, s3_dr=s3_dr, iam=iam)
     console.print(f"state bucket {bucket}: versioned, SSE-KMS, private, owner-enforced ({resolved.kind})")
 
 
 def _register_subcommands() -> None:
     from gpufleet.cli.demo_cmd import demo
+    from gpufleet.cli.dr_cmd import dr
     from gpufleet.cli.endpoint_cmd import endpoint
     from gpufleet.cli.fleet_cmd import fleet
     from gpufleet.cli.job_cmd import job
@@ -186,7 +190,7 @@ def _register_subcommands() -> None:
     from gpufleet.cli.nodes_cmd import nodes
     from gpufleet.cli.team_cmd import team
 
-    for group in (local, team, job, model, endpoint, fleet, nodes, demo):
+    for group in (local, team, job, model, endpoint, fleet, nodes, demo, dr):
         cli.add_command(group)
 
 

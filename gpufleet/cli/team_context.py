@@ -11,7 +11,7 @@ import click
 from gpufleet.agent.aws import AwsClients
 from gpufleet.errors import RuntimeFailure, UserInputError
 from gpufleet.local import emulator
-from gpufleet.local.workspace import teams_dir, workspace
+from gpufleet.local.workspace import REGION_ENV, teams_dir, workspace
 from gpufleet.runtime import TeamRuntime, load_runtime
 from gpufleet.target import target_kind
 
@@ -26,10 +26,16 @@ class TeamContext:
     runtime: TeamRuntime
     aws: AwsClients
     local: bool
+    rebuilt_region: str | None = None  # a DR rebuild's region, chosen with $GPUFLEET_REGION
+
+    @property
+    def router_team(self) -> str:
+        """The team's name in local router keys (``<team>@<region>`` for a DR rebuild)."""
+        return f"{self.runtime.team}@{self.rebuilt_region}" if self.rebuilt_region else self.runtime.team
 
 
-def deployed_teams(root: Path) -> list[str]:
-    return sorted(p.stem for p in teams_dir(root).glob("*.json"))
+def deployed_teams(root: Path, rebuilt_region: str | None = None) -> list[str]:
+    return sorted(p.stem for p in teams_dir(root, rebuilt_region).glob("*.json"))
 
 
 def team_context(team: str | None, root: Path | None = None) -> TeamContext:
@@ -38,7 +44,10 @@ def team_context(team: str | None, root: Path | None = None) -> TeamContext:
     local = target_kind() == "local"
     if local and emulator.find(root) is None:
         raise RuntimeFailure("local cloud", "it is not running", "start it with `gpufleet local up`")
-    teams = deployed_teams(root)
+    region = os.environ.get(REGION_ENV) or None
+    if region and not teams_dir(root, region).is_dir():
+        region = None  # the platform's own region: its configs are the primary ones
+    teams = deployed_teams(root, region)
     team = team or os.environ.get(TEAM_ENV)
     if team is None:
         if len(teams) != 1:
@@ -48,9 +57,10 @@ def team_context(team: str | None, root: Path | None = None) -> TeamContext:
     if team not in teams:
         raise UserInputError([f"--team: {team!r} is not deployed here (choose from: {', '.join(teams) or 'none'}; "
                               "deploy it with `gpufleet deploy team-<name>`)"])
-    runtime = load_runtime(teams_dir(root) / f"{team}.json")
+    runtime = load_runtime(teams_dir(root, region) / f"{team}.json")
     emu = emulator.find(root) if local else None
-    return TeamContext(root, runtime, AwsClients.create(runtime.region, emu.endpoint if emu else None), local)
+    return TeamContext(root, runtime, AwsClients.create(runtime.region, emu.endpoint if emu else None), local,
+                       region)
 
 
 def parse_model_ref(value: str, where: str = "--model") -> tuple[str, int]:

@@ -107,8 +107,13 @@ def stop(root: Path, timeout_s: float = 90.0) -> bool:
     return rec is not None
 
 
+def router_key(team: str, endpoint: str, rebuilt_region: str | None = None) -> str:
+    """``<team>/<endpoint>``; a DR rebuild's endpoint is ``<team>@<region>/<endpoint>``."""
+    return f"{team}@{rebuilt_region}/{endpoint}" if rebuilt_region else f"{team}/{endpoint}"
+
+
 def router_urls(root: Path) -> dict[str, str]:
-    """``{"<team>/<endpoint>": url}`` of the running routers."""
+    """``{router_key: url}`` of the running routers."""
     try:
         return dict(json.loads(routers_path(root).read_text()))
     except (OSError, ValueError):
@@ -123,6 +128,7 @@ class LocalCloud:
         self.access: dict[str, AwsClients] = {}
         self.evaluators: dict[str, AlarmEvaluator] = {}
         self.stop_event = threading.Event()
+        self.rebuilt: set[tuple[str, str]] = set()  # (team, region) of DR rebuilds
 
     def _aws(self, region: str) -> AwsClients:
         if region not in self.access:
@@ -130,11 +136,19 @@ class LocalCloud:
         return self.access[region]
 
     def runtimes(self) -> list[TeamRuntime]:
+        """Every team's runtime, the primary region's and any DR rebuild's (``teams/<region>/``)."""
         out = []
-        for path in sorted(teams_dir(self.root).glob("*.json")):
+        paths = sorted(teams_dir(self.root).glob("*.json")) + sorted(teams_dir(self.root).glob("*/*.json"))
+        for path in paths:
             with contextlib.suppress(Exception):
-                out.append(load_runtime(path))
+                rt = load_runtime(path)
+                out.append(rt)
+                if path.parent != teams_dir(self.root):
+                    self.rebuilt.add((rt.team, rt.region))
         return out
+
+    def router_key(self, rt: TeamRuntime, endpoint: str) -> str:
+        return router_key(rt.team, endpoint, rt.region if (rt.team, rt.region) in self.rebuilt else None)
 
     def run(self) -> None:
         last_alarms = last_queues = last_seen = time.monotonic()
@@ -186,7 +200,7 @@ class LocalCloud:
                     self.fleet.reconcile(spec, desired[spec.name])
 
     def sync_routers(self, runtimes: list[TeamRuntime]) -> None:
-        wanted = {f"{rt.team}/{name}": (rt, name) for rt in runtimes for name in rt.endpoints}
+        wanted = {self.router_key(rt, name): (rt, name) for rt in runtimes for name in rt.endpoints}
         for key in set(self.routers) - set(wanted):
             self.routers.pop(key).stop()
         for key, (rt, name) in wanted.items():
@@ -202,10 +216,11 @@ class LocalCloud:
 
     def evaluate_alarms(self, rt: TeamRuntime) -> None:
         prefix = f"{rt.platform}-{rt.team}-"
-        if prefix not in self.evaluators:  # one per team: it remembers when it last ran each alarm's actions
+        key = f"{rt.region}/{prefix}"
+        if key not in self.evaluators:  # one per team and region: it remembers when it last ran each alarm's actions
             aws = self._aws(rt.region)
-            self.evaluators[prefix] = AlarmEvaluator(aws.client("cloudwatch"), aws.client("autoscaling"), prefix)
-        self.evaluators[prefix].tick()
+            self.evaluators[key] = AlarmEvaluator(aws.client("cloudwatch"), aws.client("autoscaling"), prefix)
+        self.evaluators[key].tick()
 
     def publish_queue_metrics(self, rt: TeamRuntime) -> None:
         aws = self._aws(rt.region)
@@ -253,7 +268,8 @@ if __name__ == "__main__":
 
 
 def router_status(root: Path, team: str, endpoint: str) -> dict[str, Any]:
-    """The local router's view: listener weights and each target's ``/ping`` health, per variant."""
+    """The local router's view: listener weights and each target's ``/ping`` health, per variant.
+    ``team`` may be a DR rebuild's ``<team>@<region>``."""
     url = router_urls(root).get(f"{team}/{endpoint}")
     if url is None:
         return {}

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 WORKSPACE_ENV = "GPUFLEET_HOME"
+REGION_ENV = "GPUFLEET_REGION"  # target a DR rebuild's region instead of the platform's own
 
 
 def workspace(root: str | Path | None = None) -> Path:
@@ -19,8 +20,9 @@ def state_dir(root: Path) -> Path:
     return root / "state"
 
 
-def teams_dir(root: Path) -> Path:
-    return root / "teams"
+def teams_dir(root: Path, rebuilt_region: str | None = None) -> Path:
+    """Team runtime configs; a DR rebuild's live in ``teams/<region>/`` so they never overwrite the primary's."""
+    return root / "teams" / rebuilt_region if rebuilt_region else root / "teams"
 
 
 def agents_dir(root: Path) -> Path:

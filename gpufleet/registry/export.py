@@ -1,5 +1,6 @@
-"""The registry export: every model version as one JSON line under ``registry-export/`` in the
-artifacts bucket, rewritten on every change. The bucket is versioned, so each write is a new S3
+"""The registry export: every model version (``models.jsonl``) and every endpoint record
+(``endpoints.jsonl``) as JSON lines under ``registry-export/`` in the artifacts bucket, each rewritten on
+every change. The bucket is versioned, so each write is a new S3
 version, and bucket replication carries it to the DR region.
 """
 
@@ -13,6 +14,7 @@ from gpufleet.jobs.store import from_item, now_iso
 from gpufleet.runtime import TeamRuntime
 
 EXPORT_KEY = "registry-export/models.jsonl"
+ENDPOINTS_EXPORT_KEY = "registry-export/endpoints.jsonl"
 EXPORT_SCHEMA = 1
 
 
@@ -32,16 +34,33 @@ def scan_models(clients: AwsClients, runtime: TeamRuntime) -> list[dict[str, Any
 def export_registry(clients: AwsClients, runtime: TeamRuntime) -> str | None:
     """Write the export; returns its S3 version id. A full scan each time: registries hold hundreds of
     versions, not millions, and a whole snapshot restores without replaying history."""
+    return write_export(clients, runtime.buckets.artifacts, EXPORT_KEY, scan_models(clients, runtime))
+
+
+def export_endpoints(clients: AwsClients, runtime: TeamRuntime) -> str | None:
+    """Write the endpoint records' export (which model version each variant serves, and its weight)."""
+    from gpufleet.rollout.record import EndpointTable
+
+    table = EndpointTable(clients.client("dynamodb"), runtime.tables.endpoints)
+    docs = [{"endpoint": r.endpoint, "live": r.live, "revision": r.revision,
+             "variants": {v: {"model": s.model, "version": s.version, "weight": s.weight}
+                          for v, s in r.variants.items()}}
+            for r in sorted(table.list(), key=lambda r: r.endpoint)]
+    return write_export(clients, runtime.buckets.artifacts, ENDPOINTS_EXPORT_KEY, docs)
+
+
+def write_export(clients: AwsClients, bucket: str, key: str, records: list[dict[str, Any]]) -> str | None:
+    """One whole snapshot as JSON lines; returns the new S3 version id."""
     exported_at = now_iso()
     lines = [json.dumps({"schema": EXPORT_SCHEMA, "exported_at": exported_at, **r}, sort_keys=True)
-             for r in scan_models(clients, runtime)]
+             for r in records]
     body = ("\n".join(lines) + "\n" if lines else "").encode()
-    resp = clients.s3.put_object(Bucket=runtime.buckets.artifacts, Key=EXPORT_KEY, Body=body,
-                                 ContentType="application/x-ndjson")
+    resp = clients.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/x-ndjson")
     return resp.get("VersionId")
 
 
-def read_export(clients: AwsClients, runtime: TeamRuntime, version_id: str | None = None) -> list[dict[str, Any]]:
+def read_export(clients: AwsClients, runtime: TeamRuntime, version_id: str | None = None,
+                key: str = EXPORT_KEY, bucket: str | None = None) -> list[dict[str, Any]]:
     kwargs = {"VersionId": version_id} if version_id else {}
-    body = clients.s3.get_object(Bucket=runtime.buckets.artifacts, Key=EXPORT_KEY, **kwargs)["Body"].read()
+    body = clients.s3.get_object(Bucket=bucket or runtime.buckets.artifacts, Key=key, **kwargs)["Body"].read()
     return [json.loads(line) for line in body.decode().splitlines() if line.strip()]

@@ -13,6 +13,7 @@ from typing import Any
 
 from gpufleet.agent.aws import AwsClients
 from gpufleet.errors import RuntimeFailure, UserInputError
+from gpufleet.registry.export import export_endpoints
 from gpufleet.rollout import fleet
 from gpufleet.rollout.fleet import TargetHealth
 from gpufleet.rollout.record import EndpointRecord, EndpointTable
@@ -59,7 +60,8 @@ class Rollout:
         self.ep: EndpointRuntime = runtime.endpoints[endpoint]
         self.opts = options or RolloutOptions()
         self.report = report or (lambda _line: None)
-        self.table = EndpointTable(access.client("dynamodb"), runtime.tables.endpoints)
+        self.table = EndpointTable(access.client("dynamodb"), runtime.tables.endpoints,
+                                   on_change=lambda: export_endpoints(access, runtime))
 
     # --- entry points -------------------------------------------------------------------------------
     def deploy(self, model: str, version: int) -> EndpointRecord:

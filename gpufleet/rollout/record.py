@@ -7,6 +7,7 @@ each other's step.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -94,8 +95,8 @@ class EndpointRecord:
 class EndpointTable:
     """Reads and conditionally writes endpoint records in one team's endpoints table."""
 
-    def __init__(self, dynamodb: Any, table: str) -> None:
-        self.ddb, self.table = dynamodb, table
+    def __init__(self, dynamodb: Any, table: str, on_change: Callable[[], object] | None = None) -> None:
+        self.ddb, self.table, self.on_change = dynamodb, table, on_change
 
     def get(self, endpoint: str) -> EndpointRecord | None:
         item = self.ddb.get_item(TableName=self.table, Key={"endpoint": {"S": endpoint}},
@@ -122,4 +123,6 @@ class EndpointTable:
             record.revision = expected
             raise RuntimeFailure(f"endpoint {record.endpoint}", "someone else changed the endpoint meanwhile",
                                  f"check `gpufleet endpoint status {record.endpoint}` and retry") from None
+        if self.on_change:  # the registry export (gpufleet.registry.export), so DR sees every change
+            self.on_change()
         return record

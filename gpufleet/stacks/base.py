@@ -42,6 +42,16 @@ class GpufleetStack(TerraformStack):
         self.account_root = f"arn:{self.partition}:iam::{self.account_id}:root"
 
     @property
+    def rebuild(self) -> bool:
+        """A disaster-recovery rebuild: the stack is synthesized for a region other than the platform's."""
+        return self.region != self.cfg.platform.region
+
+    def global_name(self, name: str) -> str:
+        """S3, IAM and dashboard names are global: a rebuild suffixes its region so it never collides with
+        the lost region's names, which still exist."""
+        return f"{name}-{self.region}" if self.rebuild else name
+
+    @property
     def secure_bucket_policies(self) -> bool:
         """Conditional Deny statements in bucket policies (TLS-only, team scope); see local.differences."""
         return not self.target.local
@@ -60,10 +70,12 @@ class GpufleetStack(TerraformStack):
 
     def _configure_backend(self, stack_id: str) -> None:
         backend = self.cfg.platform.state_backend
+        # A rebuild keeps its state apart from the lost region's, which it must never touch.
+        state = f"{self.region}/{stack_id}.tfstate" if self.rebuild else f"{stack_id}.tfstate"
         if self.target.local or backend is None:
-            LocalBackend(self, path=str(self.target.state_dir / f"{stack_id}.tfstate"))
+            LocalBackend(self, path=str(self.target.state_dir / state))
             return
-        S3Backend(self, bucket=backend.bucket, key=f"{backend.key_prefix}/{stack_id}.tfstate",
+        S3Backend(self, bucket=backend.bucket, key=f"{backend.key_prefix}/{state}",
                   region=backend.region or self.cfg.platform.region, encrypt=True)
         # S3-native locking (Terraform >= 1.10) has no binding in cdktf 0.21 yet.
         self.add_override("terraform.backend.s3.use_lockfile", True)

@@ -36,7 +36,7 @@ class PlatformStack(GpufleetStack):
         self.key = EncryptionKey(self, "key", alias=f"{p.name}/platform", description=f"{p.name} platform key",
                                  account_root=self.account_root, account_id=self.account_id,
                                  services=("cloudwatch.amazonaws.com",))
-        self.log_bucket = self._log_bucket(resource_name(p.name, None, "logs", "s3"))
+        self.log_bucket = self._log_bucket(self.global_name(resource_name(p.name, None, "logs", "s3")))
         self.alarm_topic = AlarmTopic(self, "alarms", name=resource_name(p.name, None, "alarms"),
                                       key_id=self.key.key_id)
         internet_facing = any(ep.internet_facing for t in cfg.teams for ep in t.endpoints)

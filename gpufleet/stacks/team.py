@@ -16,12 +16,18 @@ from gpufleet.constructs.iam import ScopedRole
 from gpufleet.constructs.keys import EncryptionKey
 from gpufleet.constructs.launch import GpuLaunchTemplate
 from gpufleet.constructs.messaging import JobQueue
-from gpufleet.constructs.policy import render_policies
+from gpufleet.constructs.policy import Statement, render_policies, sid
 from gpufleet.constructs.storage import AccessLogs, SecureBucket
 from gpufleet.constructs.tables import Table
 from gpufleet.constructs.training import GpuTrainingFleet
 from gpufleet.names import resource_name, stack_name
-from gpufleet.providers import AwsProvider, AwsProviderDefaultTags, CloudwatchMetricAlarm, SecurityGroup
+from gpufleet.providers import (
+    AwsProvider,
+    AwsProviderDefaultTags,
+    CloudwatchMetricAlarm,
+    DataAwsKmsAlias,
+    SecurityGroup,
+)
 from gpufleet.runtime import TeamRuntime
 from gpufleet.schema import BUCKETS, METRIC_NAMESPACE, RUNTIME_OUTPUT, TABLE_KEYS, TAG_ENDPOINT, TAG_ROLE
 from gpufleet.stacks.base import GpufleetStack
@@ -33,6 +39,7 @@ from gpufleet.target import Target
 # The agent extends a claimed message's visibility every minute; five minutes tolerates missed beats.
 QUEUE_VISIBILITY_S = 300
 CHECKPOINT_VERSION_DAYS = 14  # old checkpoint versions are only needed to resume a recent job
+GLOBAL_KINDS = ("s3", "iam_role", "dashboard")  # names AWS keeps account-wide, not per region
 
 
 class TeamStack(GpufleetStack):
@@ -56,8 +63,10 @@ class TeamStack(GpufleetStack):
                                 key_arn=self.key.arn, deletion_protection=not target.local)
                        for t, keys in TABLE_KEYS.items()}
         self.roles = build_roles(self, role_names, list(team.operators))
-        if cfg.platform.dr_region:
+        if self.replicates and cfg.platform.dr_region:
             self._replicate_artifacts(cfg.platform.dr_region, principals)
+        if self.rebuild:
+            self._grant_replica_key()
         self.endpoints = {ep.name: self._endpoint_front(ep) for ep in team.endpoints}
         self.runtime = self._runtime()
         ami = lookup_ami(self, cfg.platform.gpu_ami)
@@ -73,7 +82,18 @@ class TeamStack(GpufleetStack):
                         description="Team runtime config for the CLI and agents (gpufleet.runtime.TeamRuntime)")
 
     def aws_name(self, thing: str, kind: str = "default") -> str:
-        return resource_name(self.cfg.platform.name, self.spec.name, thing, kind)
+        name = resource_name(self.cfg.platform.name, self.spec.name, thing, kind)
+        return self.global_name(name) if kind in GLOBAL_KINDS else name
+
+    @property
+    def replicates(self) -> bool:
+        """Artifacts replicate when a DR region is set, except from a rebuilt stack (it is the DR copy)."""
+        return bool(self.cfg.platform.dr_region) and not self.rebuild
+
+    @property
+    def replica_bucket_name(self) -> str:
+        """The artifacts replica in platform.dr_region; a rebuild there adopts it as its artifacts bucket."""
+        return resource_name(self.cfg.platform.name, self.spec.name, "artifacts-dr", "s3")
 
     def alarm_arn(self, name: str) -> str:
         return f"arn:{self.partition}:cloudwatch:{self.region}:{self.account_id}:alarm:{name}"
@@ -86,18 +106,23 @@ class TeamStack(GpufleetStack):
         logs = self.platform_stack.log_bucket.name
         buckets = {}
         for b in BUCKETS:
+            adopt = self.rebuild and b == "artifacts"
             bucket = SecureBucket(
-                self, f"bucket-{b}", name=self.aws_name(b, "s3"), key_arn=self.key.arn,
+                self, f"bucket-{b}", name=self.replica_bucket_name if adopt else self.aws_name(b, "s3"),
+                key_arn=self.key.arn,
                 access_logs=AccessLogs(logs, f"s3/{self.spec.name}/{b}/"),
                 enforce_tls=self.secure_bucket_policies,
-                only_principals=(team_principals + ([replication_role] if b == "artifacts" else []))
+                only_principals=(team_principals + ([replication_role] if b == "artifacts" and self.replicates
+                                                    else []))
                 if self.secure_bucket_policies else (),
                 noncurrent_expiry_days=CHECKPOINT_VERSION_DAYS if b == "checkpoints" else 90,
                 force_destroy=self.target.local)
             bucket.skip_checks({"CKV2_AWS_62": "no consumer of bucket events; the agents poll SQS and DynamoDB"})
-            if b != "artifacts" or not self.cfg.platform.dr_region:
+            if b != "artifacts" or not self.cfg.platform.dr_region or self.rebuild:
                 bucket.skip_checks({"CKV_AWS_144": "only artifacts (models, registry export) are replicated, and "
                                                    "only when platform.dr_region is set; the rest is rebuildable"})
+            if adopt:  # the replica's data stays: Terraform imports the bucket instead of creating it
+                bucket.bucket.import_from(self.replica_bucket_name)
             buckets[b] = bucket
         return buckets
 
@@ -121,6 +146,13 @@ class TeamStack(GpufleetStack):
                           service="s3.amazonaws.com", description=f"{self.spec.name} artifacts replication")
         self.buckets["artifacts"].replicate_to(replica, role=role, role_arn=role.arn, source_key_arn=self.key.arn,
                                                replica_key_arn=key.arn, ignore_rule_drift=self.target.local)
+
+    def _grant_replica_key(self) -> None:
+        """Replicated artifacts stay encrypted with the DR replica key the lost region's stack made here."""
+        alias = DataAwsKmsAlias(self, "replica-key", name=f"alias/{self.cfg.platform.name}/{self.spec.name}-dr")
+        for role in (self.roles.training, self.roles.serving, self.roles.operator):
+            role.add_to_policy(Statement(sid("Decrypt", "replica", "Key"), ("kms:Decrypt", "kms:DescribeKey"),
+                                         (alias.target_key_arn,)))
 
     def _queue_alarms(self) -> list[str]:
         name = self.aws_name("jobs-dlq-not-empty")
@@ -214,4 +246,4 @@ class TeamStack(GpufleetStack):
             graphs.append(Graph(f"{name}: requests and 5xx", [
                 ["AWS/ApplicationELB", m, "LoadBalancer", fleet.alb.arn_suffix]
                 for m in ("RequestCount", "HTTPCode_Target_5XX_Count")]))
-        Dashboard(self, "dashboard", name=self.aws_name("dashboard"), region=self.region, graphs=graphs)
+        Dashboard(self, "dashboard", name=self.aws_name("dashboard", "dashboard"), region=self.region, graphs=graphs)

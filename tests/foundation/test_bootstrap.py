@@ -44,3 +44,16 @@ def test_bootstrap_without_a_backend_says_what_to_add(moto_server: Emulator) -> 
     with pytest.raises(UserInputError) as info:
         bootstrap_state_bucket(PlatformConfig.model_validate(example()), client(moto_server, "s3"))
     assert info.value.problems[0].startswith("platform.state_backend: not set (add `state_backend:")
+
+
+def test_with_a_dr_region_the_state_bucket_replicates_to_a_versioned_replica_there(moto_server: Emulator) -> None:
+    data = example()
+    data["platform"].update(state_backend={"bucket": "acme-dr-tfstate"}, dr_region="us-west-2")
+    cfg = PlatformConfig.model_validate(data)
+    s3, s3_dr, iam = client(moto_server, "s3"), client(moto_server, "s3", "us-west-2"), client(moto_server, "iam")
+    for _ in range(2):
+        bootstrap_state_bucket(cfg, s3, tls_only=False, s3_dr=s3_dr, iam=iam)
+    assert s3_dr.get_bucket_location(Bucket="acme-dr-tfstate-dr")["LocationConstraint"] == "us-west-2"
+    assert s3_dr.get_bucket_versioning(Bucket="acme-dr-tfstate-dr")["Status"] == "Enabled"
+    rule = s3.get_bucket_replication(Bucket="acme-dr-tfstate")["ReplicationConfiguration"]["Rules"][0]
+    assert rule["Status"] == "Enabled" and rule["Destination"]["Bucket"] == "arn:aws:s3:::acme-dr-tfstate-dr"
