@@ -9,12 +9,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from gpufleet.errors import RuntimeFailure
+from gpufleet.jobs.store import from_item, to_item  # one DynamoDB <-> Python conversion
 from gpufleet.schema import VARIANTS, Variant
 
 # Rollout states. ACTIVE ones mean a CLI is (or was, before crashing) driving the endpoint.
@@ -22,27 +22,6 @@ ACTIVE = ("STARTING", "WAITING_HEALTHY", "BAKING", "FINALIZING", "ROLLING_BACK")
 DONE = ("SUCCEEDED", "ROLLED_BACK")
 
 _ser, _de = TypeSerializer(), TypeDeserializer()
-
-
-def _plain(value: Any) -> Any:
-    """DynamoDB numbers come back as Decimal; the record uses ints and floats."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _dynamo(value: Any) -> Any:
-    if isinstance(value, float):
-        return Decimal(str(value))
-    if isinstance(value, dict):
-        return {k: _dynamo(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_dynamo(v) for v in value]
-    return value
 
 
 @dataclass
@@ -80,11 +59,11 @@ class EndpointRecord:
                             for v, s in self.variants.items()}}
         if self.rollout is not None:
             doc["rollout"] = self.rollout
-        return {k: _ser.serialize(_dynamo(v)) for k, v in doc.items()}
+        return {k: _ser.serialize(to_item(v)) for k, v in doc.items()}
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> EndpointRecord:
-        doc = _plain({k: _de.deserialize(v) for k, v in item.items()})
+        doc = from_item({k: _de.deserialize(v) for k, v in item.items()})
         variants = {v: VariantState(**{k: doc.get("variants", {}).get(v, {}).get(k)
                                        for k in ("model", "version")},
                                     weight=int(doc.get("variants", {}).get(v, {}).get("weight") or 0))
