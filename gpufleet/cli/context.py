@@ -23,3 +23,15 @@ def resolve_target(target: str | None, for_deploy: bool, root: Path | None = Non
         console.print("[dim]local cloud: starting the emulated AWS (moto server)…[/]")
         emu = emulator.start(ws)
     return local_target(state_dir(ws), emu.endpoint if emu else None)
+
+
+def print_phase_table(title: str, phases: dict[str, float]) -> None:
+    """Seconds per phase, as the demo and the DR drill report them."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("phase")
+    table.add_column("seconds", justify="right")
+    for name, seconds in phases.items():
+        table.add_row(name, f"{seconds:.1f}")
+    console.print(table)

@@ -8,9 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from rich.table import Table
 
-from gpufleet.cli.context import console
+from gpufleet.cli.context import console, print_phase_table
 from gpufleet.cli.main import handle_errors, json_option
 from gpufleet.local.workspace import workspace
 
@@ -51,12 +50,7 @@ def demo(bake_seconds: float, as_json: bool) -> None:
                                "latency_ms": result.latency_ms, "versions": result.versions,
                                "metrics": result.metrics, "url": result.url}))
         return
-    table = Table(title=f"demo: {total:.0f} s in all")
-    table.add_column("phase")
-    table.add_column("seconds", justify="right")
-    for name, seconds in result.phases.items():
-        table.add_row(name, f"{seconds:.1f}")
-    console.print(table)
+    print_phase_table(f"demo: {total:.0f} s in all", result.phases)
     lat = result.latency_ms
     console.print(f"[bold]{MODEL}:{result.versions['digits']}[/] on endpoint {ENDPOINT}: accuracy "
                   f"[bold]{result.accuracy:.1%}[/] on {result.samples} held-out digits; "

@@ -7,9 +7,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 import click
-from rich.table import Table
 
-from gpufleet.cli.context import console
+from gpufleet.cli.context import console, print_phase_table
 from gpufleet.cli.main import config_option, handle_errors, json_option, out_option, target_option
 from gpufleet.config import load_config
 from gpufleet.errors import RuntimeFailure
@@ -76,12 +75,7 @@ def drill(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(doc))
     else:
-        table = Table(title=f"RTO {result.rto_s:.0f} s (loss → rebuilt endpoint answering)")
-        table.add_column("phase")
-        table.add_column("seconds", justify="right")
-        for name, seconds in result.rto_phases.items():
-            table.add_row(name, f"{seconds:.1f}")
-        console.print(table)
+        print_phase_table(f"RTO {result.rto_s:.0f} s (loss → rebuilt endpoint answering)", result.rto_phases)
         console.print(f"restored {len(result.versions_after)} model versions; same outputs: {result.same_outputs}; "
                       f"second rebuild: {doc['second_rebuild']}")
     if not (result.same_outputs and result.versions_after == result.versions_before):
