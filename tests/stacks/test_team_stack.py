@@ -64,6 +64,9 @@ def test_bucket_policies_deny_plain_http_and_object_access_outside_the_team(aws_
         statements = {s["sid"]: s for s in policy_statements(doc, policy["policy"])}
         tls = statements["DenyInsecureTransport"]
         assert tls["effect"] == "Deny"
+        assert tls["actions"] == ["s3:*"], "every S3 action, s3:GetObjectVersion included, needs TLS"
+        bucket_arn = tls["resources"][0]
+        assert tls["resources"] == [bucket_arn, f"{bucket_arn}/*"], "the bucket and all its objects"
         assert tls["condition"] == [{"test": "Bool", "variable": "aws:SecureTransport", "values": ["false"]}]
         scope = statements["DenyObjectAccessOutsideTeam"]
         allowed = scope["condition"][0]["values"]
@@ -271,3 +274,16 @@ def test_without_a_dr_region_nothing_replicates(tmp_path_factory: pytest.TempPat
     _, stacks = synth(config_with({"platform": data["platform"]}), tmp_path_factory.mktemp("nodr"), "aws")
     assert not resources(stacks[TEAM], "aws_s3_bucket_replication_configuration")
     assert len(stacks[TEAM]["provider"]["aws"]) == 1
+
+
+def test_statement_refuses_wildcard_actions_in_an_allow_but_takes_them_in_a_deny() -> None:
+    from gpufleet.constructs.policy import Statement
+
+    with pytest.raises(ValueError, match="wildcard actions are not allowed in an Allow"):
+        Statement("TooBroad", ("s3:*",), ("arn:aws:s3:::b/*",))
+    with pytest.raises(ValueError, match="wildcard"):
+        Statement("Everything", ("*",), ("*",))
+    deny = Statement("DenyPlainHttp", ("s3:*",), ("arn:aws:s3:::b", "arn:aws:s3:::b/*"), effect="Deny")
+    assert deny.render()["actions"] == ["s3:*"]
+    with pytest.raises(ValueError, match="effect must be Allow or Deny"):
+        Statement("Typo", ("s3:GetObject",), ("*",), effect="deny")
