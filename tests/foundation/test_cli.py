@@ -39,6 +39,22 @@ def test_validate_lists_problems_and_exits_2_without_traceback(tmp_path: Path) -
     assert "Traceback" not in out
 
 
+def test_validate_reports_field_errors_and_cross_field_problems_in_one_run(tmp_path: Path) -> None:
+    data = example()
+    data["platform"]["region"] = "us-east-l"
+    data["teams"][0]["training"]["instance_types"] = ["g5.xlarg"]
+    data["teams"][1]["name"] = "vision"
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    code, out = run("validate", "--config", str(cfg))
+    assert code == 2
+    assert out.splitlines() == [
+        "platform.region: 'us-east-l' is not an AWS region (did you mean 'us-east-1'?)",
+        "teams[0].training.instance_types[0]: 'g5.xlarg' is not a GPU instance type (did you mean 'g5.xlarge'?)",
+        "teams[1].name: 'vision' is already used by teams[0] (team names must be unique)",
+    ]
+
+
 def test_unknown_stack_is_an_input_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GPUFLEET_HOME", str(tmp_path / ".gpufleet"))
     monkeypatch.setenv("TERRAFORM_BINARY", "terraform")
