@@ -20,8 +20,8 @@ ADMIN_ACTIONS = (
     "kms:RetireGrant", "kms:RevokeGrant", "kms:ScheduleKeyDeletion", "kms:TagResource", "kms:UntagResource",
     "kms:UpdateAlias", "kms:UpdateKeyDescription",
 )
-LOG_SERVICE_ACTIONS = ("kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom",
-                       "kms:ReEncryptTo")
+# No DescribeKey: it takes no encryption context, so the condition that pins the group could never match.
+LOG_SERVICE_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom", "kms:ReEncryptTo")
 USE_ACTIONS = ("kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom",
                "kms:ReEncryptTo")
 
@@ -63,4 +63,5 @@ class EncryptionKey(Construct):
         self.policy.add(Statement(
             "CloudWatchLogsUse" + sid(label), LOG_SERVICE_ACTIONS, ("*",),
             principals={"Service": (f"logs.{region}.amazonaws.com",)},
-            conditions=(Condition("ArnEquals", "kms:EncryptionContext:aws:logs:arn", (log_group_arn,)),)))
+            # The context key is a String to IAM, so StringEquals (exact), not ArnEquals.
+            conditions=(Condition("StringEquals", "kms:EncryptionContext:aws:logs:arn", (log_group_arn,)),)))

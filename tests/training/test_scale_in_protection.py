@@ -6,10 +6,11 @@ The agent runs as a real subprocess against the moto server, as a real moto inst
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tests.support.aws import client
-from tests.training.conftest import SCRIPTS, Team, wait_for
+from tests.training.conftest import SCRIPTS, AgentProc, Team, wait_for
 
 MOTO_AMI = "ami-12c6146b"   # one of the images moto ships
 
@@ -33,7 +34,8 @@ def _protected(team: Team, instance_id: str) -> bool:
     return bool(found[0]["ProtectedFromScaleIn"])
 
 
-def test_a_busy_training_host_is_protected_from_scale_in_only_while_its_job_runs(team: Team, start_agent) -> None:
+def test_a_busy_training_host_is_protected_from_scale_in_only_while_its_job_runs(
+        team: Team, start_agent: Callable[..., AgentProc]) -> None:
     instance_id = _training_asg_instance(team)
     assert not _protected(team, instance_id)
     agent = start_agent(instance_id)
