@@ -11,8 +11,8 @@ import logging
 import threading
 import urllib.error
 
-from gpufleet.agent.aws import AwsClients
 from gpufleet.agent.identity import ImdsClient
+from gpufleet.aws import AwsClients
 
 log = logging.getLogger("gpufleet.agent.spot")
 SPOT_PATH = "meta-data/spot/instance-action"
