@@ -30,10 +30,11 @@ def xdist_group_of(item: pytest.Item) -> str:
     return next((group for prefix, group in EXCLUSIVE_DIRS.items() if module.startswith(prefix + "/")), module)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the groups into the test ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under xdist: group every test (see ``xdist_group_of``) and schedule the slow groups first, so the
     long end-to-end ones overlap instead of one of them starting last."""
-    if getattr(config.option, "dist", "no") == "no":
+    if not hasattr(config, "workerinput"):  # only xdist's workers collect for scheduling
         return
     groups = {id(item): xdist_group_of(item) for item in items}
     slow = {groups[id(item)] for item in items
