@@ -19,8 +19,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from gpufleet.agent.identity import Identity
 from gpufleet.agent.training.checkpoints import CheckpointSync
 from gpufleet.agent.training.claim import Claim, finish, heartbeat
@@ -38,14 +36,13 @@ from gpufleet.agent.training.output import publish_model
 from gpufleet.agent.training.periodic import Every
 from gpufleet.agent.training.process import JobProcess, kill_orphans, script_failure
 from gpufleet.agent.training.spot import Notice
-from gpufleet.aws import AwsClients
+from gpufleet.aws import AWS_ERRORS, AwsClients
 from gpufleet.schema import JOB_CLAIMABLE, JOB_FINAL
 from gpufleet.schema.agent_config import AgentConfig
 from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.store.jobs import get_job, update_job
 
 log = logging.getLogger("gpufleet.agent.runner")
-AWS_ERRORS = (ClientError, BotoCoreError)
 
 
 @dataclass
