@@ -15,9 +15,11 @@ import torch
 from click.testing import CliRunner
 
 from gpufleet.cli.main import cli
+from gpufleet.local.emulator import Emulator
 from gpufleet.schema.runtime import TeamRuntime
 from tests.support.aws import client
 
+Served = tuple[Path, TeamRuntime]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 INFERENCE_PY = '''
@@ -70,14 +72,14 @@ def _code_dir(path: Path, source: str) -> Path:
     return path
 
 
-def _members(emu, rt: TeamRuntime, uri: str) -> dict[str, bytes]:
+def _members(emu: Emulator, rt: TeamRuntime, uri: str) -> dict[str, bytes]:
     bucket, key = uri.removeprefix("s3://").split("/", 1)
     body = client(emu, "s3", rt.region).get_object(Bucket=bucket, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body)) as tar:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}  # type: ignore[union-attr]
 
 
-def test_bad_register_and_package_input_is_one_line_and_exit_2(served_team, tmp_path: Path) -> None:
+def test_bad_register_and_package_input_is_one_line_and_exit_2(served_team: Served, tmp_path: Path) -> None:
     empty = tmp_path / "empty.tar.gz"
     with tarfile.open(empty, "w:gz") as tar:
         info = tarfile.TarInfo("README")
@@ -100,7 +102,7 @@ def test_bad_register_and_package_input_is_one_line_and_exit_2(served_team, tmp_
 
 
 def test_sagemaker_tarball_registers_approves_rolls_out_and_serves_and_package_adds_code(
-        served_team: tuple[Path, TeamRuntime], moto_server, tmp_path: Path) -> None:
+        served_team: Served, moto_server: Emulator, tmp_path: Path) -> None:
     _, rt = served_team
     tarball = _sagemaker_tarball(tmp_path / "model.tar.gz")
     code, out = _run("model", "register", "sm-linear", "--artifact", str(tarball), "--metric", "rmse=0.5",
@@ -138,7 +140,8 @@ def test_sagemaker_tarball_registers_approves_rolls_out_and_serves_and_package_a
     assert code == 0 and json.loads(out.strip().splitlines()[-1]) == {"predictions": [12.0]}
 
 
-def test_register_from_s3_and_from_a_model_folder_with_code(served_team, moto_server, tmp_path: Path) -> None:
+def test_register_from_s3_and_from_a_model_folder_with_code(served_team: Served, moto_server: Emulator,
+                                                            tmp_path: Path) -> None:
     _, rt = served_team
     tarball = _sagemaker_tarball(tmp_path / "model.tar.gz")
     client(moto_server, "s3", rt.region).put_object(Bucket=rt.buckets.data, Key="bring/model.tar.gz",

@@ -40,14 +40,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class Digits:
-    model_dir: Path  # what the training example saved: a TorchScript model.pt
+    model_dir: Path  # what the training example saved: a torch.export model.pt2
     x_test: Any      # raw pixel values 0-16, float32 (n, 64)
     y_test: Any      # int (n,)
 
 
 def train_digits_model(work: Path, env: dict[str, str]) -> Digits:
     """A real run of the training example (examples/training/digits/train.py, the script the training
-    agent runs), saving its TorchScript model.pt; the held-out split is rebuilt the way it splits."""
+    agent runs), saving its torch.export model.pt2; the held-out split is rebuilt the way it splits."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 

@@ -4,11 +4,12 @@ index); a version whose requirement pip cannot find is refused with pip's line, 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from tests.serving.conftest import Constant, Team, pack, scripted_model_dir
+from tests.serving.conftest import Agent, Constant, Team, pack, scripted_model_dir
 from tests.support.wheels import TINY_GREETING, TINY_MODULE, TINY_PACKAGE, build_tiny_wheelhouse
 
 INFERENCE_PY = f"""import json
@@ -27,7 +28,7 @@ def _model(root: Path, value: float, requirements: str) -> bytes:
 
 
 def test_model_requirements_install_and_an_unfindable_one_is_refused_with_pips_line(
-        team: Team, start_agent, tmp_path: Path) -> None:
+        team: Team, start_agent: Callable[..., Agent], tmp_path: Path) -> None:
     wheelhouse = build_tiny_wheelhouse(tmp_path)
     team.publish_model("greeter", 1, _model(tmp_path / "v1", 1.0, f"{TINY_PACKAGE}==1.0\n"))
     team.point_endpoint("greet", "blue", "greeter", 1)

@@ -3,10 +3,11 @@ the host's), from a wheelhouse with no index; a requirement pip cannot find fail
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.support.wheels import TINY_GREETING, TINY_MODULE, TINY_PACKAGE, build_tiny_wheelhouse
-from tests.training.conftest import Team
+from tests.training.conftest import AgentProc, Team
 
 SCRIPT = f"""import sys, torch, {TINY_MODULE}
 print({TINY_MODULE}.GREETING, "with torch", torch.__version__, "in", sys.prefix)
@@ -26,7 +27,7 @@ def _shipped_log(team: Team, job_id: str, host: str) -> str:
 
 
 def test_requirements_install_from_a_wheelhouse_once_and_a_missing_one_fails_with_pips_line(
-        team: Team, start_agent, tmp_path: Path) -> None:
+        team: Team, start_agent: Callable[..., AgentProc], tmp_path: Path) -> None:
     wheelhouse = build_tiny_wheelhouse(tmp_path)
     agent = start_agent("host-r", pip={"wheelhouse": str(wheelhouse)})
     source = _source(tmp_path / "src", f"{TINY_PACKAGE}==1.0\n")
