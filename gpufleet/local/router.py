@@ -101,8 +101,10 @@ class EndpointRouter:
             self.stop_event.wait(CHECK_INTERVAL_S)
 
     def _check_targets(self) -> None:
-        current = {i.instance_id: i for i in read_instances(self.root)
-                   if i.role == "serving" and i.team == self.runtime.team and i.endpoint == self.endpoint}
+        # A draining (scaled-in) instance is deregistered at once, as the ALB does: it takes no new request
+        # and does not count as a healthy target, even while it still answers /ping.
+        current = {i.instance_id: i for i in read_instances(self.root) if i.role == "serving" and not i.draining
+                   and i.team == self.runtime.team and i.endpoint == self.endpoint}
         with self.lock:
             for gone in set(self.targets) - set(current):
                 del self.targets[gone]
