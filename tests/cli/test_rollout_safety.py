@@ -20,6 +20,7 @@ from gpufleet.errors import UserInputError
 from gpufleet.invoke import invoke_once
 from gpufleet.local.alarms import LOCAL_TIME_SCALE
 from gpufleet.local.cloud import router_target_health, router_urls
+from gpufleet.local.emulator import Emulator
 from gpufleet.local.instances import read_instances
 from gpufleet.rollout import fleet
 from gpufleet.rollout.engine import RolledBack, Rollout, RolloutOptions
@@ -63,7 +64,7 @@ def _invoke(root: Path, rt: TeamRuntime) -> tuple[int, bytes]:
 
 
 def test_failed_first_deploy_scales_to_zero_reports_failed_and_answers_503(
-        served_team: tuple[Path, TeamRuntime], moto_server) -> None:
+        served_team: tuple[Path, TeamRuntime], moto_server: Emulator) -> None:
     """A broken model as the very first deploy: its alarm fires within the bake derived from the alarm
     (printed), the endpoint ends FAILED with the reason, its hosts at zero, and clients get 503."""
     root, rt = served_team
@@ -86,7 +87,7 @@ def test_failed_first_deploy_scales_to_zero_reports_failed_and_answers_503(
 
 
 def test_rollback_returns_a_live_endpoint_to_the_previous_then_a_named_version(
-        served_team: tuple[Path, TeamRuntime], moto_server) -> None:
+        served_team: tuple[Path, TeamRuntime], moto_server: Emulator) -> None:
     root, rt = served_team
     register_model(moto_server, rt, "m", 1, model_tarball(1.0, False))
     register_model(moto_server, rt, "m", 2, model_tarball(2.0, False))
@@ -107,7 +108,8 @@ def test_rollback_returns_a_live_endpoint_to_the_previous_then_a_named_version(
     assert doc["variants"][doc["live"]]["version"] == 2 and doc["variants"][doc["live"]]["weight"] == 100
 
 
-def test_one_unhealthy_target_of_two_trips_the_guard(served_team: tuple[Path, TeamRuntime], moto_server) -> None:
+def test_one_unhealthy_target_of_two_trips_the_guard(served_team: tuple[Path, TeamRuntime],
+                                                     moto_server: Emulator) -> None:
     """The candidate runs two hosts; one dies (kill -9) while the canary bakes: the rollout rolls back
     although the other host still answers."""
     root, rt = served_team
@@ -130,7 +132,7 @@ def test_one_unhealthy_target_of_two_trips_the_guard(served_team: tuple[Path, Te
 
 
 def test_two_deploys_at_once_one_is_refused_and_resume_waits_for_the_lease(
-        served_team: tuple[Path, TeamRuntime], moto_server) -> None:
+        served_team: tuple[Path, TeamRuntime], moto_server: Emulator) -> None:
     root, rt = served_team
     register_model(moto_server, rt, "m", 1, model_tarball(1.0, False))
     register_model(moto_server, rt, "m", 2, model_tarball(2.0, False))
