@@ -111,3 +111,16 @@ def test_disk_full_while_preparing_fails_the_job_with_its_reason_and_the_next_jo
         assert agent.proc.poll() is None
     finally:
         subprocess.run(["umount", "-l", str(disk)])
+
+
+def test_a_health_port_in_use_stops_the_agent_with_one_clear_line(team: Team, start_agent) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        agent = start_agent("host-port", health_port=port)
+        assert agent.proc.wait(timeout=60) == 1
+    log = agent.log_path.read_text()
+    assert "Traceback" not in log and f"health: could not listen on port {port}: Address already in use" in log
