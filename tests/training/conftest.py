@@ -91,7 +91,7 @@ def start_agent(team: Team, tmp_path: Path, repo_env: dict[str, str]) -> Iterato
     def start(name: str, imds_endpoint: str | None = None, health_port: int = 0, pip: dict[str, Any] | None = None,
               **training: Any) -> AgentProc:
         root = tmp_path / name
-        root.mkdir()
+        root.mkdir(exist_ok=True)   # a test may have mounted a small disk at root/ml first
         local: dict[str, Any] = {"aws_endpoint_url": team.emu.endpoint, "instance_id": name}
         if imds_endpoint:
             local["imds_endpoint"] = imds_endpoint

@@ -136,14 +136,18 @@ class Attempt:
 
 
 def _run(ctx: AgentContext, claim: Claim, receipt: str) -> str:
-    ctx.layout.reset()
     try:
+        ctx.layout.reset()
         attempt = _prepare(ctx, claim)
         ctx.job_python = _install_requirements(ctx, claim, receipt)
     except (InputError, *AWS_ERRORS) as exc:
         return _conclude_failure(ctx, claim, receipt, f"inputs: {exc}")
     except RequirementsError as exc:
         return _conclude_failure(ctx, claim, receipt, f"requirements.txt: pip failed: {exc}")
+    except OSError as exc:  # this host's disk (full, read-only...): the job must not stay RUNNING until stale
+        ctx.layout.reset_quietly()
+        return _conclude_failure(ctx, claim, receipt, f"preparing the job on {ctx.identity.instance_id}: {exc} "
+                                 "(free space under the agent's work_root, or give the job a larger volume)")
     proc = JobProcess(launcher_argv(ctx, claim), job_env(ctx, claim), ctx.layout.code, ctx.layout.job_log,
                       attempt.metrics.feed, ctx.config.training.log_tail_lines)
     try:
