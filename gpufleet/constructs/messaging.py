@@ -16,15 +16,19 @@ SEND_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl")
 class JobQueue(Construct):
     """An encrypted SQS queue whose messages move to an encrypted DLQ after ``max_receives`` receives.
 
+    The queue makes its own DLQ named ``dlq_name``, or shares the DLQ of ``dead_letter`` (one team's
+    priority queues share one DLQ, so operators watch and redrive one place).
     ``visibility_timeout_s`` should be a few heartbeats long: the consumer extends it while it works.
     """
 
-    def __init__(self, scope: Construct, queue_id: str, *, name: str, dlq_name: str, key_arn: str,
-                 visibility_timeout_s: int = 300, max_receives: int = 5,
+    def __init__(self, scope: Construct, queue_id: str, *, name: str, key_arn: str, dlq_name: str | None = None,
+                 dead_letter: JobQueue | None = None, visibility_timeout_s: int = 300, max_receives: int = 5,
                  retention_s: int = 14 * 24 * 3600, ignore_redrive_drift: bool = False) -> None:
         super().__init__(scope, queue_id)
-        self.dlq = SqsQueue(self, "dlq", name=dlq_name, kms_master_key_id=key_arn,
-                            message_retention_seconds=retention_s)
+        if (dlq_name is None) == (dead_letter is None):
+            raise ValueError("JobQueue: give exactly one of dlq_name (a new DLQ) or dead_letter (share its DLQ)")
+        self.dlq: SqsQueue = dead_letter.dlq if dead_letter else SqsQueue(
+            self, "dlq", name=dlq_name, kms_master_key_id=key_arn, message_retention_seconds=retention_s)
         self.queue = SqsQueue(self, "queue", name=name, kms_master_key_id=key_arn,
                               kms_data_key_reuse_period_seconds=300,
                               visibility_timeout_seconds=visibility_timeout_s,
@@ -34,7 +38,8 @@ class JobQueue(Construct):
                               # moto returns the policy re-serialized with spaces, a change on every plan.
                               lifecycle={"ignore_changes": ["redrive_policy"]} if ignore_redrive_drift else None)
         self.name, self.url, self.arn = name, self.queue.url, self.queue.arn
-        self.dlq_name, self.dlq_url, self.dlq_arn = dlq_name, self.dlq.url, self.dlq.arn
+        self.dlq_name: str = dead_letter.dlq_name if dead_letter else str(dlq_name)
+        self.dlq_url, self.dlq_arn = self.dlq.url, self.dlq.arn
 
     def grant_consume(self, grantee: Grantee, label: str) -> None:
         grantee.add_to_policy(Statement(sid("Consume", label), CONSUME_ACTIONS, (self.arn,)))

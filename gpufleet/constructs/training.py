@@ -31,14 +31,15 @@ def asg_tags(tags: dict[str, str]) -> list[dict[str, object]]:
 class GpuTrainingFleet(Construct):
     """``instance_types`` first is preferred; ``spot_percentage`` applies above ``on_demand_base``.
 
-    ``queue_name`` is the SQS queue whose backlog starts hosts; ``idle_minutes`` of an empty queue (nothing
-    visible or in flight) stops them all. ``asg_arn_pattern`` is this ASG's ARN with a wildcard for the id
+    ``queue_names`` are the SQS queues (one per job priority) whose summed backlog starts hosts;
+    ``idle_minutes`` with all of them empty (nothing visible or in flight) stops them all.
+    ``asg_arn_pattern`` is this ASG's ARN with a wildcard for the id
     AWS assigns, used for grants.
     """
 
     def __init__(self, scope: Construct, fleet_id: str, *, name: str, launch_template: GpuLaunchTemplate,
                  subnet_ids: Sequence[str], instance_types: Sequence[str], on_demand_base: int,
-                 spot_percentage: int, max_instances: int, queue_name: str,
+                 spot_percentage: int, max_instances: int, queue_names: Sequence[str],
                  asg_arn_prefix: str, tags: dict[str, str], idle_minutes: int = 15,
                  checkpoint_timeout_s: int = 300) -> None:
         super().__init__(scope, fleet_id)
@@ -63,9 +64,9 @@ class GpuTrainingFleet(Construct):
                                  lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING",
                                  heartbeat_timeout=checkpoint_timeout_s, default_result="CONTINUE",
                                  depends_on=[self.asg], lifecycle={"ignore_changes": HOOK_IGNORED})
-        self._scaling(queue_name, idle_minutes)
+        self._scaling(list(queue_names), idle_minutes)
 
-    def _scaling(self, queue: str, idle_minutes: int) -> None:
+    def _scaling(self, queues: list[str], idle_minutes: int) -> None:
         out = AutoscalingPolicy(self, "scale-out", name=f"{self.name}-scale-out-on-backlog",
                                 autoscaling_group_name=self.name,
                                 policy_type="StepScaling", adjustment_type="ChangeInCapacity",
@@ -77,25 +78,20 @@ class GpuTrainingFleet(Construct):
                                  step_adjustment=blocks([{"metric_interval_upper_bound": "0",
                                                           "scaling_adjustment": 0}]),
                                  depends_on=[self.asg], lifecycle={"ignore_changes": POLICY_IGNORED})
-        dims = {"QueueName": queue}
+        visible = _queue_metrics("visible", "ApproximateNumberOfMessagesVisible", queues)
+        inflight = _queue_metrics("inflight", "ApproximateNumberOfMessagesNotVisible", queues)
+        # SUM over a list skips a queue without data points (SQS stops publishing for an inactive queue),
+        # where "a + b" would have no value at all.
         self.backlog_alarm = CloudwatchMetricAlarm(
-            self, "backlog", alarm_name=f"{self.name}-backlog", namespace="AWS/SQS",
-            metric_name="ApproximateNumberOfMessagesVisible", dimensions=dims, statistic="Maximum",
-            period=60, evaluation_periods=1, threshold=1, comparison_operator="GreaterThanOrEqualToThreshold",
-            alarm_actions=[out.arn], treat_missing_data="notBreaching",
-            alarm_description="Jobs are waiting: add a training host")
+            self, "backlog", alarm_name=f"{self.name}-backlog", comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1, evaluation_periods=1, alarm_actions=[out.arn], treat_missing_data="notBreaching",
+            alarm_description="Jobs are waiting in any priority queue: add a training host",
+            metric_query=blocks([*visible, _sum("backlog", visible, "jobs waiting")]))
         self.idle_alarm = CloudwatchMetricAlarm(
             self, "idle", alarm_name=f"{self.name}-idle", comparison_operator="LessThanOrEqualToThreshold",
             threshold=0, evaluation_periods=idle_minutes, alarm_actions=[idle.arn],
             treat_missing_data="breaching", alarm_description="No job queued or running: stop all hosts",
-            metric_query=blocks([
-                {"id": "visible", "metric": {"namespace": "AWS/SQS", "dimensions": dims, "period": 60,
-                                             "metric_name": "ApproximateNumberOfMessagesVisible", "stat": "Maximum"}},
-                {"id": "inflight", "metric": {"namespace": "AWS/SQS",
-                                              "metric_name": "ApproximateNumberOfMessagesNotVisible",
-                                              "dimensions": dims, "period": 60, "stat": "Maximum"}},
-                {"id": "work", "expression": "visible + inflight", "label": "queued or running",
-                 "return_data": True}]))
+            metric_query=blocks([*visible, *inflight, _sum("work", visible + inflight, "queued or running")]))
 
     def grant_lifecycle(self, grantee: Grantee, label: str) -> None:
         """Let the host agent complete the checkpoint hook, and protect itself from scale-in while busy."""
@@ -104,3 +100,15 @@ class GpuTrainingFleet(Construct):
     def grant_scale(self, grantee: Grantee, label: str) -> None:
         grantee.add_to_policy(Statement(sid("Scale", label), ("autoscaling:SetDesiredCapacity",),
                                         (self.asg_arn_pattern,)))
+
+
+def _queue_metrics(prefix: str, metric: str, queues: list[str]) -> list[dict[str, object]]:
+    """One metric query per queue, with ids ``<prefix>0``, ``<prefix>1``... (ids must be unique)."""
+    return [{"id": f"{prefix}{i}", "metric": {"namespace": "AWS/SQS", "metric_name": metric, "period": 60,
+                                              "dimensions": {"QueueName": q}, "stat": "Maximum"},
+             "return_data": False} for i, q in enumerate(queues)]
+
+
+def _sum(query_id: str, queries: list[dict[str, object]], label: str) -> dict[str, object]:
+    ids = ", ".join(str(q["id"]) for q in queries)
+    return {"id": query_id, "expression": f"SUM([{ids}])", "label": label, "return_data": True}

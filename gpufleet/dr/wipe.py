@@ -41,7 +41,7 @@ def _delete_team(aws: AwsClients, rt: TeamRuntime) -> list[str]:
     for table in (rt.tables.jobs, rt.tables.models, rt.tables.endpoints):
         aws.client("dynamodb").delete_table(TableName=table)
         out.append(f"table {table}")
-    for url in (rt.queue_url, rt.dlq_url):
+    for url in rt.all_queue_urls:
         aws.sqs.delete_queue(QueueUrl=url)
         out.append(f"queue {url.rsplit('/', 1)[-1]}")
     for bucket in rt.buckets.model_dump().values():

@@ -1,5 +1,5 @@
 """``submit_job``: package a local directory as ``code/<job_id>/source.tar.gz``, put the job QUEUED and
-send ``{job_id}`` to the team queue (one message per host for multi-node jobs).
+send ``{job_id}`` to the team queue of the spec's priority (one message per host for multi-node jobs).
 """
 
 from __future__ import annotations
@@ -82,10 +82,11 @@ def submit_job(clients: AwsClients, runtime: TeamRuntime, spec: JobSpec, source_
                                    "created_at": now, "updated_at": now})
     try:
         for _ in range(spec.instance_count):
-            clients.sqs.send_message(QueueUrl=runtime.queue_url, MessageBody=json.dumps({"job_id": job_id}))
+            clients.sqs.send_message(QueueUrl=runtime.queue_for(spec.priority),
+                                     MessageBody=json.dumps({"job_id": job_id}))
     except AWS_ERRORS as exc:
         update_job(clients, runtime, job_id, {"status": "FAILED", "reason": f"enqueue failed: {exc}"},
                    expect_status=["QUEUED"])
-        raise RuntimeFailure("submit", f"the team queue refused job {job_id} ({exc})",
+        raise RuntimeFailure("submit", f"the team's {spec.priority} queue refused job {job_id} ({exc})",
                              "check the queue and resubmit") from None
     return job_id

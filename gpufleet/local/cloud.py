@@ -217,7 +217,7 @@ class LocalCloud:
     def publish_queue_metrics(self, rt: TeamRuntime) -> None:
         aws = self._aws(rt.region)
         data = []
-        for url in (rt.queue_url, rt.dlq_url):
+        for url in rt.all_queue_urls:
             attrs = aws.client("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=[
                 "ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
             dims = [{"Name": "QueueName", "Value": url.rstrip("/").rsplit("/", 1)[-1]}]

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gpufleet.documents import read_document
 from gpufleet.errors import UserInputError
+from gpufleet.schema.priority import DEFAULT_PRIORITY, Priority
 
 S3_URI = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
 NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -33,6 +34,7 @@ FIX = {
     "checkpoint_interval_s": "seconds between checkpoint uploads, at least 0.5",
     "metric_definitions": "a list of {name, regex} with one capture group around the number",
     "output_model_name": "lower-case letters, digits and dashes, at most 63",
+    "priority": "one of high, normal, low; leave it out for normal",
 }
 
 
@@ -68,6 +70,7 @@ class JobSpec(BaseModel):
     checkpoint_interval_s: float = Field(default=300.0, ge=0.5, le=86400)
     metric_definitions: list[MetricDefinition] = Field(default_factory=list, max_length=40)
     output_model_name: str | None = Field(default=None, pattern=NAME)
+    priority: Priority = DEFAULT_PRIORITY    # which of the team's queues: high drains first
 
     @field_validator("entry_point")
     @classmethod

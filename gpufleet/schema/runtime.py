@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gpufleet.errors import UserInputError
+from gpufleet.schema.priority import DEFAULT_PRIORITY, PRIORITIES, Priority
 
 
 class _Doc(BaseModel):
@@ -30,6 +31,14 @@ class Tables(_Doc):
     jobs: str
     models: str
     endpoints: str
+
+
+class PriorityQueues(_Doc):
+    """The team's job queue URL per priority (all share ``dlq_url``)."""
+
+    high: str
+    normal: str
+    low: str
 
 
 class TrainingRuntime(_Doc):
@@ -55,11 +64,28 @@ class TeamRuntime(_Doc):
     team: str
     region: str
     buckets: Buckets
-    queue_url: str
+    queue_url: str        # the normal-priority queue; the only queue of configs from before priorities
     dlq_url: str
     tables: Tables
     training: TrainingRuntime
     endpoints: dict[str, EndpointRuntime] = Field(default_factory=dict)
+    queues: PriorityQueues | None = None
+
+    def queue_for(self, priority: Priority) -> str:
+        """The queue of ``priority``; a config without ``queues`` has one queue for all."""
+        return getattr(self.queues, priority) if self.queues else self.queue_url
+
+    @property
+    def priority_queues(self) -> dict[Priority, str]:
+        """Each distinct job queue by its priority, high first."""
+        if self.queues is None:
+            return {DEFAULT_PRIORITY: self.queue_url}
+        return {p: getattr(self.queues, p) for p in PRIORITIES}
+
+    @property
+    def all_queue_urls(self) -> list[str]:
+        """Every queue of the team: the job queues, then the dead-letter queue."""
+        return [*self.priority_queues.values(), self.dlq_url]
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gpufleet.schema.priority import DEFAULT_GUARD_ROUNDS
+
 
 class TrainingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    poll_wait_s: int = Field(default=20, ge=1, le=20)              # SQS long-poll wait
+    poll_wait_s: int = Field(default=20, ge=1, le=20)              # SQS long-poll wait (the last queue asked)
+    # Waiting even 1 s makes SQS query all its servers (a 0 s short poll samples some and can miss the
+    # one waiting high-priority message), yet costs little when a higher queue is empty.
+    higher_queue_wait_s: int = Field(default=1, ge=1, le=20)
+    starvation_guard_rounds: int = Field(default=DEFAULT_GUARD_ROUNDS, ge=1, le=1000)  # see schema.priority
     visibility_timeout_s: int = Field(default=300, ge=2, le=43200)  # each heartbeat extends the message this far
     heartbeat_s: float = Field(default=30.0, gt=0)
     stale_after_s: float = Field(default=600.0, gt=0)   # a RUNNING job not heartbeated this long is taken over

@@ -30,6 +30,7 @@ from gpufleet.providers import (
     SecurityGroup,
 )
 from gpufleet.schema import BUCKETS, METRIC_NAMESPACE, RUNTIME_OUTPUT, TABLE_KEYS, TAG_ENDPOINT, TAG_ROLE
+from gpufleet.schema.priority import PRIORITIES, QUEUE_SUFFIX, Priority
 from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.stacks.base import GpufleetStack
 from gpufleet.stacks.platform import PlatformStack
@@ -56,10 +57,8 @@ class TeamStack(GpufleetStack):
         self.replication_role_name = self.aws_name("replication", "iam_role")
         principals = [role_arn(self, n) for r, n in role_names.items() if r != "boundary"]
         self.buckets = self._buckets(principals, role_arn(self, self.replication_role_name))
-        self.queue = JobQueue(self, "jobs", name=self.aws_name("jobs", "sqs"),
-                              dlq_name=self.aws_name("jobs-dlq", "sqs"),
-                              key_arn=self.key.arn, visibility_timeout_s=QUEUE_VISIBILITY_S,
-                              ignore_redrive_drift=target.local)
+        self.queues = self._job_queues()
+        self.queue = self.queues["normal"]
         self.tables = {t: Table(self, f"table-{t}", name=self.aws_name(t, "dynamodb"), keys=keys,
                                 key_arn=self.key.arn, deletion_protection=not target.local)
                        for t, keys in TABLE_KEYS.items()}
@@ -78,7 +77,7 @@ class TeamStack(GpufleetStack):
         for ep in team.endpoints:
             self._endpoint_capacity(ep, ami)
         alarms = self._queue_alarms() + [n for f in self.endpoints.values() for n in f.alarm_names]
-        grant_team_access(self.roles, self.key, self.buckets, self.queue, self.tables, self.training,
+        grant_team_access(self.roles, self.key, self.buckets, self.queues, self.tables, self.training,
                           self.job_logs, self.endpoints, [self.alarm_arn(a) for a in alarms])
         self._dashboard()
         render_policies(self)
@@ -160,6 +159,18 @@ class TeamStack(GpufleetStack):
             role.add_to_policy(Statement(sid("Decrypt", "replica", "Key"), ("kms:Decrypt", "kms:DescribeKey"),
                                          (alias.target_key_arn,)))
 
+    def _job_queues(self) -> dict[Priority, JobQueue]:
+        """One queue per priority, sharing normal's DLQ. Normal keeps the construct id and name of the
+        single queue from before priorities, so an existing deployment keeps its queue and messages."""
+        normal = JobQueue(self, "jobs", name=self.aws_name("jobs", "sqs"), dlq_name=self.aws_name("jobs-dlq", "sqs"),
+                          key_arn=self.key.arn, visibility_timeout_s=QUEUE_VISIBILITY_S,
+                          ignore_redrive_drift=self.target.local)
+        others = {p: JobQueue(self, f"jobs{QUEUE_SUFFIX[p]}", name=self.aws_name(f"jobs{QUEUE_SUFFIX[p]}", "sqs"),
+                              dead_letter=normal, key_arn=self.key.arn, visibility_timeout_s=QUEUE_VISIBILITY_S,
+                              ignore_redrive_drift=self.target.local)
+                  for p in PRIORITIES if p != "normal"}
+        return {p: normal if p == "normal" else others[p] for p in PRIORITIES}
+
     def _queue_alarms(self) -> list[str]:
         name = self.aws_name("jobs-dlq-not-empty")
         CloudwatchMetricAlarm(self, "dlq-alarm", alarm_name=name, namespace="AWS/SQS",
@@ -186,6 +197,7 @@ class TeamStack(GpufleetStack):
             "platform": self.cfg.platform.name, "team": self.spec.name, "region": self.region,
             "buckets": {b: bucket.name for b, bucket in self.buckets.items()},
             "queue_url": self.queue.url, "dlq_url": self.queue.dlq_url,
+            "queues": {p: q.url for p, q in self.queues.items()},
             "tables": {t: table.name for t, table in self.tables.items()},
             "training": {"asg": self.aws_name("training", "asg"), "log_group": self.job_logs.name},
             "endpoints": {name: {
@@ -224,7 +236,8 @@ class TeamStack(GpufleetStack):
         return GpuTrainingFleet(self, "training", name=self.aws_name("training", "asg"), launch_template=lt,
                                 subnet_ids=net.private_subnet_ids, instance_types=spec.instance_types,
                                 on_demand_base=spec.on_demand_base, spot_percentage=spec.spot_percentage,
-                                max_instances=spec.max_instances, queue_name=self.queue.name,
+                                max_instances=spec.max_instances,
+                                queue_names=[q.name for q in self.queues.values()],
                                 asg_arn_prefix=self.asg_arn_prefix, tags={**self.tags, **tags})
 
     def _endpoint_capacity(self, ep: Endpoint, ami: Ami) -> None:
@@ -241,8 +254,8 @@ class TeamStack(GpufleetStack):
 
     def _dashboard(self) -> None:
         graphs = [
-            Graph("Job queue", [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", self.queue.name],
-                                ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", self.queue.dlq_name]],
+            Graph("Job queues", [["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", name]
+                                 for name in [*(q.name for q in self.queues.values()), self.queue.dlq_name]],
                   "Maximum"),
             Graph("Training hosts", [["AWS/AutoScaling", "GroupInServiceInstances", "AutoScalingGroupName",
                                       self.training.name]], "Maximum"),

@@ -6,6 +6,7 @@ each with its reason. The roles share one permission boundary built from the sam
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gpufleet.constructs.endpoint import EndpointFleet
@@ -18,6 +19,7 @@ from gpufleet.constructs.storage import SecureBucket
 from gpufleet.constructs.tables import Table
 from gpufleet.constructs.training import GpuTrainingFleet
 from gpufleet.schema import METRIC_NAMESPACE
+from gpufleet.schema.priority import Priority
 from gpufleet.stacks.base import GpufleetStack
 
 # CloudWatch PutMetricData has no resource type; the namespace condition is the narrowest scope.
@@ -65,7 +67,8 @@ def build_roles(stack: GpufleetStack, names: dict[str, str], operators: list[str
     return TeamRoles(training, serving, operator, boundary)
 
 
-def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, SecureBucket], queue: JobQueue,
+def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, SecureBucket],
+                      queues: Mapping[Priority, JobQueue],
                       tables: dict[str, Table], training: GpuTrainingFleet, job_logs: JobLogGroup,
                       endpoints: dict[str, EndpointFleet], alarm_arns: list[str]) -> None:
     t, s, o = roles.training, roles.serving, roles.operator
@@ -75,8 +78,9 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
     buckets["data"].grant_read(t, "data-bucket")
     for b in ("artifacts", "checkpoints", "logs"):
         buckets[b].grant_read_write(t, f"{b}-bucket")
-    queue.grant_consume(t, "job-queue")
-    queue.grant_send(t, "job-queue")   # an interrupted job goes back as a fresh message
+    for priority, queue in queues.items():
+        queue.grant_consume(t, f"{priority}-job-queue")
+        queue.grant_send(t, f"{priority}-job-queue")   # an interrupted job goes back as a fresh message
     tables["jobs"].grant_read_write(t, "jobs-table")
     tables["models"].grant_read_write(t, "models-table")
     training.grant_lifecycle(t, "training")
@@ -94,8 +98,9 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
     # Operators: everything of this team's data plane, plus rollouts and scaling.
     for name, bucket in buckets.items():
         bucket.grant_read_write(o, f"{name}-bucket")
-    queue.grant_send(o, "job-queue")
-    queue.grant_redrive(o, "job-queue")
+    for priority, queue in queues.items():
+        queue.grant_send(o, f"{priority}-job-queue")
+    next(iter(queues.values())).grant_redrive(o, "job-queue")   # the DLQ all of them share
     for name, table in tables.items():
         table.grant_read_write(o, f"{name}-table")
     training.grant_scale(o, "training")

@@ -13,6 +13,7 @@ import boto3
 
 from gpufleet.local.emulator import Emulator
 from gpufleet.schema import BUCKETS, TABLE_KEYS
+from gpufleet.schema.priority import PRIORITIES, QUEUE_SUFFIX
 from gpufleet.schema.runtime import TeamRuntime
 
 
@@ -22,7 +23,7 @@ def client(emu: Emulator, service: str, region: str = "us-east-1") -> Any:
 
 def create_team_resources(emu: Emulator, platform: str = "test", team: str = "alpha",
                           region: str = "us-east-1", max_receives: int = 3) -> TeamRuntime:
-    """Buckets, queue + DLQ and tables for one team, named as the team stack names them."""
+    """Buckets, the priority queues + DLQ and tables for one team, named as the team stack names them."""
     prefix = f"{platform}-{team}"
     s3, sqs, ddb = client(emu, "s3", region), client(emu, "sqs", region), client(emu, "dynamodb", region)
     buckets = {}
@@ -34,10 +35,10 @@ def create_team_resources(emu: Emulator, platform: str = "test", team: str = "al
         buckets[b] = name
     dlq_url = sqs.create_queue(QueueName=f"{prefix}-jobs-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    queue_url = sqs.create_queue(QueueName=f"{prefix}-jobs", Attributes={
+    queues = {p: sqs.create_queue(QueueName=f"{prefix}-jobs{QUEUE_SUFFIX[p]}", Attributes={
         "VisibilityTimeout": "300",
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)}),
-    })["QueueUrl"]
+    })["QueueUrl"] for p in PRIORITIES}
     tables = {}
     for table, keys in TABLE_KEYS.items():
         name = f"{prefix}-{table}"
@@ -49,6 +50,6 @@ def create_team_resources(emu: Emulator, platform: str = "test", team: str = "al
         tables[table] = name
     return TeamRuntime.model_validate({
         "platform": platform, "team": team, "region": region, "buckets": buckets,
-        "queue_url": queue_url, "dlq_url": dlq_url, "tables": tables,
+        "queue_url": queues["normal"], "queues": queues, "dlq_url": dlq_url, "tables": tables,
         "training": {"asg": f"{prefix}-training"}, "endpoints": {},
     })

@@ -5,6 +5,9 @@
 - RUNNING multi-node job with room: this host appends itself to ``nodes`` (its slot is the index).
 - RUNNING but not heartbeated for ``stale_after_s``: its agent died; take it over as a new attempt.
 - RUNNING and alive: someone else has it; look again once it could have gone stale.
+
+Which message comes to be claimed (high priority first, with a starvation guard) is decided in
+``queues`` by the rule in ``gpufleet.schema.priority``.
 """
 
 from __future__ import annotations

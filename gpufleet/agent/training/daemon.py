@@ -1,5 +1,6 @@
-"""The training agent's main loop: long-poll the team queue, claim, run, repeat; hand the job back on a
-spot or scale-in notice; stop cleanly on SIGTERM. Imports no torch: the job's own interpreter does.
+"""The training agent's main loop: receive from the team's priority queues (high first, with a starvation
+guard: see ``queues``), claim, run, repeat; hand the job back on a spot or scale-in notice; stop cleanly
+on SIGTERM. Imports no torch: the job's own interpreter does.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from gpufleet.agent.logs import configure_logging
 from gpufleet.agent.training.claim import Claim, claim_job
 from gpufleet.agent.training.layout import Layout
 from gpufleet.agent.training.process import become_subreaper
+from gpufleet.agent.training.queues import PriorityReceiver, Received
 from gpufleet.agent.training.runner import AgentContext, run_claimed_job
 from gpufleet.agent.training.spot import Notice, SpotWatcher, complete_lifecycle_action, scale_in_protection
 from gpufleet.aws import AWS_ERRORS, AwsClients
@@ -27,14 +29,15 @@ log = logging.getLogger("gpufleet.agent.training")
 UNHEALTHY_AFTER_POLL_FAILURES = 3
 
 
-def handle_message(ctx: AgentContext, message: dict[str, Any]) -> str:
+def handle_message(ctx: AgentContext, message: Received) -> str:
     """Decide what one queue message means and act on it; returns what was done."""
-    receipt = message["ReceiptHandle"]
+    receipt = message.receipt
     try:
-        job_id = str(json.loads(message["Body"])["job_id"])
+        job_id = str(json.loads(message.body)["job_id"])
     except (ValueError, KeyError, TypeError):
         # Poison: visible again at once, so the queue's redrive moves it to the DLQ after max receives.
-        log.warning("unreadable queue message", extra={"message_id": message.get("MessageId")})
+        log.warning("unreadable queue message", extra={"message_id": message.message_id,
+                                                         "priority": receipt.priority})
         ctx.message(receipt, visibility=0)
         return "poison"
     decision = claim_job(ctx.clients, ctx.runtime, job_id, ctx.identity, ctx.config.training)
@@ -52,25 +55,25 @@ def handle_message(ctx: AgentContext, message: dict[str, Any]) -> str:
 def serve_queue(ctx: AgentContext) -> None:
     """Take jobs until stopped or told the host is going away. Whatever a job does, the loop goes on."""
     settings = ctx.config.training
+    receiver = PriorityReceiver(ctx.clients.sqs, ctx.runtime, settings)
     while not ctx.stop.is_set() and not ctx.notice.is_set():
         try:
-            messages = ctx.clients.sqs.receive_message(
-                QueueUrl=ctx.runtime.queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=settings.poll_wait_s,
-                VisibilityTimeout=settings.visibility_timeout_s).get("Messages", [])
+            message = receiver.receive()
         except AWS_ERRORS as exc:
             ctx.poll_failures += 1
             log.error("queue poll failed", extra={"error": str(exc), "consecutive": ctx.poll_failures})
             ctx.stop.wait(min(5.0, settings.poll_wait_s))
             continue
         ctx.poll_failures = 0
-        for message in messages:
-            if ctx.stop.is_set() or ctx.notice.is_set():
-                ctx.message(message["ReceiptHandle"], visibility=0)   # not ours to start any more
-                continue
-            try:
-                handle_message(ctx, message)
-            except Exception:
-                log.exception("job handling failed; the agent carries on")
+        if message is None:
+            continue
+        if ctx.stop.is_set() or ctx.notice.is_set():
+            ctx.message(message.receipt, visibility=0)   # not ours to start any more
+            continue
+        try:
+            handle_message(ctx, message)
+        except Exception:
+            log.exception("job handling failed; the agent carries on")
 
 
 def _health(ctx: AgentContext) -> dict[str, Any]:
@@ -95,7 +98,7 @@ def run(config: AgentConfig, stop: threading.Event) -> int:
     watcher = SpotWatcher(imds, config.training.spot_poll_s, ctx.notice) if imds else None
     if watcher:
         watcher.start()
-    log.info("training agent started", extra={"queue": config.team.queue_url, "work_root": config.work_root})
+    log.info("training agent started", extra={"queues": config.team.priority_queues, "work_root": config.work_root})
     try:
         serve_queue(ctx)
         if ctx.notice.is_set() and not stop.is_set():

@@ -36,6 +36,7 @@ from gpufleet.agent.training.metrics import MetricParser
 from gpufleet.agent.training.output import publish_model
 from gpufleet.agent.training.periodic import Every
 from gpufleet.agent.training.process import JobProcess, kill_orphans, script_failure
+from gpufleet.agent.training.queues import Receipt
 from gpufleet.agent.training.spot import Notice
 from gpufleet.aws import AWS_ERRORS, AwsClients
 from gpufleet.schema import JOB_CLAIMABLE, JOB_FINAL
@@ -64,27 +65,28 @@ class AgentContext:
     def runtime(self) -> TeamRuntime:
         return self.config.team
 
-    def requeue(self, job_id: str, receipt: str) -> None:
-        _requeue(self, job_id, receipt)
+    def requeue(self, claim: Claim, receipt: Receipt) -> None:
+        _requeue(self, claim, receipt)
 
-    def message(self, receipt: str, *, delete: bool = False, visibility: int | None = None) -> None:
+    def message(self, receipt: Receipt, *, delete: bool = False, visibility: int | None = None) -> None:
         """Delete the message or change its visibility; a stale receipt is logged, not fatal."""
-        sqs, url = self.clients.sqs, self.runtime.queue_url
+        sqs, url, handle = self.clients.sqs, receipt.queue_url, receipt.handle
         try:
             if delete:
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=receipt)
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=handle)
             elif visibility is not None:
-                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=visibility)
+                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=handle, VisibilityTimeout=visibility)
         except AWS_ERRORS as exc:
             log.warning("queue message update failed", extra={"error": str(exc)})
 
 
-def _requeue(ctx: AgentContext, job_id: str, receipt: str) -> None:
-    """Hand an interrupted job back as a fresh message: another host picks it up now, and interruptions
-    do not count toward the redrive limit that sends poison messages to the DLQ. If the send fails the
-    old message is made visible instead (one more receive, never a lost job)."""
+def _requeue(ctx: AgentContext, claim: Claim, receipt: Receipt) -> None:
+    """Hand an interrupted job back as a fresh message on its own priority's queue: another host picks it
+    up now, and interruptions do not count toward the redrive limit that sends poison messages to the DLQ.
+    If the send fails the old message is made visible instead (one more receive, never a lost job)."""
     try:
-        ctx.clients.sqs.send_message(QueueUrl=ctx.runtime.queue_url, MessageBody=json.dumps({"job_id": job_id}))
+        ctx.clients.sqs.send_message(QueueUrl=ctx.runtime.queue_for(claim.spec.priority),
+                                     MessageBody=json.dumps({"job_id": claim.job_id}))
     except AWS_ERRORS as exc:
         log.warning("could not re-enqueue the job; releasing its message", extra={"error": str(exc)})
         ctx.message(receipt, visibility=0)
@@ -112,7 +114,7 @@ def job_env(ctx: AgentContext, claim: Claim) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1", "GPUFLEET_JOB_ID": claim.job_id, "GPUFLEET_ATTEMPT": str(claim.attempt)}
 
 
-def run_claimed_job(ctx: AgentContext, claim: Claim, receipt: str) -> str:
+def run_claimed_job(ctx: AgentContext, claim: Claim, receipt: Receipt) -> str:
     """Run one attempt; returns the status it ended in (as this host saw it)."""
     ctx.current_job = claim.job_id
     try:
@@ -135,7 +137,7 @@ class Attempt:
     metrics: MetricParser
 
 
-def _run(ctx: AgentContext, claim: Claim, receipt: str) -> str:
+def _run(ctx: AgentContext, claim: Claim, receipt: Receipt) -> str:
     try:
         ctx.layout.reset()
         attempt = _prepare(ctx, claim)
@@ -187,7 +189,7 @@ def _prepare(ctx: AgentContext, claim: Claim) -> Attempt:
     return Attempt(code_sha, inputs, ckpt, ship, MetricParser(spec.metric_definitions))
 
 
-def _install_requirements(ctx: AgentContext, claim: Claim, receipt: str) -> str | None:
+def _install_requirements(ctx: AgentContext, claim: Claim, receipt: Receipt) -> str | None:
     """The source's requirements.txt environment (None without one). The job heartbeats meanwhile: a
     first install may take minutes, and a silent job would be taken over as dead."""
     settings = ctx.config.training
@@ -205,7 +207,8 @@ def _install_requirements(ctx: AgentContext, claim: Claim, receipt: str) -> str 
         timer.stop()
 
 
-def _supervise(ctx: AgentContext, claim: Claim, receipt: str, proc: JobProcess, attempt: Attempt) -> tuple[str, int]:
+def _supervise(ctx: AgentContext, claim: Claim, receipt: Receipt, proc: JobProcess,
+               attempt: Attempt) -> tuple[str, int]:
     """Heartbeat, sync and ship while the job runs; returns (outcome, exit code) once it has ended."""
     settings, lost = ctx.config.training, threading.Event()
 
@@ -275,7 +278,7 @@ def _final_uploads(ctx: AgentContext, claim: Claim, ckpt: CheckpointSync | None,
         log.error("final log upload failed", extra={"job_id": claim.job_id, "error": str(exc)})
 
 
-def _settle_lost_race(ctx: AgentContext, claim: Claim, receipt: str) -> str:
+def _settle_lost_race(ctx: AgentContext, claim: Claim, receipt: Receipt) -> str:
     """The job moved under us: cancelled, ended by a peer node, interrupted, or taken over by another
     agent that presumed us dead (then its receipt is the live one and ours is left alone)."""
     rec = get_job(ctx.clients, ctx.runtime, claim.job_id) or {}
@@ -295,7 +298,7 @@ def _claim_publisher(ctx: AgentContext, claim: Claim) -> bool:
                       condition="attribute_not_exists(publisher)")
 
 
-def _await_publisher(ctx: AgentContext, claim: Claim, receipt: str) -> str:
+def _await_publisher(ctx: AgentContext, claim: Claim, receipt: Receipt) -> str:
     """A node that will not publish waits for the node that does. If no node saved a model, the job
     still succeeds (without one) once the others have had time to claim publishing."""
     started = time.monotonic()
@@ -316,7 +319,7 @@ def _await_publisher(ctx: AgentContext, claim: Claim, receipt: str) -> str:
     return "SUCCEEDED"
 
 
-def _conclude_success(ctx: AgentContext, claim: Claim, receipt: str, code_sha: str,
+def _conclude_success(ctx: AgentContext, claim: Claim, receipt: Receipt, code_sha: str,
                       inputs: list[dict[str, str]], metrics: dict[str, float]) -> str:
     if claim.spec.instance_count > 1:
         # torchrun's c10d rendezvous, not our slot, decides which node hosts global rank 0 (the one that
@@ -340,7 +343,7 @@ def _conclude_success(ctx: AgentContext, claim: Claim, receipt: str, code_sha: s
     return "SUCCEEDED"
 
 
-def _conclude_failure(ctx: AgentContext, claim: Claim, receipt: str, reason: str) -> str:
+def _conclude_failure(ctx: AgentContext, claim: Claim, receipt: Receipt, reason: str) -> str:
     if not finish(ctx.clients, ctx.runtime, claim, "FAILED", {"reason": reason[-4000:]}):
         return _settle_lost_race(ctx, claim, receipt)
     ctx.message(receipt, delete=True)
@@ -348,10 +351,10 @@ def _conclude_failure(ctx: AgentContext, claim: Claim, receipt: str, reason: str
     return "FAILED"
 
 
-def _conclude_interrupted(ctx: AgentContext, claim: Claim, receipt: str) -> str:
+def _conclude_interrupted(ctx: AgentContext, claim: Claim, receipt: Receipt) -> str:
     reason = ctx.notice.detail or "the agent was stopped"
     if not finish(ctx.clients, ctx.runtime, claim, "INTERRUPTED", {"reason": reason}):
         return _settle_lost_race(ctx, claim, receipt)
-    ctx.requeue(claim.job_id, receipt)
+    ctx.requeue(claim, receipt)
     log.warning("job interrupted and handed back", extra={"job_id": claim.job_id, "attempt": claim.attempt})
     return "INTERRUPTED"
