@@ -53,7 +53,8 @@ def submit(spec: Path, source_dir: Path | None, wait: bool, timeout: float, team
 @json_option
 @handle_errors
 def list_(status_filter: str | None, team: str | None, as_json: bool) -> None:
-    """The team's jobs, newest first."""
+    """The team's jobs, newest first, with each job's queue (priority) and, while it waits, its position
+    (1 starts next)."""
     from gpufleet.jobs.ops import list_jobs
 
     ctx = team_context(team)
@@ -62,10 +63,11 @@ def list_(status_filter: str | None, team: str | None, as_json: bool) -> None:
         click.echo(json.dumps(jobs, default=str))
         return
     table = Table(title=f"jobs of team {ctx.runtime.team}")
-    for col in ("job", "status", "attempts", "host", "model", "created"):
+    for col in ("job", "status", "queue", "position", "attempts", "host", "model", "created"):
         table.add_column(col)
     for j in jobs:
-        table.add_row(j["job_id"], j.get("status", "?"), str(j.get("attempts", 0)), str(j.get("claimed_by") or "-"),
+        table.add_row(j["job_id"], j.get("status", "?"), j["priority"], str(j["position"] or "-"),
+                      str(j.get("attempts", 0)), str(j.get("claimed_by") or "-"),
                       str(j.get("model") or "-"), str(j.get("created_at", ""))[:19])
     console.print(table)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from gpufleet.aws import AwsClients
 from gpufleet.errors import UserInputError
-from gpufleet.schema import JOB_FINAL
+from gpufleet.schema import JOB_CLAIMABLE, JOB_FINAL
+from gpufleet.schema.priority import DEFAULT_PRIORITY, PRIORITIES, Priority, take_order
 from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.store.jobs import Record, get_job, scan_jobs, update_job
 
@@ -12,9 +13,32 @@ CANCELLABLE = ("QUEUED", "RUNNING", "INTERRUPTED")
 
 
 def list_jobs(clients: AwsClients, runtime: TeamRuntime, status: str | None = None) -> list[Record]:
-    """Jobs newest first, optionally only those in ``status``."""
-    jobs = [j for j in scan_jobs(clients, runtime) if status is None or j.get("status") == status]
+    """Jobs newest first, optionally only those in ``status``, each with its ``priority`` and, while it
+    waits, its ``position``: 1 is the job an agent takes next (see ``queue_positions``)."""
+    every = scan_jobs(clients, runtime)
+    positions = queue_positions(every)
+    jobs = [{**j, "priority": job_priority(j), "position": positions.get(j["job_id"])}
+            for j in every if status is None or j.get("status") == status]
     return sorted(jobs, key=lambda j: str(j.get("created_at", "")), reverse=True)
+
+
+def job_priority(job: Record) -> Priority:
+    spec = job.get("spec")
+    priority = spec.get("priority") if isinstance(spec, dict) else None
+    return priority if priority in PRIORITIES else DEFAULT_PRIORITY
+
+
+def queue_positions(jobs: list[Record]) -> dict[str, int]:
+    """Where each waiting job (QUEUED, or INTERRUPTED and re-queued) stands: the order in which an agent
+    starting now takes them by the priority rule, each queue oldest first. An estimate: SQS standard
+    queues order best-effort, and each agent's starvation-guard counts are its own."""
+    waiting: dict[Priority, list[Record]] = {p: [] for p in PRIORITIES}
+    for job in jobs:
+        if job.get("status") in JOB_CLAIMABLE:
+            waiting[job_priority(job)].append(job)
+    for queue in waiting.values():   # an interrupted job went back to the end of its queue
+        queue.sort(key=lambda j: str(j.get("interrupted_at") or j.get("created_at", "")))
+    return {job["job_id"]: n for n, job in enumerate(take_order(waiting), start=1)}
 
 
 def job_status(clients: AwsClients, runtime: TeamRuntime, job_id: str) -> Record:
@@ -34,8 +58,6 @@ def cancel_job(clients: AwsClients, runtime: TeamRuntime, job_id: str) -> Record
                       expect_status=CANCELLABLE):
         return cancel_job(clients, runtime, job_id)   # it moved meanwhile: decide again on the new status
     return job_status(clients, runtime, job_id)
-
-
 
 
 def job_logs(clients: AwsClients, runtime: TeamRuntime, job_id: str) -> dict[str, str]:

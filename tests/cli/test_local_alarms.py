@@ -44,7 +44,8 @@ def test_traffic_steps_per_strategy() -> None:
 
 
 def test_queue_backlog_alarm_fires_and_its_step_policy_scales_the_asg_out(moto_server: Emulator) -> None:
-    """The team stack's training scale-out (backlog alarm + step policy), which moto never evaluates."""
+    """The team stack's training scale-out (backlog alarm + step policy), which moto never evaluates: the
+    alarm sums the backlog of the three priority queues, and only the high queue has a data point."""
     cw, asg = client(moto_server, "cloudwatch"), client(moto_server, "autoscaling")
     ec2 = client(moto_server, "ec2")
     ec2.create_launch_template(LaunchTemplateName="alarmtest-lt", LaunchTemplateData={
@@ -56,11 +57,16 @@ def test_queue_backlog_alarm_fires_and_its_step_policy_scales_the_asg_out(moto_s
                            PolicyType="StepScaling", AdjustmentType="ChangeInCapacity",
                            StepAdjustments=[{"MetricIntervalLowerBound": 0, "ScalingAdjustment": 1}])
     policy = asg.describe_policies(AutoScalingGroupName="alarmtest-t-training")["ScalingPolicies"][0]
-    dims = [{"Name": "QueueName", "Value": "alarmtest-t-jobs"}]
-    cw.put_metric_alarm(AlarmName="alarmtest-t-training-backlog", Namespace="AWS/SQS",
-                        MetricName="ApproximateNumberOfMessagesVisible", Dimensions=dims, Statistic="Maximum",
-                        Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold",
-                        TreatMissingData="notBreaching", AlarmActions=[policy["PolicyARN"]])
+    queues = ["alarmtest-t-jobs-high", "alarmtest-t-jobs", "alarmtest-t-jobs-low"]
+    visible = [{"Id": f"visible{i}", "ReturnData": False, "MetricStat": {"Period": 60, "Stat": "Maximum", "Metric": {
+        "Namespace": "AWS/SQS", "MetricName": "ApproximateNumberOfMessagesVisible",
+        "Dimensions": [{"Name": "QueueName", "Value": q}]}}} for i, q in enumerate(queues)]
+    cw.put_metric_alarm(AlarmName="alarmtest-t-training-backlog", EvaluationPeriods=1, Threshold=1,
+                        ComparisonOperator="GreaterThanOrEqualToThreshold", TreatMissingData="notBreaching",
+                        AlarmActions=[policy["PolicyARN"]],
+                        Metrics=[*visible, {"Id": "backlog", "Expression": "SUM([visible0, visible1, visible2])",
+                                            "ReturnData": True}])
+    dims = [{"Name": "QueueName", "Value": "alarmtest-t-jobs-high"}]
     evaluator = AlarmEvaluator(cw, asg, "alarmtest-t-", LOCAL_TIME_SCALE)
     evaluator.tick()
     assert cw.describe_alarms(AlarmNames=["alarmtest-t-training-backlog"])["MetricAlarms"][0]["StateValue"] == "OK"

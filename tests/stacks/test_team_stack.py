@@ -76,14 +76,22 @@ def test_bucket_policies_deny_plain_http_and_object_access_outside_the_team(aws_
         assert roles == (team_roles | {"acme-vision-replication"} if name == "acme-vision-artifacts" else team_roles)
 
 
-def test_job_queue_is_encrypted_with_a_dead_letter_queue_and_heartbeat_friendly_visibility(aws_stacks: Synth) -> None:
+def test_job_queues_are_encrypted_with_a_dead_letter_queue_and_heartbeat_friendly_visibility(aws_stacks: Synth) -> None:
     doc = aws_stacks[TEAM]
-    queue = one(doc, "aws_sqs_queue", lambda q: q["name"] == "acme-vision-jobs")
     dlq = one(doc, "aws_sqs_queue", lambda q: q["name"] == "acme-vision-jobs-dlq")
-    assert queue["visibility_timeout_seconds"] == 300
-    assert "aws_kms_key" in queue["kms_master_key_id"] and "aws_kms_key" in dlq["kms_master_key_id"]
-    assert "deadLetterTargetArn" in queue["redrive_policy"] and "maxReceiveCount" in queue["redrive_policy"]
-    assert "lifecycle" not in queue, "real AWS watches the redrive policy for drift"
+    assert "aws_kms_key" in dlq["kms_master_key_id"]
+    assert len(resources(doc, "aws_sqs_queue")) == 4, "one queue per priority and one shared DLQ"
+    redrives = set()
+    for name in ("acme-vision-jobs-high", "acme-vision-jobs", "acme-vision-jobs-low"):
+        queue = one(doc, "aws_sqs_queue", lambda q, name=name: q["name"] == name)
+        assert queue["visibility_timeout_seconds"] == 300
+        assert "aws_kms_key" in queue["kms_master_key_id"]
+        assert "deadLetterTargetArn" in queue["redrive_policy"] and "maxReceiveCount" in queue["redrive_policy"]
+        assert "lifecycle" not in queue, "real AWS watches the redrive policy for drift"
+        redrives.add(queue["redrive_policy"])
+    assert len(redrives) == 1, "all priorities share the DLQ with the same redrive policy"
+    (dlq_key,) = [k for k, q in resources(doc, "aws_sqs_queue").items() if q is dlq]
+    assert f"aws_sqs_queue.{dlq_key}.arn" in next(iter(redrives))
 
 
 def test_tables_are_on_demand_with_point_in_time_recovery_kms_and_deletion_protection(aws_stacks: Synth) -> None:
@@ -155,13 +163,23 @@ def test_training_scales_out_on_backlog_in_to_zero_when_idle_and_checkpoints_bef
     to_zero = policies["acme-vision-training-scale-to-zero"]
     assert to_zero["adjustment_type"] == "ExactCapacity" and to_zero["step_adjustment"][0]["scaling_adjustment"] == 0
     alarms = {a["alarm_name"]: a for a in resources(doc, "aws_cloudwatch_metric_alarm").values()}
+    queues = {"acme-vision-jobs-high", "acme-vision-jobs", "acme-vision-jobs-low"}
     backlog = alarms["acme-vision-training-backlog"]
-    assert backlog["metric_name"] == "ApproximateNumberOfMessagesVisible"
-    assert backlog["dimensions"] == {"QueueName": "acme-vision-jobs"}
+    summed = _summed_queue_metrics(backlog["metric_query"])
+    assert summed == {("ApproximateNumberOfMessagesVisible", q) for q in queues}, "every priority's backlog"
     assert "scale-out" in backlog["alarm_actions"][0]
     idle = alarms["acme-vision-training-idle"]
     assert idle["comparison_operator"] == "LessThanOrEqualToThreshold" and idle["threshold"] == 0
-    assert any(q.get("expression") == "visible + inflight" for q in idle["metric_query"])
+    assert _summed_queue_metrics(idle["metric_query"]) == {
+        (m, q) for q in queues for m in ("ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible")}
+
+
+def _summed_queue_metrics(queries: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """(metric, queue) of each metric the alarm's one returned expression sums."""
+    (result,) = [q for q in queries if q.get("return_data")]
+    by_id = {q["id"]: q["metric"] for q in queries if "metric" in q}
+    assert result["expression"] == f"SUM([{', '.join(by_id)}])"
+    return {(m["metric_name"], m["dimensions"]["QueueName"]) for m in by_id.values()}
 
 
 def test_endpoint_has_an_internal_alb_with_weighted_blue_green_that_terraform_leaves_to_rollouts(
@@ -228,7 +246,7 @@ def test_dashboard_and_runtime_output_cover_everything_the_agents_and_cli_read(a
     doc = aws_stacks[TEAM]
     assert one(doc, "aws_cloudwatch_dashboard")["dashboard_name"] == "acme-vision-dashboard"
     runtime = doc["output"][RUNTIME_OUTPUT]["value"]
-    for key in ("queue_url", "dlq_url", "buckets", "tables", "training", "alb_dns", "listener_arn",
+    for key in ("queue_url", "queues", "dlq_url", "buckets", "tables", "training", "alb_dns", "listener_arn",
                 "target_groups", "asgs", "alarms", "acme-vision-digits-blue"):
         assert key in runtime
 
@@ -303,9 +321,12 @@ def _granted(statements: dict[str, dict[str, Any]], action: str) -> list[list[st
 def test_host_roles_are_granted_every_call_their_agents_make_on_their_own_resources(aws_stacks: Synth) -> None:
     doc = aws_stacks[TEAM]
     training, serving = _role_statements(doc, "training"), _role_statements(doc, "serving")
-    assert len(_granted(training, "sqs:SendMessage")) == 1, "re-queueing an interrupted job"
-    (send_to,) = _granted(training, "sqs:SendMessage")[0]
-    assert referenced(doc, send_to)["name"] == "acme-vision-jobs"
+    queues = {"acme-vision-jobs-high", "acme-vision-jobs", "acme-vision-jobs-low"}
+    sends = _granted(training, "sqs:SendMessage")   # re-queueing an interrupted job to its own priority
+    assert {referenced(doc, arn)["name"] for arns in sends for arn in arns} == queues
+    assert {referenced(doc, arn)["name"] for arns in _granted(training, "sqs:ReceiveMessage") for arn in arns} == queues
+    assert {referenced(doc, arn)["name"] for arns in _granted(_role_statements(doc, "operator"), "sqs:SendMessage")
+            for arn in arns} == queues
     asg_prefix = ("arn:${data.aws_partition.partition.partition}:autoscaling:us-east-1:"
                   "${data.aws_caller_identity.account.account_id}:autoScalingGroup:*:autoScalingGroupName/")
     assert _granted(serving, "autoscaling:SetInstanceHealth") == [
