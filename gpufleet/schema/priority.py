@@ -4,15 +4,16 @@ agent asks next. The agent runs the rule; ``gpufleet job list`` replays it to sh
 The rule (one *round* = the receives that end with one job taken, or none):
 
 - Queues are asked in priority order, high, normal, low: high drains first.
-- Starvation guard: each queue counts the rounds in a row in which a job was taken from another queue.
-  When a queue's count reaches ``guard_rounds`` it is *due*, and the next round asks the due queues
-  first (the lower priority first: it has waited behind more), then the rest in priority order.
+- Starvation guard: each queue counts the rounds in which a job was taken from a queue of higher
+  priority (it was passed over). When a queue's count reaches ``guard_rounds`` it is *due*, and the
+  next round asks the due queues first (the most passed over first; on a tie the lower priority),
+  then the rest in priority order.
 - A queue's count returns to 0 when a job is taken from it, or when it is asked and found empty.
 
-So under a full backlog of all three with ``guard_rounds`` = 4, a cycle of six jobs is four high, one
-normal and one low: high keeps most of the fleet, and nothing waits forever. A high job behind any
-number of normal ones still starts next: no queue ranks above high, and a due queue that is empty
-costs one extra receive, not a job.
+So low waits behind at most ``guard_rounds`` jobs of higher priority, and normal behind at most
+``guard_rounds`` high ones; high is never passed over. A high job behind any number of normal ones
+still starts next (unless a low job is due at that moment: then it starts right after it), and a due
+queue that is empty costs one extra receive, not a job. ``take_order`` replays the rule.
 """
 
 from __future__ import annotations
@@ -45,14 +46,16 @@ class QueueTurns:
     def order(self) -> list[Priority]:
         """The queues to ask this round, first to last."""
         due = [p for p in reversed(self.priorities) if self.passed_over[p] >= self.guard_rounds]
+        due.sort(key=lambda p: -self.passed_over[p])   # stable: ties keep the lower priority first
         return due + [p for p in self.priorities if p not in due]
 
     def found_empty(self, priority: Priority) -> None:
         self.passed_over[priority] = 0
 
     def took(self, priority: Priority) -> None:
-        for p in self.priorities:
-            self.passed_over[p] = 0 if p == priority else self.passed_over[p] + 1
+        self.passed_over[priority] = 0
+        for lower in self.priorities[self.priorities.index(priority) + 1:]:
+            self.passed_over[lower] += 1
 
 
 def take_order(waiting: dict[Priority, Iterable[T]], guard_rounds: int = DEFAULT_GUARD_ROUNDS) -> Iterator[T]:

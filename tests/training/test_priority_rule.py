@@ -1,0 +1,97 @@
+"""The queue selection rule (gpufleet.schema.priority) and the job spec's priority, without a server."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from gpufleet.errors import UserInputError
+from gpufleet.jobs.ops import queue_positions
+from gpufleet.schema.job_spec import parse_job_spec
+from gpufleet.schema.priority import PRIORITIES, QueueTurns, take_order
+
+SPEC = {"name": "j", "team": "alpha", "entry_point": "train.py", "source": "s3://bucket/code.tar.gz"}
+
+
+def test_a_fresh_agent_asks_high_then_normal_then_low() -> None:
+    assert QueueTurns().order() == ["high", "normal", "low"]
+
+
+def test_high_submitted_behind_ten_normal_jobs_is_taken_next() -> None:
+    order = list(take_order({"normal": [f"n{i}" for i in range(10)], "high": ["h"]}))
+    assert order == ["h", *(f"n{i}" for i in range(10))]
+    turns = QueueTurns(guard_rounds=4)
+    for _ in range(7):   # an agent that has been taking normal jobs a while: low is due, normal never
+        turns.took("normal")
+    assert turns.order() == ["low", "high", "normal"]
+
+
+def _endless(priority: str) -> Iterator[str]:
+    return (f"{priority}{i}" for i in itertools.count())
+
+
+@pytest.mark.parametrize("guard_rounds", [1, 2, 4, 10])
+def test_under_a_full_backlog_high_gets_most_and_each_lower_queue_waits_behind_at_most_guard_rounds(
+        guard_rounds: int) -> None:
+    waiting = {p: _endless(p) for p in PRIORITIES}
+    taken = [job.rstrip("0123456789") for job in itertools.islice(take_order(waiting, guard_rounds), 300)]
+    assert taken[:guard_rounds] == ["high"] * guard_rounds
+    assert taken.count("high") >= taken.count("normal") and taken.count("high") >= taken.count("low") / 2
+    for queue, slack in (("normal", 0), ("low", 1)):   # low may also wait for a normal job due at the same time
+        rank = PRIORITIES.index(queue)   # type: ignore[arg-type]
+        passed_over = 0
+        for priority in taken:
+            if priority == queue:
+                passed_over = 0
+            elif PRIORITIES.index(priority) < rank:   # type: ignore[arg-type]
+                passed_over += 1
+                assert passed_over <= guard_rounds + slack, f"{queue} starved"
+
+
+def test_low_is_not_starved_by_a_stream_of_high_jobs() -> None:
+    order = list(take_order({"high": [f"h{i}" for i in range(20)], "low": ["l"]}, guard_rounds=3))
+    assert order.index("l") == 3
+
+
+def test_a_due_queue_found_empty_costs_a_receive_not_a_job() -> None:
+    turns = QueueTurns(guard_rounds=2)
+    turns.took("high")
+    turns.took("normal")
+    assert turns.order() == ["low", "high", "normal"], "normal was passed over once, low twice"
+    turns.found_empty("low")
+    assert turns.order() == ["high", "normal", "low"]
+    tie = QueueTurns(guard_rounds=2)
+    tie.took("high")
+    tie.took("high")
+    assert tie.order() == ["low", "normal", "high"], "both due as long: the lower priority first"
+
+
+def test_an_agent_with_one_queue_asks_only_that_queue() -> None:
+    turns = QueueTurns(priorities=("normal",))
+    turns.took("normal")
+    assert turns.order() == ["normal"]
+    with pytest.raises(ValueError, match="guard_rounds"):
+        QueueTurns(guard_rounds=0)
+
+
+def test_job_spec_priority_defaults_to_normal_and_rejects_other_values_in_one_line() -> None:
+    assert parse_job_spec(SPEC).priority == "normal"
+    assert parse_job_spec({**SPEC, "priority": "high"}).priority == "high"
+    with pytest.raises(UserInputError) as err:
+        parse_job_spec({**SPEC, "priority": "urgent"}, "job.yaml")
+    (problem,) = err.value.problems
+    assert problem.startswith("job.yaml: priority: ") and "(one of high, normal, low" in problem
+
+
+def test_queue_positions_follow_the_rule_and_skip_jobs_not_waiting() -> None:
+    def job(job_id: str, status: str, priority: str | None, created: str) -> dict[str, object]:
+        spec = {"priority": priority} if priority else {}
+        return {"job_id": job_id, "status": status, "spec": spec, "created_at": created}
+
+    jobs = [job("n1", "QUEUED", None, "2026-01-01T00:00:01"), job("n2", "QUEUED", "normal", "2026-01-01T00:00:02"),
+            job("run", "RUNNING", "high", "2026-01-01T00:00:00"), job("h1", "QUEUED", "high", "2026-01-01T00:00:09"),
+            job("l1", "QUEUED", "low", "2026-01-01T00:00:00"),
+            {**job("i1", "INTERRUPTED", "normal", "2026-01-01T00:00:00"), "interrupted_at": "2026-01-01T00:00:05"}]
+    assert queue_positions(jobs) == {"h1": 1, "n1": 2, "n2": 3, "i1": 4, "l1": 5}
