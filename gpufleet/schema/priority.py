@@ -18,7 +18,7 @@ queue that is empty costs one extra receive, not a job. ``take_order`` replays t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Literal, TypeVar
 
 Priority = Literal["high", "normal", "low"]
@@ -58,7 +58,7 @@ class QueueTurns:
             self.passed_over[lower] += 1
 
 
-def take_order(waiting: dict[Priority, Iterable[T]], guard_rounds: int = DEFAULT_GUARD_ROUNDS) -> Iterator[T]:
+def take_order(waiting: Mapping[Priority, Iterable[T]], guard_rounds: int = DEFAULT_GUARD_ROUNDS) -> Iterator[T]:
     """The order in which one agent, starting fresh, takes ``waiting`` (each queue's items, oldest first)."""
     queues = {p: iter(waiting.get(p, ())) for p in PRIORITIES}
     turns = QueueTurns(guard_rounds)

@@ -103,9 +103,11 @@ def _assert_properties(emu: Emulator, prefix: str, runtimes: dict[str, Any]) -> 
         assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
         block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
         assert all(block.values()) and len(block) == 4
-    redrive = json.loads(sqs.get_queue_attributes(QueueUrl=alpha.queue_url, AttributeNames=["RedrivePolicy"])
-                         ["Attributes"]["RedrivePolicy"])
-    assert redrive["deadLetterTargetArn"].endswith(f"{prefix}-alpha-jobs-dlq")
+    assert alpha.queues is not None and alpha.queues.normal == alpha.queue_url
+    for url in alpha.priority_queues.values():   # every priority shares the DLQ, with the same redrive
+        redrive = json.loads(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])
+                             ["Attributes"]["RedrivePolicy"])
+        assert redrive["deadLetterTargetArn"].endswith(f"{prefix}-alpha-jobs-dlq")
     asg = client(emu, "autoscaling").describe_auto_scaling_groups(
         AutoScalingGroupNames=[alpha.training.asg])["AutoScalingGroups"][0]
     mixed = asg["MixedInstancesPolicy"]

@@ -82,8 +82,9 @@ def test_job_queues_are_encrypted_with_a_dead_letter_queue_and_heartbeat_friendl
     assert "aws_kms_key" in dlq["kms_master_key_id"]
     assert len(resources(doc, "aws_sqs_queue")) == 4, "one queue per priority and one shared DLQ"
     redrives = set()
+    queues = {q["name"]: q for q in resources(doc, "aws_sqs_queue").values()}
     for name in ("acme-vision-jobs-high", "acme-vision-jobs", "acme-vision-jobs-low"):
-        queue = one(doc, "aws_sqs_queue", lambda q, name=name: q["name"] == name)
+        queue = queues[name]
         assert queue["visibility_timeout_seconds"] == 300
         assert "aws_kms_key" in queue["kms_master_key_id"]
         assert "deadLetterTargetArn" in queue["redrive_policy"] and "maxReceiveCount" in queue["redrive_policy"]

@@ -40,12 +40,12 @@ def test_under_a_full_backlog_high_gets_most_and_each_lower_queue_waits_behind_a
     assert taken[:guard_rounds] == ["high"] * guard_rounds
     assert taken.count("high") >= taken.count("normal") and taken.count("high") >= taken.count("low") / 2
     for queue, slack in (("normal", 0), ("low", 1)):   # low may also wait for a normal job due at the same time
-        rank = PRIORITIES.index(queue)   # type: ignore[arg-type]
+        rank = PRIORITIES.index(queue)
         passed_over = 0
         for priority in taken:
             if priority == queue:
                 passed_over = 0
-            elif PRIORITIES.index(priority) < rank:   # type: ignore[arg-type]
+            elif PRIORITIES.index(priority) < rank:
                 passed_over += 1
                 assert passed_over <= guard_rounds + slack, f"{queue} starved"
 
