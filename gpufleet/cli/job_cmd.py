@@ -37,7 +37,7 @@ def submit(spec: Path, source_dir: Path | None, wait: bool, timeout: float, team
     ctx = team_context(team)
     parsed = load_job_spec(spec)
     job_id = submit_job(ctx.aws, ctx.runtime, parsed, source_dir)
-    console.print(f"job {job_id} queued for team {ctx.runtime.team}")
+    console.print(f"job {job_id} queued for team {ctx.runtime.team} ({parsed.priority} priority)")
     record: dict[str, Any] = {"job_id": job_id, "status": "QUEUED"}
     if wait:
         record = wait_for_job(ctx, job_id, timeout, lambda r: console.print(f"  {job_id}: {r['status']}"))

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 
 from gpufleet.errors import UserInputError
 from gpufleet.local.alarms import LOCAL_TIME_SCALE, AlarmEvaluator, expression_value, next_state, scaled_capacity
+from gpufleet.local.cloud import LocalCloud
 from gpufleet.local.emulator import Emulator
 from gpufleet.rollout.guard import detection_window
 from gpufleet.rollout.steps import traffic_steps
-from tests.support.aws import client
+from tests.support.aws import client, create_team_resources
 
 
 def test_metric_math_handles_if_fill_and_division_by_zero() -> None:
@@ -85,6 +87,27 @@ def test_queue_backlog_alarm_fires_and_its_step_policy_scales_the_asg_out(moto_s
     group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["alarmtest-t-training"])["AutoScalingGroups"][0]
     assert group["DesiredCapacity"] == 1
 
+
+
+def test_local_cloud_publishes_the_depth_of_every_priority_queue_and_the_dlq(moto_server: Emulator,
+                                                                             tmp_path: Path) -> None:
+    """moto publishes no SQS metrics; the local cloud does, for each queue the scaling alarms sum."""
+    runtime = create_team_resources(moto_server, platform="pub", team="t")
+    sqs, cw = client(moto_server, "sqs"), client(moto_server, "cloudwatch")
+    assert runtime.queues is not None
+    sqs.send_message(QueueUrl=runtime.queues.high, MessageBody="{}")
+    started = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+    LocalCloud(tmp_path, moto_server.endpoint).publish_queue_metrics(runtime)
+
+    def depth(queue: str) -> float | None:
+        points = cw.get_metric_statistics(
+            Namespace="AWS/SQS", MetricName="ApproximateNumberOfMessagesVisible", Statistics=["Maximum"],
+            Dimensions=[{"Name": "QueueName", "Value": queue}], StartTime=started, Period=60,
+            EndTime=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5))["Datapoints"]
+        return max((p["Maximum"] for p in points), default=None)
+
+    assert depth("pub-t-jobs-high") == 1.0
+    assert depth("pub-t-jobs") == 0.0 and depth("pub-t-jobs-low") == 0.0 and depth("pub-t-jobs-dlq") == 0.0
 
 class PeriodValues:
     """A metric reader answering from a table of per-period values (None: no data point)."""
