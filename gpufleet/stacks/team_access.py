@@ -77,6 +77,7 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
         buckets[b].grant_read_write(t, f"{b}-bucket")
     queue.grant_consume(t, "job-queue")
     queue.grant_send(t, "job-queue")   # an interrupted job goes back as a fresh message
+    queue.grant_dead_letter(t, "job-queue")   # a job given up after max_attempts
     tables["jobs"].grant_read_write(t, "jobs-table")
     tables["models"].grant_read_write(t, "models-table")
     training.grant_lifecycle(t, "training")

@@ -303,9 +303,8 @@ def _granted(statements: dict[str, dict[str, Any]], action: str) -> list[list[st
 def test_host_roles_are_granted_every_call_their_agents_make_on_their_own_resources(aws_stacks: Synth) -> None:
     doc = aws_stacks[TEAM]
     training, serving = _role_statements(doc, "training"), _role_statements(doc, "serving")
-    assert len(_granted(training, "sqs:SendMessage")) == 1, "re-queueing an interrupted job"
-    (send_to,) = _granted(training, "sqs:SendMessage")[0]
-    assert referenced(doc, send_to)["name"] == "acme-vision-jobs"
+    sends = [referenced(doc, arn)["name"] for (arn,) in _granted(training, "sqs:SendMessage")]
+    assert sends == ["acme-vision-jobs", "acme-vision-jobs-dlq"], "re-queueing; dead-lettering a given-up job"
     asg_prefix = ("arn:${data.aws_partition.partition.partition}:autoscaling:us-east-1:"
                   "${data.aws_caller_identity.account.account_id}:autoScalingGroup:*:autoScalingGroupName/")
     assert _granted(serving, "autoscaling:SetInstanceHealth") == [

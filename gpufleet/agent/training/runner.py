@@ -57,6 +57,7 @@ class AgentContext:
     subreaper: bool = False
     current_job: str | None = None
     jobs_run: int = 0
+    max_receives: int | None = None   # the queue's redrive maxReceiveCount
     poll_failures: int = 0     # consecutive; /healthz turns unhealthy when the queue stays unreachable
     job_python: str | None = None   # the job's requirements.txt environment, when it has one
 
@@ -64,8 +65,8 @@ class AgentContext:
     def runtime(self) -> TeamRuntime:
         return self.config.team
 
-    def requeue(self, job_id: str, receipt: str) -> None:
-        _requeue(self, job_id, receipt)
+    def requeue(self, job_id: str, receipt: str, delay_s: int = 0) -> None:
+        _requeue(self, job_id, receipt, delay_s)
 
     def message(self, receipt: str, *, delete: bool = False, visibility: int | None = None) -> None:
         """Delete the message or change its visibility; a stale receipt is logged, not fatal."""
@@ -78,16 +79,33 @@ class AgentContext:
         except AWS_ERRORS as exc:
             log.warning("queue message update failed", extra={"error": str(exc)})
 
+    def dead_letter(self, receipt: str, body: str) -> None:
+        """Move a given-up job's message to the DLQ. If the send fails the message stays, and whoever
+        receives it next (the job record says dead_letter) tries again."""
+        try:
+            self.clients.sqs.send_message(QueueUrl=self.runtime.dlq_url, MessageBody=body)
+        except AWS_ERRORS as exc:
+            log.warning("could not move the message to the DLQ; it stays queued", extra={"error": str(exc)})
+            return
+        self.message(receipt, delete=True)
 
-def _requeue(ctx: AgentContext, job_id: str, receipt: str) -> None:
-    """Hand an interrupted job back as a fresh message: another host picks it up now, and interruptions
-    do not count toward the redrive limit that sends poison messages to the DLQ. If the send fails the
-    old message is made visible instead (one more receive, never a lost job)."""
+
+# SQS's largest DelaySeconds; a later look just defers again.
+MAX_DELAY_S = 900
+
+
+def _requeue(ctx: AgentContext, job_id: str, receipt: str, delay_s: int = 0) -> None:
+    """Hand a job back as a fresh message (visible after ``delay_s``): the receives of a job that was
+    interrupted or merely looked at (a deferral) do not count toward the queue's redrive limit, so a
+    message reaches the DLQ only unreadable or when the agents give the job up (``max_attempts``),
+    never while its record still waits to run. If the send fails the old message is made visible
+    instead (one more receive, never a lost job)."""
     try:
-        ctx.clients.sqs.send_message(QueueUrl=ctx.runtime.queue_url, MessageBody=json.dumps({"job_id": job_id}))
+        ctx.clients.sqs.send_message(QueueUrl=ctx.runtime.queue_url, MessageBody=json.dumps({"job_id": job_id}),
+                                     DelaySeconds=min(delay_s, MAX_DELAY_S))
     except AWS_ERRORS as exc:
         log.warning("could not re-enqueue the job; releasing its message", extra={"error": str(exc)})
-        ctx.message(receipt, visibility=0)
+        ctx.message(receipt, visibility=delay_s)
         return
     ctx.message(receipt, delete=True)
 
