@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -198,6 +199,14 @@ _register_subcommands()
 
 
 def main() -> None:
+    from gpufleet.callrecord import RECORD_ENV, ROLE_ENV
+    from gpufleet.local.workspace import calls_dir, workspace
+    from gpufleet.target import TARGET_ENV
+
+    # Local mode always records its calls for `gpufleet audit`; the operator CLI runs as the operator role.
+    if (os.environ.get(TARGET_ENV) or "local").strip().lower() == "local":
+        os.environ.setdefault(RECORD_ENV, str(calls_dir(workspace())))
+        os.environ.setdefault(ROLE_ENV, "operator")
     cli(prog_name="gpufleet")
 
 

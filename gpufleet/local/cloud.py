@@ -27,13 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from gpufleet.agent.aws import AwsClients
+from gpufleet.callrecord import recording_env
 from gpufleet.errors import RuntimeFailure
 from gpufleet.local import emulator
 from gpufleet.local.alarms import AlarmEvaluator
 from gpufleet.local.emulator import free_port
 from gpufleet.local.instances import AsgSpec, LocalFleet, pid_alive, read_instances
 from gpufleet.local.router import STATUS_PATH, EndpointRouter
-from gpufleet.local.workspace import teams_dir
+from gpufleet.local.workspace import calls_dir, teams_dir
 from gpufleet.rollout.fleet import TargetHealth
 from gpufleet.runtime import TeamRuntime, load_runtime
 from gpufleet.schema import VARIANTS, Variant
@@ -77,7 +78,8 @@ def start(root: Path, emu: emulator.Emulator, timeout_s: float = 20.0) -> CloudR
         proc = subprocess.Popen([sys.executable, "-m", "gpufleet.local.cloud", "--root", str(root),
                                  "--endpoint", emu.endpoint], stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
-                                env={**os.environ, **emulator.LOCAL_CREDENTIALS})
+                                env={**os.environ, **emulator.LOCAL_CREDENTIALS,
+                                     **recording_env(calls_dir(root), "local-cloud")})
     deadline = time.monotonic() + timeout_s
     while (rec := find(root)) is None:
         if proc.poll() is not None or time.monotonic() > deadline:
