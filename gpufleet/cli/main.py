@@ -181,6 +181,7 @@ def bootstrap(config_path: Path, target: str | None) -> None:
 
 
 def _register_subcommands() -> None:
+    from gpufleet.cli.audit_cmd import audit
     from gpufleet.cli.demo_cmd import demo
     from gpufleet.cli.dr_cmd import dr
     from gpufleet.cli.endpoint_cmd import endpoint
@@ -191,7 +192,7 @@ def _register_subcommands() -> None:
     from gpufleet.cli.nodes_cmd import nodes
     from gpufleet.cli.team_cmd import team
 
-    for group in (local, team, job, model, endpoint, fleet, nodes, demo, dr):
+    for group in (local, team, job, model, endpoint, fleet, nodes, demo, dr, audit):
         cli.add_command(group)
 
 
