@@ -111,21 +111,18 @@ def _statement_result(statement: Mapping[str, Any], request: Request) -> Permiss
     return result
 
 
-def _judge(policies: Iterable[Mapping[str, Any]], request: Request) -> tuple[PermissionResult, list[str]]:
-    """PERMITTED / DENIED / NEUTRAL over several documents, and the Sids of the Allows that matched."""
-    allowed_by: list[str] = []
-    for policy in policies:
-        for statement in policy.get("Statement", []):
-            result = _statement_result(statement, request)
-            if result == PermissionResult.DENIED:
-                return result, []
-            if result == PermissionResult.PERMITTED:
-                allowed_by.append(str(statement.get("Sid", "")))
-    return (PermissionResult.PERMITTED if allowed_by else PermissionResult.NEUTRAL), allowed_by
+def _judge(policies: Iterable[Mapping[str, Any]], request: Request) -> PermissionResult:
+    """PERMITTED / DENIED / NEUTRAL over several documents: any Deny wins, else any Allow."""
+    results = {_statement_result(st, request) for policy in policies for st in policy.get("Statement", [])}
+    for verdict in (PermissionResult.DENIED, PermissionResult.PERMITTED):
+        if verdict in results:
+            return verdict
+    return PermissionResult.NEUTRAL
 
 
 def suggestion(request: Request) -> dict[str, Any]:
-    return {"Sid": "Allow" + re.sub(r"[^A-Za-z0-9]", "", request.action.split(":")[1]), "Effect": "Allow", "Action": request.action, "Resource": request.resource}
+    return {"Sid": "Allow" + re.sub(r"[^A-Za-z0-9]", "", request.action.split(":")[1]), "Effect": "Allow",
+            "Action": request.action, "Resource": request.resource}
 
 
 class Auditor:
@@ -185,8 +182,8 @@ class Auditor:
         report.calls += 1
         for request in self.requests(call):
             report.actions.add(request.action)
-            identity, sids = _judge(role.policies, request)
-            boundary, _ = _judge([role.boundary], request) if role.boundary else (PermissionResult.PERMITTED, [])
+            identity = _judge(role.policies, request)
+            boundary = _judge([role.boundary], request) if role.boundary else PermissionResult.PERMITTED
             if identity == PermissionResult.PERMITTED and boundary == PermissionResult.PERMITTED:
                 used.add(request.action)
                 continue

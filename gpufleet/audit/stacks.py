@@ -234,7 +234,7 @@ def load_stacks(synth_dirs: list[Path], state_dir: Path | None = None) -> Stacks
         for path in sorted(synth.glob("stacks/*/cdk.tf.json")):
             doc = _read_json(path) or {}
             stack = path.parent.name
-            provider = next((p for p in doc.get("provider", {}).get("aws", []) if "alias" not in p), {})
+            provider: dict[str, Any] = next((p for p in doc.get("provider", {}).get("aws", []) if "alias" not in p), {})
             region = provider.get("region", "")
             tags = (provider.get("default_tags") or [{}])[0].get("tags", {})
             state = _state_for(doc, stack, state_dir)

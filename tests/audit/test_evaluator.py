@@ -137,7 +137,8 @@ def test_sse_kms_reads_need_decrypt_on_the_key_s3_reports(tmp_path: Path) -> Non
      [("autoscaling:SetInstanceHealth", f"arn:aws:ec2:{REGION}::instance/i-1")]),
     ("logs", "PutLogEvents", {"logGroupName": "g", "logStreamName": "s"},
      [("logs:PutLogEvents", f"arn:aws:logs:{REGION}::log-group:g:log-stream:s")]),
-    ("elbv2", "DescribeTargetHealth", {"TargetGroupArn": "arn:tg"}, [("elasticloadbalancing:DescribeTargetHealth", "*")]),
+    ("elbv2", "DescribeTargetHealth", {"TargetGroupArn": "arn:tg"},
+     [("elasticloadbalancing:DescribeTargetHealth", "*")]),
 ])
 def test_request_parameters_become_actions_and_arns(service: str, operation: str, params: dict[str, Any],
                                                    expected: list[tuple[str, str]]) -> None:
