@@ -24,6 +24,7 @@ from gpufleet.jobs.submit import submit_job
 from gpufleet.local.emulator import Emulator
 from gpufleet.runtime import TeamRuntime
 from tests.conftest import REPO_ROOT
+from tests.support.audit import recording
 from tests.support.aws import create_team_resources
 
 DIGITS = REPO_ROOT / "examples" / "training" / "digits"
@@ -98,7 +99,8 @@ def start_agent(team: Team, tmp_path: Path, repo_env: dict[str, str]) -> Iterato
                   "health_port": health_port, "local": local, "training": {**FAST, **training}}
         (root / "agent.json").write_text(json.dumps(config))
         log_path = root / "agent.log"
-        env = {**repo_env, "OMP_NUM_THREADS": "1"}   # two cores shared: no thread oversubscription
+        # two cores shared: no thread oversubscription; every agent records its calls for the audit
+        env = recording({**repo_env, "OMP_NUM_THREADS": "1"}, tmp_path / "calls")
         with log_path.open("wb") as out:
             proc = subprocess.Popen([sys.executable, "-m", "gpufleet.agent", "run", "--config",
                                      str(root / "agent.json")], env=env, stdout=out, stderr=subprocess.STDOUT)
