@@ -67,13 +67,14 @@ class RoleReport:
     region: str
     calls: int = 0
     actions: set[str] = field(default_factory=set)
+    kms_keys: set[str] = field(default_factory=set)      # keys AWS used on the role's behalf (S3, SQS)
     denied: list[Denial] = field(default_factory=list)
     unrouted: Counter[str] = field(default_factory=Counter)
     unused: dict[str, str | None] = field(default_factory=dict)   # granted, never used → reviewed reason or None
 
     def to_json(self) -> dict[str, Any]:
         return {"role": self.role, "kind": self.kind, "team": self.team, "region": self.region, "calls": self.calls,
-                "actions": sorted(self.actions), "denied": [d.to_json() for d in self.denied],
+                "actions": sorted(self.actions), "kms_keys": sorted(self.kms_keys), "denied": [d.to_json() for d in self.denied],
                 "unrouted": dict(self.unrouted),
                 "unused_grants": [{"action": a, "reviewed_reason": r} for a, r in sorted(self.unused.items())]}
 
@@ -182,6 +183,8 @@ class Auditor:
         report.calls += 1
         for request in self.requests(call):
             report.actions.add(request.action)
+            if request.via:
+                report.kms_keys.add(request.resource)
             identity = _judge(role.policies, request)
             boundary = _judge([role.boundary], request) if role.boundary else PermissionResult.PERMITTED
             if identity == PermissionResult.PERMITTED and boundary == PermissionResult.PERMITTED:
