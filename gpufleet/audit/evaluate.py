@@ -74,8 +74,8 @@ class RoleReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"role": self.role, "kind": self.kind, "team": self.team, "region": self.region, "calls": self.calls,
-                "actions": sorted(self.actions), "kms_keys": sorted(self.kms_keys), "denied": [d.to_json() for d in self.denied],
-                "unrouted": dict(self.unrouted),
+                "actions": sorted(self.actions), "kms_keys": sorted(self.kms_keys),
+                "denied": [d.to_json() for d in self.denied], "unrouted": dict(self.unrouted),
                 "unused_grants": [{"action": a, "reviewed_reason": r} for a, r in sorted(self.unused.items())]}
 
 
