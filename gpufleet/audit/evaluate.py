@@ -36,7 +36,8 @@ HOST_ROLES = ("training", "serving")   # run in the private subnets; the operato
 KMS_FOR = {"s3:PutObject": ("kms:GenerateDataKey",), "s3:GetObject": ("kms:Decrypt",),
            "s3:GetObjectVersion": ("kms:Decrypt",), "sqs:SendMessage": ("kms:GenerateDataKey", "kms:Decrypt"),
            "sqs:ReceiveMessage": ("kms:Decrypt",)}
-EMPTY_ACCOUNT = re.compile(r"^(arn:[^:]+:[^:]+:[^:]*:)(:)")
+# An ARN whose account field the call left empty (S3 ARNs have none by design).
+EMPTY_ACCOUNT = re.compile(r"^(arn:[^:]+:(?!s3:)[^:]+:[^:]*:)(:)")
 
 
 @dataclass(frozen=True)

@@ -62,10 +62,10 @@ def _print(report: object) -> None:
             via = f" (for {d.request.via})" if d.request.via else ""
             console.print(f"[red]denied[/] {r.role}: {d.operation} needs {d.request.action}{via} on "
                           f"{d.request.resource}: {d.reason}; add {json.dumps(d.suggestion)}")
-        for action, reason in r.unused.items():
-            console.print(f"[yellow]unused[/] {r.role}: {action}" + (f" [dim](kept: {reason})[/]" if reason
-                                                                     else " (remove it, or review it in "
-                                                                          "gpufleet/audit/reviewed.py)"))
+        unreviewed = [a for a, reason in r.unused.items() if reason is None]
+        if unreviewed:
+            console.print(f"[yellow]unused[/] {r.role}: {', '.join(unreviewed)} (remove them from the stacks, or "
+                          "keep them with a reason in gpufleet/audit/reviewed.py)")
     for who, n in report.unattributed.items():
         console.print(f"[red]no role[/] for {n} call(s) of {who}: no synthesized role of that kind and team there")
     console.print(f"{report.stand_in_calls} call(s) of local stand-ins for AWS itself were not judged; ARNs resolved "
