@@ -1,29 +1,34 @@
 """Granted actions that no recorded call uses, kept on purpose: role kind → action → why it stays.
 
 ``gpufleet audit`` lists every unused grant; those here show their reason instead of asking for removal.
-Add an entry only with a reason a reviewer can check; remove the grant from the stacks otherwise.
+Add an entry only with a reason a reviewer can check (the code path that makes the call); remove the
+grant from the stacks otherwise.
 """
 
 from __future__ import annotations
 
-KEY_REENCRYPT = "part of the team key's use grant (constructs/keys.py); S3 bucket keys and key rotation re-encrypt"
-BUCKET_LISTING = "a bucket read/write grant includes listing and location, which the SDK's S3 transfers may call"
+MULTIPART_ABORT = ("boto3's transfer manager aborts a multipart upload that fails (uploads over 8 MB: checkpoints, "
+                   "model tarballs)")
+ELB_READS = ("real-AWS rollouts read the listener and its targets' health from ELB (rollout/fleet.py); in local "
+             "mode the local router answers instead")
+JOB_LOGS = "`gpufleet job logs` lists and reads the logs bucket (jobs/ops.py job_logs)"
+CAPTURE = "data capture (agent/serving/capture.py) writes the capture bucket when an endpoint turns capture on"
 
 REVIEWED_UNUSED: dict[str, dict[str, str]] = {
     "training": {
-        "kms:Encrypt": KEY_REENCRYPT, "kms:ReEncryptFrom": KEY_REENCRYPT, "kms:ReEncryptTo": KEY_REENCRYPT,
-        "kms:DescribeKey": KEY_REENCRYPT,
-        "s3:GetBucketLocation": BUCKET_LISTING,
-        "s3:ListBucketVersions": "checkpoints are versioned; resuming an older checkpoint version lists them",
+        "autoscaling:CompleteLifecycleAction": "sent when the host terminates (agent/training/spot.py); the spot "
+                                               "handover test records it",
+        "s3:AbortMultipartUpload": MULTIPART_ABORT,
     },
     "serving": {
-        "kms:Encrypt": KEY_REENCRYPT, "kms:ReEncryptFrom": KEY_REENCRYPT, "kms:ReEncryptTo": KEY_REENCRYPT,
-        "kms:DescribeKey": KEY_REENCRYPT,
-        "s3:GetBucketLocation": BUCKET_LISTING,
+        "s3:PutObject": CAPTURE,
+        "kms:GenerateDataKey": CAPTURE + " (SSE-KMS)",
     },
     "operator": {
-        "kms:Encrypt": KEY_REENCRYPT, "kms:ReEncryptFrom": KEY_REENCRYPT, "kms:ReEncryptTo": KEY_REENCRYPT,
-        "kms:DescribeKey": KEY_REENCRYPT,
-        "s3:GetBucketLocation": BUCKET_LISTING,
+        "elasticloadbalancing:DescribeListeners": ELB_READS,
+        "elasticloadbalancing:DescribeTargetHealth": ELB_READS,
+        "s3:GetObject": JOB_LOGS,
+        "s3:ListBucket": JOB_LOGS,
+        "s3:AbortMultipartUpload": MULTIPART_ABORT + "; the operator uploads job code",
     },
 }
