@@ -7,7 +7,8 @@ Policies in ``cdk.tf.json`` name resources by Terraform reference (``${aws_s3_bu
 Without state, a reference is replaced by the ARN **of the resource it names**, built from that resource's
 synthesized arguments (a bucket's, queue's or table's name), with the account left as ``*``; a reference
 to something whose ARN holds an id AWS assigns (a KMS key) becomes that resource type's ARN with the id
-``*``. The audit says which way it resolved.
+``*`` (a load balancer's listener: any listener); any other reference becomes ``*``. The audit says which
+way it resolved.
 """
 
 from __future__ import annotations
@@ -109,6 +110,11 @@ class Resolver:
             "aws_iam_role": lambda: f"arn:{part}:iam::*:role/{self(args.get('name', '*'))}",
             "aws_iam_policy": lambda: f"arn:{part}:iam::*:policy/{self(args.get('name', '*'))}",
             "aws_kms_key": lambda: f"arn:{part}:kms:{self.region}:*:key/*",
+            "aws_lb": lambda: f"arn:{part}:elasticloadbalancing:{self.region}:*:loadbalancer/app/"
+                              f"{self(args['name'])}/*",
+            "aws_lb_target_group": lambda: f"arn:{part}:elasticloadbalancing:{self.region}:*:targetgroup/"
+                                           f"{self(args['name'])}/*",
+            "aws_lb_listener": lambda: f"arn:{part}:elasticloadbalancing:{self.region}:*:listener/app/*",
         }.get(kind)
         return arn() if arn else "*"
 
