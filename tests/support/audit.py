@@ -28,6 +28,7 @@ def audit_team_calls(calls: Path, runtime: TeamRuntime, work: Path,
                         "teams": [{"name": runtime.team, "training": {"instance_types": ["g5.xlarge"]},
                                    "endpoints": [{"name": e, "instance_type": "g5.xlarge"} for e in endpoints]}]},
                        "audit config")
+    work.mkdir(parents=True, exist_ok=True)
     synth_app(cfg, aws_target(work / "state"), work / "cdktf.out")
     return audit(load_stacks([work / "cdktf.out"]), read_calls(calls))
 
