@@ -134,6 +134,7 @@ class Auditor:
         self.account = next(iter(sorted(stacks.accounts)), "")
         self.reports: dict[str, RoleReport] = {}
         self.used: dict[str, set[str]] = {}
+        self.unattributed: Counter[str] = Counter()
 
     def role_for(self, call: Call) -> Role | None:
         named = [r for r in self.stacks.roles if r.name == call.role]   # CloudTrail names the role itself
@@ -200,10 +201,7 @@ class Auditor:
             if network is None or not network.routes(call.service):
                 report.unrouted[call.service] += 1
 
-    unattributed: Counter[str]
-
     def report(self, calls: Iterable[Call]) -> AuditReport:
-        self.unattributed = Counter()
         stand_in = 0
         for call in calls:
             if call.role in STAND_IN_ROLES:
