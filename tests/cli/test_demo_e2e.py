@@ -67,8 +67,18 @@ def test_demo_then_cli_lifecycle_then_local_down_leaves_nothing(tmp_path: Path, 
     jobs = json.loads(_ok(_gpufleet(tmp_path, env, "job", "list", "--json")))
     assert sorted(j["status"] for j in jobs) == ["SUCCEEDED"] * 3
 
-    # Every call above, by every role, judged against the synthesized policies, boundary and network.
+    # Every call above, by every role, judged against the synthesized policies, boundary and network
+    # (read now: `local down` removes the record; asserted last, so a finding never leaves processes behind).
     audited = _gpufleet(tmp_path, env, "audit", "--json")
+
+    root = tmp_path / ".gpufleet"
+    emu, cloud = emulator.find(root), find_cloud(root)
+    assert emu is not None and cloud is not None
+    pids = [emu.pid, cloud.pid, *(i.pid for i in read_instances(root))]
+    _ok(_gpufleet(tmp_path, env, "local", "down"))
+    assert [p for p in pids if pid_alive(p)] == []
+    assert sorted(os.listdir(tmp_path)) == ["job.yaml"]
+
     report = json.loads(audited.stdout)
     assert (report["denied"], report["unrouted"], report["unattributed"]) == (0, 0, {}), audited.stderr[-6000:]
     assert audited.returncode == 0
@@ -81,11 +91,3 @@ def test_demo_then_cli_lifecycle_then_local_down_leaves_nothing(tmp_path: Path, 
     unreviewed = {r["kind"]: [u["action"] for u in r["unused_grants"] if u["reviewed_reason"] is None]
                   for r in report["roles"]}
     assert unreviewed == {kind: [] for kind in unreviewed}
-
-    root = tmp_path / ".gpufleet"
-    emu, cloud = emulator.find(root), find_cloud(root)
-    assert emu is not None and cloud is not None
-    pids = [emu.pid, cloud.pid, *(i.pid for i in read_instances(root))]
-    _ok(_gpufleet(tmp_path, env, "local", "down"))
-    assert [p for p in pids if pid_alive(p)] == []
-    assert sorted(os.listdir(tmp_path)) == ["job.yaml"]
