@@ -78,6 +78,7 @@ def test_metric_regexes_feed_the_job_record_and_cloudwatch(team: Team) -> None:
 def test_log_shipper_uploads_to_s3_and_streams_whole_lines_to_cloudwatch_logs(team: Team, tmp_path: Path) -> None:
     path = tmp_path / "job.log"
     path.write_text("one\ntwo\npart")
+    team.clients.client("logs").create_log_group(logGroupName=f"/gf/{team.runtime.team}")   # the stack's group
     ship = LogShipper(team.clients, path, team.runtime.buckets.logs, "job-l", "i-9",
                       log_group=f"/gf/{team.runtime.team}")
     ship.flush()
@@ -89,6 +90,17 @@ def test_log_shipper_uploads_to_s3_and_streams_whole_lines_to_cloudwatch_logs(te
     events = team.clients.client("logs").get_log_events(logGroupName=f"/gf/{team.runtime.team}",
                                                         logStreamName="job-l/i-9")["events"]
     assert [e["message"] for e in events] == ["one", "two", "partial"]
+
+
+def test_log_shipper_never_creates_the_log_group_hosts_are_not_granted_that(team: Team, tmp_path: Path) -> None:
+    path = tmp_path / "job.log"
+    path.write_text("line\n")
+    logs = team.clients.client("logs")
+    ship = LogShipper(team.clients, path, team.runtime.buckets.logs, "job-n", "i-9",
+                      log_group=f"/gf/{team.runtime.team}/missing")
+    with pytest.raises(logs.exceptions.ResourceNotFoundException):
+        ship.flush()
+    assert not logs.describe_log_groups(logGroupNamePrefix=f"/gf/{team.runtime.team}/missing")["logGroups"]
 
 
 def test_identity_comes_from_imdsv2_with_a_session_token() -> None:

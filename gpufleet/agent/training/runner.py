@@ -168,7 +168,8 @@ def _prepare(ctx: AgentContext, claim: Claim) -> Attempt:
     """Fetch code and channels, restore checkpoints, write the input config. Raises InputError."""
     spec, layout = claim.spec, ctx.layout
     ship = LogShipper(ctx.clients, layout.job_log, ctx.runtime.buckets.logs, claim.job_id,
-                      ctx.identity.instance_id, ctx.config.training.cloudwatch_log_group)
+                      ctx.identity.instance_id,
+                      ctx.config.training.cloudwatch_log_group or ctx.runtime.training.log_group)
     ckpt = CheckpointSync(ctx.clients, layout.checkpoints,
                           *checkpoint_location(spec, ctx.runtime.buckets.checkpoints, claim.job_id))
     code_sha, inputs = fetch_inputs(ctx.clients, spec, layout)
