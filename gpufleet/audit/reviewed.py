@@ -21,6 +21,8 @@ REVIEWED_UNUSED: dict[str, dict[str, str]] = {
         "s3:AbortMultipartUpload": MULTIPART_ABORT,
     },
     "serving": {
+        "autoscaling:SetInstanceHealth": "reported when the host's GPU fails (agent/serving/telemetry.py); "
+                                         "tests/serving/test_gpu_telemetry.py drives it",
         "s3:PutObject": CAPTURE,
         "kms:GenerateDataKey": CAPTURE + " (SSE-KMS)",
     },

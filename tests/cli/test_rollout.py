@@ -86,11 +86,11 @@ def test_failing_model_trips_alarm_and_rolls_back_to_blue(served_team: tuple[Pat
     assert all(s == 200 for t, s in traffic.results if t > rolled_back_at + 1.0)
     assert len(errors) / len(traffic.results) < 10 / 100              # over the whole run: under the canary share
 
-    # The rollout's and the serving agents' calls, judged against the team stack's real-AWS roles and network.
+    # The rollout's and the serving agents' calls, judged against the team stack's real-AWS roles and network
+    # (unused grants are judged by the demo e2e, which exercises every role end to end).
     flush_all()
     report = audit_team_calls(calls_dir(root), rt, root.parent / "audit", endpoints=("web",))
     assert problems(report) == []
     kinds = {r.kind: r for r in report.roles}
     assert "elasticloadbalancing:ModifyListener" in kinds["operator"].actions
     assert {"s3:GetObject", "kms:Decrypt"} <= kinds["serving"].actions
-    assert {k: [a for a, why in r.unused.items() if why is None] for k, r in kinds.items()} == {k: [] for k in kinds}

@@ -66,13 +66,13 @@ def test_model_from_the_training_agent_serves_predicts_and_reports(team: Team, d
     assert {"Invocations", "ModelLatency"} <= names
     _assert_captured(team, request_count=4)
 
-    # The agent's calls, judged against the serving role and network the team stack gives it on AWS.
+    # The agent's calls, judged against the serving role and network the team stack gives it on AWS
+    # (unused grants are judged by the demo e2e, which exercises every role end to end).
     report = audit_team_calls(tmp_path / "calls", team.runtime, tmp_path / "audit", endpoints=("web",))
     assert problems(report) == []
     (serving,) = report.roles
     assert {"s3:GetObject", "s3:PutObject", "kms:Decrypt", "kms:GenerateDataKey", "dynamodb:GetItem",
             "cloudwatch:PutMetricData"} <= serving.actions
-    assert [a for a, why in serving.unused.items() if why is None] == []
 
 
 def _assert_captured(team: Team, request_count: int) -> None:
