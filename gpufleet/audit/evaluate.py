@@ -13,6 +13,11 @@ when IAM enforcement is on), used in-process, statement by statement:
   ``kms:GenerateDataKey`` on the object's key (the one S3 reported, else the bucket's default); SQS
   sends and receives on a KMS-encrypted queue need the same on the queue's key.
 
+Not judged: resource policies (bucket policies, KMS key policies). gpufleet's are Deny guards conditioned on
+``aws:SecureTransport`` and ``aws:PrincipalArn`` plus the key policy's delegation to the account's IAM, and
+moto cannot judge those condition operators, so judging them here would deny every S3 call; the stack tests
+and checkov cover them.
+
 A call is *routable* when its caller runs outside the VPC (the operator) or the platform network of the
 call's region has a NAT gateway or a VPC endpoint for the service. Stand-in callers (the local cloud, the
 DR drill's replication and region loss) do what AWS itself does and are only counted.
