@@ -10,7 +10,7 @@ from gpufleet.audit.stacks import load_stacks
 from gpufleet.callrecord import read_calls
 from gpufleet.errors import UserInputError
 from gpufleet.local.instances import read_instances
-from gpufleet.local.workspace import calls_dir
+from gpufleet.workspace import calls_dir
 
 
 def synth_dirs_in(root: Path) -> list[Path]:

@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from gpufleet.cli.context import console
-from gpufleet.cli.main import handle_errors, json_option
+from gpufleet.cli.options import handle_errors, json_option
 from gpufleet.errors import RuntimeFailure
 
 
@@ -27,7 +27,7 @@ def audit(synth_dirs: tuple[Path, ...], state_dir: Path | None, cloudtrail: Path
 
     Exits 1 when any call is denied or unrouted."""
     from gpufleet.audit import run_audit
-    from gpufleet.local.workspace import workspace
+    from gpufleet.workspace import workspace
 
     report = run_audit(workspace(), list(synth_dirs) or None, state_dir, cloudtrail)
     if as_json:

@@ -29,8 +29,8 @@ from gpufleet.providers import (
     DataAwsKmsAlias,
     SecurityGroup,
 )
-from gpufleet.runtime import TeamRuntime
 from gpufleet.schema import BUCKETS, METRIC_NAMESPACE, RUNTIME_OUTPUT, TABLE_KEYS, TAG_ENDPOINT, TAG_ROLE
+from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.stacks.base import GpufleetStack
 from gpufleet.stacks.platform import PlatformStack
 from gpufleet.stacks.team_access import build_roles, grant_team_access, role_arn
@@ -83,7 +83,7 @@ class TeamStack(GpufleetStack):
         self._dashboard()
         render_policies(self)
         TerraformOutput(self, RUNTIME_OUTPUT, value=Fn.jsonencode(self.runtime),
-                        description="Team runtime config for the CLI and agents (gpufleet.runtime.TeamRuntime)")
+                        description="Team runtime config for the CLI and agents (gpufleet.schema.runtime.TeamRuntime)")
 
     def aws_name(self, thing: str, kind: str = "default") -> str:
         name = resource_name(self.cfg.platform.name, self.spec.name, thing, kind)

@@ -13,7 +13,7 @@ from gpufleet.audit.evaluate import AuditReport, audit
 from gpufleet.audit.stacks import load_stacks
 from gpufleet.callrecord import RECORD_ENV, read_calls
 from gpufleet.config import parse_config
-from gpufleet.runtime import TeamRuntime
+from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.target import aws_target
 
 

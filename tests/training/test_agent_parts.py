@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from gpufleet.agent.config import AgentConfig
 from gpufleet.agent.identity import ImdsClient, imds_for, resolve_identity
 from gpufleet.agent.training.checkpoints import CheckpointSync
 from gpufleet.agent.training.claim import Claim, Skip, claim_job, heartbeat
@@ -20,10 +19,12 @@ from gpufleet.agent.training.layout import Layout, sm_environment
 from gpufleet.agent.training.logship import LogShipper
 from gpufleet.agent.training.metrics import MetricParser
 from gpufleet.agent.training.process import JobProcess, descendants, script_failure
-from gpufleet.agent.training.settings import TrainingSettings
 from gpufleet.agent.training.spot import check_imds, complete_lifecycle_action
-from gpufleet.jobs.spec import MetricDefinition, parse_job_spec
-from gpufleet.jobs.store import now_iso, put_new_job, update_job
+from gpufleet.schema.agent_config import AgentConfig
+from gpufleet.schema.job_spec import MetricDefinition, parse_job_spec
+from gpufleet.schema.training_settings import TrainingSettings
+from gpufleet.store.dynamo import now_iso
+from gpufleet.store.jobs import put_new_job, update_job
 from tests.training.conftest import Team
 from tests.training.fake_imds import FakeImds
 

@@ -10,8 +10,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from gpufleet.agent.aws import AwsClients
-from gpufleet.agent.config import AgentConfig
 from gpufleet.agent.health import start_health_server
 from gpufleet.agent.identity import imds_for, resolve_identity
 from gpufleet.agent.logs import configure_logging
@@ -20,8 +18,10 @@ from gpufleet.agent.training.layout import Layout
 from gpufleet.agent.training.process import become_subreaper
 from gpufleet.agent.training.runner import AWS_ERRORS, AgentContext, run_claimed_job
 from gpufleet.agent.training.spot import Notice, SpotWatcher, complete_lifecycle_action, scale_in_protection
+from gpufleet.aws import AwsClients
 from gpufleet.errors import RuntimeFailure
 from gpufleet.schema import CHECKPOINT_HOOK_SUFFIX
+from gpufleet.schema.agent_config import AgentConfig
 
 log = logging.getLogger("gpufleet.agent.training")
 UNHEALTHY_AFTER_POLL_FAILURES = 3

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gpufleet.agent.aws import AwsClients
-from gpufleet.jobs.ops import log_key
+from gpufleet.aws import AwsClients
+from gpufleet.store.jobs import log_key
 
 _CW_BATCH = 5000   # put_log_events takes at most 10,000 events
 

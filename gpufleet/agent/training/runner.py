@@ -21,8 +21,6 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gpufleet.agent.aws import AwsClients
-from gpufleet.agent.config import AgentConfig
 from gpufleet.agent.identity import Identity
 from gpufleet.agent.training.checkpoints import CheckpointSync
 from gpufleet.agent.training.claim import Claim, finish, heartbeat
@@ -40,9 +38,11 @@ from gpufleet.agent.training.output import publish_model
 from gpufleet.agent.training.periodic import Every
 from gpufleet.agent.training.process import JobProcess, kill_orphans, script_failure
 from gpufleet.agent.training.spot import Notice
-from gpufleet.jobs.store import get_job, update_job
-from gpufleet.runtime import TeamRuntime
+from gpufleet.aws import AwsClients
 from gpufleet.schema import JOB_CLAIMABLE, JOB_FINAL
+from gpufleet.schema.agent_config import AgentConfig
+from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.store.jobs import get_job, update_job
 
 log = logging.getLogger("gpufleet.agent.runner")
 AWS_ERRORS = (ClientError, BotoCoreError)

@@ -16,8 +16,8 @@ from contextlib import contextmanager
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gpufleet.agent.aws import AwsClients
 from gpufleet.agent.identity import ImdsClient
+from gpufleet.aws import AwsClients
 
 log = logging.getLogger("gpufleet.agent.spot")
 SPOT_PATH = "meta-data/spot/instance-action"
