@@ -261,6 +261,8 @@ class CallRecorder:
         events = client.meta.events
         events.register("provide-client-params.*.*", self._before)
         events.register("after-call.*.*", self._after)
+        # A call that ends in an exception (connection lost, an answer that does not parse) was still made.
+        events.register("after-call-error.*.*", self._failed)
 
     def _before(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         service = model.service_model.service_name
@@ -280,6 +282,11 @@ class CallRecorder:
         call.status = getattr(http_response, "status_code", None)
         call.kms_key = parsed.get("SSEKMSKeyId") if isinstance(parsed, dict) else None
         self.write(call)
+
+    def _failed(self, context: dict[str, Any], **_: Any) -> None:
+        call: Call | None = context.pop("gpufleet_call", None)
+        if call is not None:
+            self.write(call)
 
     def write(self, call: Call) -> None:
         with self._lock:
@@ -305,7 +312,7 @@ class CallRecorder:
             self._lines.clear()
 
 
-_recorders: dict[Caller, CallRecorder] = {}
+_recorders: dict[tuple[str, Caller], CallRecorder] = {}
 _recorders_lock = threading.Lock()
 
 
@@ -316,9 +323,9 @@ def recorder(caller: Caller | None = None) -> CallRecorder | None:
         return None
     caller = caller or Caller(os.environ.get(ROLE_ENV) or "unknown", os.environ.get(TEAM_ENV) or None)
     with _recorders_lock:
-        if caller not in _recorders:
-            _recorders[caller] = CallRecorder(Path(directory), caller)
-        return _recorders[caller]
+        if (directory, caller) not in _recorders:
+            _recorders[directory, caller] = CallRecorder(Path(directory), caller)
+        return _recorders[directory, caller]
 
 
 def flush_all() -> None:
