@@ -80,6 +80,8 @@ def test_demo_then_cli_lifecycle_then_local_down_leaves_nothing(tmp_path: Path, 
     assert sorted(os.listdir(tmp_path)) == ["job.yaml"]
 
     report = json.loads(audited.stdout)
+    print(json.dumps({r["role"]: {"calls": r["calls"], "unused": [u["action"] for u in r["unused_grants"]]}
+                      for r in report["roles"]}, indent=1))   # for the issue note
     assert (report["denied"], report["unrouted"], report["unattributed"]) == (0, 0, {}), audited.stderr[-6000:]
     assert audited.returncode == 0
     by_kind = {r["kind"]: r for r in report["roles"]}

@@ -40,6 +40,9 @@ def test_drill_rebuilds_same_versions_same_predictions_and_a_second_rebuild_chan
         audited = subprocess.run([sys.executable, "-m", "gpufleet.cli", "audit", "--json"], cwd=tmp_path, env=env,
                                  text=True, capture_output=True, timeout=300, check=False)
         report = json.loads(audited.stdout)
+        print(json.dumps({r["role"]: {"calls": r["calls"], "actions": r["actions"], "kms_keys": r["kms_keys"],
+                                      "unused": [u["action"] for u in r["unused_grants"]]}
+                          for r in report["roles"]}, indent=1))
         assert (report["denied"], report["unrouted"], report["unattributed"]) == (0, 0, {}), audited.stderr[-6000:]
         rebuilt = {r["kind"]: r for r in report["roles"] if r["region"] == "us-west-2"}
         assert {"serving", "operator"} <= set(rebuilt)
