@@ -19,6 +19,8 @@ REVIEWED_UNUSED: dict[str, dict[str, str]] = {
         "autoscaling:CompleteLifecycleAction": "sent when the host terminates (agent/training/spot.py); the spot "
                                                "handover test records it",
         "s3:AbortMultipartUpload": MULTIPART_ABORT,
+        "sqs:SendMessage": "re-queues a job its spot notice interrupted (agent/training/runner.py _requeue); the "
+                           "spot handover test records it",
     },
     "serving": {
         "autoscaling:SetInstanceHealth": "reported when the host's GPU fails (agent/serving/telemetry.py); "
