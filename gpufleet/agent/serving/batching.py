@@ -1,61 +1,134 @@
-"""Dynamic batching on the event loop, without a fixed delay.
+"""Dynamic batching on the event loop, with a batch-forming window that follows the traffic.
 
-Requests that reach the loop in the same turn are flushed together on the next turn
-(``call_soon``), so under load the batch is whatever arrived while the previous batch ran, and a
-lone request runs at once. The ``max_delay`` is only waited when recent batches were larger than
-what is pending now (traffic is heavy and more requests are about to land), never at low load: a
-fixed-delay batcher measured here fell from 4k to 160 req/s at one connection.
+A batch runs as soon as it holds as many requests as the traffic can give it: the most requests
+outstanding at once in recent cycles (a closed-loop client at concurrency 16 gives 16). A lone
+request therefore runs at once, never waiting. While fewer are pending, the batch waits for more only
+as long as they keep arriving: the wait ends when no request came for a few inter-arrival gaps (the
+gap is learned from the traffic), or at the window's cap: ``max_delay``, stretched to half a batch's
+run time for slow models, where a straggler left out would wait a whole extra forward pass. A fixed
+delay (max 32, 5 ms) cuts large batches short at high concurrency: a 64-request wave takes longer than
+5 ms to arrive on one core.
 
-Batches run inline on the loop thread (fastest for a TorchScript model on CPU: no thread hop) or on
-one worker thread: for CUDA, so the loop decodes the next batch while the GPU computes, and for a
-custom ``inference.py``, whose code may block (I/O, sleeps) and must not stall ``/ping`` or timeouts.
+Where a batch runs: inline on the loop thread while batches are quick (a thread hop costs tens of
+microseconds), on one worker thread once a batch takes longer than ``OFFLOAD_AFTER_S`` (a large
+model: the loop keeps reading and answering requests while the forward pass runs), and always on the
+thread for CUDA (the loop decodes while the GPU computes). A custom ``inference.py`` may block (I/O,
+sleeps), so its first batches run on the thread; it moves inline only after ``PROBE_BATCHES`` quick
+ones, and back to the thread after any slow one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 RunBatch = Callable[[list[Any]], list[Any]]
 BatchObserver = Callable[[int, float], None]   # (batch size, seconds in predict)
+Placement = Literal["adaptive", "probe", "thread"]   # inline when quick / the same after probing / always a thread
+
+OFFLOAD_AFTER_S = 0.001     # a batch slower than this runs on the worker thread next time
+PROBE_BATCHES = 8           # quick batches a custom handler needs before it runs inline
+IDLE_GAPS = 4               # arrivals stopped: no request for this many mean inter-arrival gaps
+MIN_IDLE_S = 100e-6         # ... and at least this long (one request's parse on a loaded core)
+GAP_WEIGHT = 0.2            # EWMA weight of the newest inter-arrival gap
+
+
+class BatcherClosed(Exception):
+    """The model was unloaded while this request waited for its batch."""
+
+
+class FormingWindow:
+    """When pending requests run, or how long they wait for more: pure bookkeeping over the clock."""
+
+    def __init__(self, max_batch: int, max_delay_s: float) -> None:
+        self.max_batch, self.max_delay = max_batch, max_delay_s
+        self.recent_peaks: deque[int] = deque([1], maxlen=8)   # most outstanding per recent batch
+        self.gap = 0.0                    # EWMA of the time between two arrivals
+        self.last_arrival = float("-inf")
+        self.last_run_s = 0.0
+
+    def arrived(self, now: float) -> None:
+        gap = min(now - self.last_arrival, self.cap())
+        self.gap += GAP_WEIGHT * (gap - self.gap)
+        self.last_arrival = now
+
+    def ran(self, peak_outstanding: int, seconds: float) -> None:
+        self.recent_peaks.append(peak_outstanding)
+        self.last_run_s = seconds
+
+    def expected(self) -> int:
+        return min(self.max_batch, max(self.recent_peaks))
+
+    def cap(self) -> float:
+        return max(self.max_delay, self.last_run_s / 2) if self.max_delay > 0 else 0.0
+
+    def wait_until(self, pending: int, first_at: float, now: float) -> float | None:
+        """The time to look again, or None: run what is pending now."""
+        if pending >= self.expected() or self.max_delay <= 0:
+            return None
+        idle = max(MIN_IDLE_S, IDLE_GAPS * self.gap)
+        until = min(first_at + self.cap(), self.last_arrival + idle)
+        return until if until > now else None
 
 
 class Batcher:
     def __init__(self, run: RunBatch, max_batch: int, max_delay_s: float,
-                 observe: BatchObserver | None = None, threaded: bool = False) -> None:
-        self._run, self._max_batch, self._max_delay = run, max_batch, max_delay_s
-        self._observe = observe
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="predict") if threaded else None
+                 observe: BatchObserver | None = None, placement: Placement = "adaptive") -> None:
+        self._run, self._max_batch, self._observe = run, max_batch, observe
+        self._window = FormingWindow(max_batch, max_delay_s)
+        self._placement = placement
+        self._quick_streak = 0 if placement != "adaptive" else PROBE_BATCHES
+        self._executor: ThreadPoolExecutor | None = None
         self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
-        self._recent: deque[int] = deque([1], maxlen=16)   # last batch sizes: how busy we are
+        self._outstanding = 0     # submitted and not yet answered
+        self._peak = 0            # most outstanding since the last batch started
         self._first_at = 0.0
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._busy = False
+        self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def submit(self, item: Any) -> asyncio.Future[Any]:
         loop = self._loop or self._bind()
         future: asyncio.Future[Any] = loop.create_future()
+        if self._closed:
+            future.set_exception(BatcherClosed("model: unloaded (retry: the new version answers)"))
+            return future
+        now = loop.time()
+        self._window.arrived(now)
         if not self._pending:
-            self._first_at = loop.time()
+            self._first_at = now
         self._pending.append((item, future))
+        self._outstanding += 1
+        self._peak = max(self._peak, self._outstanding)
         if self._busy:
             return future           # the running batch flushes again when it ends
-        if self._timer is None:
-            self._schedule()
-        elif not self._worth_waiting():     # the batch we waited for is complete
+        if self._timer is None or len(self._pending) >= self._window.expected():
             self._cancel_timer()
             self._schedule()
         return future
 
     def close(self) -> None:
+        """Fail what is still queued (a swap's drain timed out), so that it is answered now, not at the
+        request timeout. Called from the watcher thread: the queue is emptied on the loop's thread."""
+        self._closed = True
         if self._executor is not None:
-            self._executor.shutdown(wait=False)
+            self._executor.shutdown(wait=False)    # a running batch still finishes and answers
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):    # the loop is already closed: nobody waits
+                self._loop.call_soon_threadsafe(self._fail_pending)
+
+    def _fail_pending(self) -> None:
+        self._cancel_timer()
+        batch, self._pending = self._pending, []
+        error = BatcherClosed("model: unloaded while this request waited (retry: the new version answers)")
+        self._finish(batch, [error] * len(batch), None)
 
     def _bind(self) -> asyncio.AbstractEventLoop:
         self._loop = asyncio.get_running_loop()
@@ -77,31 +150,32 @@ class Batcher:
 
     def _flush(self) -> None:
         self._scheduled = False
-        if self._busy or not self._pending or self._loop is None:
+        loop = self._loop
+        if self._busy or not self._pending or loop is None or self._closed:
             return
-        if self._worth_waiting():
+        until = self._window.wait_until(len(self._pending), self._first_at, loop.time())
+        if until is not None:
             if self._timer is None:
-                wait = self._first_at + self._max_delay - self._loop.time()
-                self._timer = self._loop.call_later(wait, self._on_timer)
+                self._timer = loop.call_at(until, self._on_timer)
             return
         self._cancel_timer()
         batch = self._pending[:self._max_batch]
         del self._pending[:self._max_batch]
-        self._recent.append(len(batch))
-        if self._executor is None:
-            self._finish(batch, *self._timed([item for item, _ in batch]))
+        peak, self._peak = self._peak, self._outstanding
+        items = [item for item, _ in batch]
+        if self._quick_streak >= PROBE_BATCHES and self._placement != "thread":
+            self._finish(batch, *self._timed(items), peak)
         else:
             self._busy = True
-            task = self._loop.run_in_executor(self._executor, self._timed, [item for item, _ in batch])
-            task.add_done_callback(lambda done: self._finish_threaded(batch, done))
+            task = loop.run_in_executor(self._worker(), self._timed, items)
+            task.add_done_callback(lambda done: self._finish_threaded(batch, done, peak))
         if self._pending:
             self._schedule()
 
-    def _worth_waiting(self) -> bool:
-        if self._max_delay <= 0 or self._loop is None:
-            return False
-        expected = min(self._max_batch, max(self._recent))
-        return len(self._pending) < expected and self._loop.time() - self._first_at < self._max_delay
+    def _worker(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="predict")
+        return self._executor
 
     def _timed(self, items: list[Any]) -> tuple[list[Any], float]:
         start = time.perf_counter()
@@ -112,20 +186,19 @@ class Batcher:
         return results, time.perf_counter() - start
 
     def _finish_threaded(self, batch: list[tuple[Any, asyncio.Future[Any]]],
-                         done: asyncio.Future[tuple[list[Any], float]]) -> None:
+                         done: asyncio.Future[tuple[list[Any], float]], peak: int) -> None:
         self._busy = False
         try:
             results, seconds = done.result()
         except BaseException as exc:
             results, seconds = [exc] * len(batch), 0.0
-        self._finish(batch, results, seconds)
+        self._finish(batch, results, seconds, peak)
         if self._pending:
             self._schedule()
 
     def _finish(self, batch: list[tuple[Any, asyncio.Future[Any]]], results: list[Any],
-                seconds: float) -> None:
-        if self._observe is not None:
-            self._observe(len(batch), seconds)
+                seconds: float | None, peak: int = 0) -> None:
+        self._outstanding -= len(batch)
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():       # timed out while queued or running
                 continue
@@ -133,3 +206,8 @@ class Batcher:
                 future.set_exception(result)
             else:
                 future.set_result(result)
+        if seconds is not None:
+            self._window.ran(peak, seconds)
+            self._quick_streak = self._quick_streak + 1 if seconds < OFFLOAD_AFTER_S else 0
+            if self._observe is not None:
+                self._observe(len(batch), seconds)
