@@ -89,7 +89,8 @@ class SwapOnFirstRead(ModelSlot):
 
     def __init__(self, first: LoadedModel, second: LoadedModel) -> None:
         super().__init__()
-        self._current, self.second, self.swapped = first, second, False
+        self._current: LoadedModel | None = first
+        self.second, self.swapped = second, False
 
     @property
     def current(self) -> LoadedModel | None:
@@ -113,7 +114,8 @@ def test_a_swap_between_reading_the_model_and_counting_the_request_fails_nothing
     app = ServingApp(slot, ServingMetrics(), Limits(1 << 20, 5.0))
 
     async def call() -> httpx.Response:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://agent") as http:
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://agent") as http:
             return await http.post("/invocations", json=[[0.0]])
 
     response = asyncio.run(call())
