@@ -109,7 +109,9 @@ class Batcher:
         self._peak = max(self._peak, self._outstanding)
         if self._busy:
             return future           # the running batch flushes again when it ends
-        if self._timer is None or len(self._pending) >= self._window.expected():
+        if self._max_batch == 1:
+            self._flush()           # unbatched: nothing can join, so no loop turn to wait for
+        elif self._timer is None or len(self._pending) >= self._window.expected():
             self._cancel_timer()
             self._schedule()
         return future

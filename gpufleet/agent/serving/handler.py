@@ -123,6 +123,8 @@ class Handler:
 
     def run_batch(self, items: list[Any]) -> list[Any]:
         """Predictions for ``items`` in order; an exception object stands in for a failed item."""
+        if len(items) == 1:
+            return [self._predict_one(items[0])]
         results: list[Any] = [None] * len(items)
         for indexes in _groups(items):
             if len(indexes) == 1:
