@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from gpufleet.agent.serving.batching import (
+    IDLE_SHARE,
     OFFLOAD_AFTER_S,
     PROBE_BATCHES,
     Batcher,
@@ -59,7 +60,8 @@ def test_lone_request_does_not_wait_out_the_batch_delay() -> None:
 def test_a_full_batch_waits_only_while_requests_keep_arriving() -> None:
     window = FormingWindow(max_batch=64, max_delay_s=0.005)
     assert window.wait_until(pending=1, first_at=0.0, now=0.0) is None     # a lone request runs at once
-    window.ran(peak_outstanding=16, seconds=0.0001)                         # traffic seen: 16 at once
+    window.ran(peak_outstanding=16, seconds=0.0001)                # traffic seen: 16 at once
+    window.answered(0.9)
     for i in range(8):
         window.arrived(1.0 + i * 50e-6)                                     # one request every 50 us
     last = 1.0 + 7 * 50e-6
@@ -72,14 +74,25 @@ def test_a_full_batch_waits_only_while_requests_keep_arriving() -> None:
 def test_the_window_stretches_for_a_slow_model_so_stragglers_make_the_batch() -> None:
     quick, slow = FormingWindow(64, 0.005), FormingWindow(64, 0.005)
     quick.ran(64, 0.0005)
-    slow.ran(64, 0.040)      # a 40 ms forward: a straggler left out would wait 40 ms more
+    quick.answered(0.0)
+    slow.ran(64, 0.040)
+    slow.answered(0.0)      # a 40 ms forward: a straggler left out would wait 40 ms more
     assert quick.cap() == 0.005 and slow.cap() == 0.020
     for window in (quick, slow):
-        for i in range(40):      # a 64-request wave still arriving after 8 ms
+        for i in range(1, 41):     # a 64-request wave still arriving after 8 ms
             window.arrived(i * 200e-6)
-    now = 39 * 200e-6
-    assert quick.wait_until(pending=40, first_at=0.0, now=now) is None
-    assert slow.wait_until(pending=40, first_at=0.0, now=now) is not None
+    now = 40 * 200e-6
+    assert quick.wait_until(pending=40, first_at=200e-6, now=now) is None
+    assert slow.wait_until(pending=40, first_at=200e-6, now=now) is not None
+
+
+def test_requests_queued_behind_a_running_batch_wait_for_the_answered_clients() -> None:
+    window = FormingWindow(64, 0.005)
+    window.ran(64, 0.040)
+    window.answered(1.0)   # batch A ran 40 ms while half the clients queued from t=0.96
+    until = window.wait_until(pending=32, first_at=0.96, now=1.0)
+    assert until is not None and until >= 1.0 + IDLE_SHARE * 0.040   # A's clients come back: wait for them
+    assert window.wait_until(pending=32, first_at=0.96, now=1.0 + 0.021) is None   # up to the cap
 
 
 def test_close_answers_queued_requests_at_once() -> None:

@@ -3,11 +3,12 @@
 A batch runs as soon as it holds as many requests as the traffic can give it: the most requests
 outstanding at once in recent cycles (a closed-loop client at concurrency 16 gives 16). A lone
 request therefore runs at once, never waiting. While fewer are pending, the batch waits for more only
-as long as they keep arriving: the wait ends when no request came for a few inter-arrival gaps (the
-gap is learned from the traffic), or at the window's cap: ``max_delay``, stretched to half a batch's
-run time for slow models, where a straggler left out would wait a whole extra forward pass. A fixed
-delay (max 32, 5 ms) cuts large batches short at high concurrency: a 64-request wave takes longer than
-5 ms to arrive on one core.
+as long as they keep coming: the wait ends after a quiet spell of a few inter-arrival gaps (learned
+from the traffic; at least 10 % of a batch's run time), or at the window's cap: ``max_delay``,
+stretched to half a batch's run time for slow models, where a straggler left out waits a whole extra
+forward pass. A fixed delay (max 32, 5 ms) cuts large batches short at high concurrency: a 64-request
+wave takes longer than 5 ms to arrive on one core. Two half batches that alternate (one running while
+the other queues) merge again: the queued one waits for the answered one's clients to come back.
 
 Where a batch runs: inline on the loop thread while batches are quick (a thread hop costs tens of
 microseconds), on one worker thread once a batch takes longer than ``OFFLOAD_AFTER_S`` (a large
@@ -35,6 +36,7 @@ OFFLOAD_AFTER_S = 0.001     # a batch slower than this runs on the worker thread
 PROBE_BATCHES = 8           # quick batches a custom handler needs before it runs inline
 IDLE_GAPS = 4               # arrivals stopped: no request for this many mean inter-arrival gaps
 MIN_IDLE_S = 100e-6         # ... and at least this long (one request's parse on a loaded core)
+IDLE_SHARE = 0.1            # ... or 10 % of a batch's run time: what waiting in vain may cost a slow model
 GAP_WEIGHT = 0.2            # EWMA weight of the newest inter-arrival gap
 
 
@@ -43,23 +45,31 @@ class BatcherClosed(Exception):
 
 
 class FormingWindow:
-    """When pending requests run, or how long they wait for more: pure bookkeeping over the clock."""
+    """When pending requests run, or how long they wait for more: pure bookkeeping over the clock.
+
+    Time spent queued behind a running batch is not waiting: the window opens when the batcher is free,
+    and "quiet" is counted from the last arrival or the last batch's end, whichever is later (in a
+    closed loop the next requests come only once the last batch is answered).
+    """
 
     def __init__(self, max_batch: int, max_delay_s: float) -> None:
         self.max_batch, self.max_delay = max_batch, max_delay_s
         self.recent_peaks: deque[int] = deque([1], maxlen=8)   # most outstanding per recent batch
-        self.gap = 0.0                    # EWMA of the time between two arrivals
-        self.last_arrival = float("-inf")
+        self.gap = 0.0                    # EWMA of the quiet time before an arrival
+        self.last_arrival = self.last_finish = float("-inf")
         self.last_run_s = 0.0
 
     def arrived(self, now: float) -> None:
-        gap = min(now - self.last_arrival, self.cap())
+        gap = min(now - max(self.last_arrival, self.last_finish), self.cap())
         self.gap += GAP_WEIGHT * (gap - self.gap)
         self.last_arrival = now
 
     def ran(self, peak_outstanding: int, seconds: float) -> None:
         self.recent_peaks.append(peak_outstanding)
         self.last_run_s = seconds
+
+    def answered(self, now: float) -> None:
+        self.last_finish = now
 
     def expected(self) -> int:
         return min(self.max_batch, max(self.recent_peaks))
@@ -71,8 +81,9 @@ class FormingWindow:
         """The time to look again, or None: run what is pending now."""
         if pending >= self.expected() or self.max_delay <= 0:
             return None
-        idle = max(MIN_IDLE_S, IDLE_GAPS * self.gap)
-        until = min(first_at + self.cap(), self.last_arrival + idle)
+        idle = max(MIN_IDLE_S, IDLE_GAPS * self.gap, IDLE_SHARE * self.last_run_s)
+        opened = max(first_at, self.last_finish)
+        until = min(opened + self.cap(), max(self.last_arrival, self.last_finish) + idle)
         return until if until > now else None
 
 
@@ -187,6 +198,12 @@ class Batcher:
             results = [exc] * len(items)
         return results, time.perf_counter() - start
 
+    def _answered(self) -> None:
+        """The last batch's answers went out (their tasks ran first): its clients may come back now."""
+        if self._loop is not None:
+            self._window.answered(self._loop.time())
+        self._flush()
+
     def _finish_threaded(self, batch: list[tuple[Any, asyncio.Future[Any]]],
                          done: asyncio.Future[tuple[list[Any], float]], peak: int) -> None:
         self._busy = False
@@ -195,7 +212,7 @@ class Batcher:
         except BaseException as exc:
             results, seconds = [exc] * len(batch), 0.0
         self._finish(batch, results, seconds, peak)
-        if self._pending:
+        if self._pending and self._max_batch == 1:
             self._schedule()
 
     def _finish(self, batch: list[tuple[Any, asyncio.Future[Any]]], results: list[Any],
@@ -210,6 +227,8 @@ class Batcher:
                 future.set_result(result)
         if seconds is not None:
             self._window.ran(peak, seconds)
+            if self._max_batch > 1 and self._loop is not None:
+                self._loop.call_soon(self._answered)   # after the answers' tasks, queued just now
             self._quick_streak = self._quick_streak + 1 if seconds < OFFLOAD_AFTER_S else 0
             if self._observe is not None:
                 self._observe(len(batch), seconds)
