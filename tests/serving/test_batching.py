@@ -126,18 +126,20 @@ def _placing_runner(threads: list[str], slow_calls: set[int]) -> Any:
     return run
 
 
-@pytest.mark.parametrize(("placement", "expected"), [
-    # quick batches run inline; after a slow one the next runs on the worker, then back inline
-    ("adaptive", ["loop", "loop"] + ["worker"] * PROBE_BATCHES + ["loop"]),
+@pytest.mark.parametrize(("placement", "slow", "expected"), [
+    # quick batches run inline, and one slow batch (a preempted core) changes nothing
+    ("adaptive", {1}, ["loop"] * 4),
+    # after two slow ones in a row batches run on the worker, and back inline once quick again
+    ("adaptive", {1, 2}, ["loop"] * 3 + ["worker"] * PROBE_BATCHES + ["loop"]),
     # a custom handler proves itself quick on the worker first
-    ("probe", ["worker", "worker"] + ["worker"] * PROBE_BATCHES + ["loop"]),
+    ("probe", {1}, ["worker"] * (2 + PROBE_BATCHES) + ["loop"]),
 ])
-def test_batches_run_inline_while_quick_and_on_the_worker_once_slow(placement: Placement,
+def test_batches_run_inline_while_quick_and_on_the_worker_once_slow(placement: Placement, slow: set[int],
                                                                     expected: list[str]) -> None:
     threads: list[str] = []
 
     async def main() -> None:
-        batcher = Batcher(_placing_runner(threads, {1}), max_batch=1, max_delay_s=0.0, placement=placement)
+        batcher = Batcher(_placing_runner(threads, slow), max_batch=1, max_delay_s=0.0, placement=placement)
         for i in range(len(expected)):
             await batcher.submit(i)
         batcher.close()

@@ -11,11 +11,12 @@ wave takes longer than 5 ms to arrive on one core. Two half batches that alterna
 the other queues) merge again: the queued one waits for the answered one's clients to come back.
 
 Where a batch runs: inline on the loop thread while batches are quick (a thread hop costs tens of
-microseconds), on one worker thread once a batch takes longer than ``OFFLOAD_AFTER_S`` (a large
-model: the loop keeps reading and answering requests while the forward pass runs), and always on the
-thread for CUDA (the loop decodes while the GPU computes). A custom ``inference.py`` may block (I/O,
-sleeps), so its first batches run on the thread; it moves inline only after ``PROBE_BATCHES`` quick
-ones, and back to the thread after any slow one.
+microseconds), on one worker thread once ``SLOW_BATCHES`` batches in a row took longer than
+``OFFLOAD_AFTER_S`` (a large model: the loop keeps reading and answering requests while the forward
+pass runs; one slow batch may just be a preempted core), back inline after ``PROBE_BATCHES`` quick
+ones, and always on the thread for CUDA (the loop decodes while the GPU computes). A custom
+``inference.py`` may block (I/O, sleeps), so its first batches run on the thread until it has shown
+``PROBE_BATCHES`` quick ones.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ RunBatch = Callable[[list[Any]], list[Any]]
 BatchObserver = Callable[[int, float], None]   # (batch size, seconds in predict)
 Placement = Literal["adaptive", "probe", "thread"]   # inline when quick / the same after probing / always a thread
 
-OFFLOAD_AFTER_S = 0.001     # a batch slower than this runs on the worker thread next time
-PROBE_BATCHES = 8           # quick batches a custom handler needs before it runs inline
+OFFLOAD_AFTER_S = 0.001     # a batch slower than this is slow
+SLOW_BATCHES = 2            # slow batches in a row that move batches to the worker thread
+PROBE_BATCHES = 8           # quick batches in a row that move them back inline
 IDLE_GAPS = 4               # arrivals stopped: no request for this many mean inter-arrival gaps
 MIN_IDLE_S = 100e-6         # ... and at least this long (one request's parse on a loaded core)
 IDLE_SHARE = 0.1            # ... or 10 % of a batch's run time: what waiting in vain may cost a slow model
@@ -93,7 +95,8 @@ class Batcher:
         self._run, self._max_batch, self._observe = run, max_batch, observe
         self._window = FormingWindow(max_batch, max_delay_s)
         self._placement = placement
-        self._quick_streak = 0 if placement != "adaptive" else PROBE_BATCHES
+        self._inline = placement == "adaptive"
+        self._quick_streak = self._slow_streak = 0
         self._executor: ThreadPoolExecutor | None = None
         self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
         self._outstanding = 0     # submitted and not yet answered
@@ -176,7 +179,7 @@ class Batcher:
         del self._pending[:self._max_batch]
         peak, self._peak = self._peak, self._outstanding
         items = [item for item, _ in batch]
-        if self._quick_streak >= PROBE_BATCHES and self._placement != "thread":
+        if self._inline:
             self._finish(batch, *self._timed(items), peak)
         else:
             self._busy = True
@@ -197,6 +200,16 @@ class Batcher:
         except Exception as exc:   # the runner isolates items itself; this is the last guard
             results = [exc] * len(items)
         return results, time.perf_counter() - start
+
+    def _place_next(self, seconds: float) -> None:
+        if seconds < OFFLOAD_AFTER_S:
+            self._quick_streak, self._slow_streak = self._quick_streak + 1, 0
+            if self._quick_streak >= PROBE_BATCHES and self._placement != "thread":
+                self._inline = True
+        else:
+            self._quick_streak, self._slow_streak = 0, self._slow_streak + 1
+            if self._slow_streak >= SLOW_BATCHES:
+                self._inline = False
 
     def _answered(self) -> None:
         """The last batch's answers went out (their tasks ran first): its clients may come back now."""
@@ -229,6 +242,6 @@ class Batcher:
             self._window.ran(peak, seconds)
             if self._max_batch > 1 and self._loop is not None:
                 self._loop.call_soon(self._answered)   # after the answers' tasks, queued just now
-            self._quick_streak = self._quick_streak + 1 if seconds < OFFLOAD_AFTER_S else 0
+            self._place_next(seconds)
             if self._observe is not None:
                 self._observe(len(batch), seconds)
