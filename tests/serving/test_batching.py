@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from gpufleet.agent.serving.batching import (
+    BLOCKING_S,
     IDLE_SHARE,
     OFFLOAD_AFTER_S,
     PROBE_BATCHES,
@@ -117,29 +118,37 @@ def test_close_answers_queued_requests_at_once() -> None:
     assert all(isinstance(o, BatcherClosed) for o in outcomes), outcomes
 
 
-def _placing_runner(threads: list[str], slow_calls: set[int]) -> Any:
+def _placing_runner(threads: list[str], slow_calls: set[int], how: str) -> Any:
     def run(items: list[Any]) -> list[Any]:
         if len(threads) in slow_calls:
-            time.sleep(OFFLOAD_AFTER_S * 3)
+            if how == "compute":      # a large model: CPU spent in the call
+                end = time.thread_time() + OFFLOAD_AFTER_S * 2
+                while time.thread_time() < end:
+                    pass
+            else:                     # "blocks": a handler waiting on I/O; "preempted": a busy core
+                time.sleep(BLOCKING_S * 1.5 if how == "blocks" else OFFLOAD_AFTER_S * 5)
         threads.append("loop" if threading.current_thread() is threading.main_thread() else "worker")
         return items
     return run
 
 
-@pytest.mark.parametrize(("placement", "slow", "expected"), [
-    # quick batches run inline, and one slow batch (a preempted core) changes nothing
-    ("adaptive", {1}, ["loop"] * 4),
+@pytest.mark.parametrize(("placement", "how", "slow", "expected"), [
+    # quick batches run inline, and one slow batch changes nothing
+    ("adaptive", "compute", {1}, ["loop"] * 4),
     # after two slow ones in a row batches run on the worker, and back inline once quick again
-    ("adaptive", {1, 2}, ["loop"] * 3 + ["worker"] * PROBE_BATCHES + ["loop"]),
+    ("adaptive", "compute", {1, 2}, ["loop"] * 3 + ["worker"] * PROBE_BATCHES + ["loop"]),
+    ("adaptive", "blocks", {1, 2}, ["loop"] * 3 + ["worker"] * PROBE_BATCHES + ["loop"]),
+    # a few ms on the clock but no CPU: a preempted core, not a slow model
+    ("adaptive", "preempted", {1, 2}, ["loop"] * 4),
     # a custom handler proves itself quick on the worker first
-    ("probe", {1}, ["worker"] * (2 + PROBE_BATCHES) + ["loop"]),
+    ("probe", "compute", {1}, ["worker"] * (2 + PROBE_BATCHES) + ["loop"]),
 ])
-def test_batches_run_inline_while_quick_and_on_the_worker_once_slow(placement: Placement, slow: set[int],
-                                                                    expected: list[str]) -> None:
+def test_batches_run_inline_while_quick_and_on_the_worker_once_slow(placement: Placement, how: str,
+                                                                    slow: set[int], expected: list[str]) -> None:
     threads: list[str] = []
 
     async def main() -> None:
-        batcher = Batcher(_placing_runner(threads, slow), max_batch=1, max_delay_s=0.0, placement=placement)
+        batcher = Batcher(_placing_runner(threads, slow, how), max_batch=1, max_delay_s=0.0, placement=placement)
         for i in range(len(expected)):
             await batcher.submit(i)
         batcher.close()

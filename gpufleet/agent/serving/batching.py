@@ -11,12 +11,13 @@ wave takes longer than 5 ms to arrive on one core. Two half batches that alterna
 the other queues) merge again: the queued one waits for the answered one's clients to come back.
 
 Where a batch runs: inline on the loop thread while batches are quick (a thread hop costs tens of
-microseconds), on one worker thread once ``SLOW_BATCHES`` batches in a row took longer than
-``OFFLOAD_AFTER_S`` (a large model: the loop keeps reading and answering requests while the forward
-pass runs; one slow batch may just be a preempted core), back inline after ``PROBE_BATCHES`` quick
-ones, and always on the thread for CUDA (the loop decodes while the GPU computes). A custom
-``inference.py`` may block (I/O, sleeps), so its first batches run on the thread until it has shown
-``PROBE_BATCHES`` quick ones.
+microseconds), on one worker thread once ``SLOW_BATCHES`` batches in a row were slow: more than
+``OFFLOAD_AFTER_S`` of CPU (a large model: the loop keeps reading and answering requests while the
+forward pass runs) or more than ``BLOCKING_S`` of wall time (a handler that blocks; a shorter wall
+time over little CPU is a preempted core on a busy machine, and one slow batch may be too), back
+inline after ``PROBE_BATCHES`` quick ones, and always on the thread for CUDA (the loop decodes while
+the GPU computes). A custom ``inference.py`` may block (I/O, sleeps), so its first batches run on the
+thread until it has shown ``PROBE_BATCHES`` quick ones.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ RunBatch = Callable[[list[Any]], list[Any]]
 BatchObserver = Callable[[int, float], None]   # (batch size, seconds in predict)
 Placement = Literal["adaptive", "probe", "thread"]   # inline when quick / the same after probing / always a thread
 
-OFFLOAD_AFTER_S = 0.001     # a batch slower than this is slow
+OFFLOAD_AFTER_S = 0.001     # a batch using more CPU than this is slow
+BLOCKING_S = 0.02           # ... and so is one taking longer than this on the clock
 SLOW_BATCHES = 2            # slow batches in a row that move batches to the worker thread
 PROBE_BATCHES = 8           # quick batches in a row that move them back inline
 IDLE_GAPS = 4               # arrivals stopped: no request for this many mean inter-arrival gaps
@@ -180,7 +182,7 @@ class Batcher:
         peak, self._peak = self._peak, self._outstanding
         items = [item for item, _ in batch]
         if self._inline:
-            self._finish(batch, *self._timed(items), peak)
+            self._finish(batch, *self._timed(items), peak=peak)
         else:
             self._busy = True
             task = loop.run_in_executor(self._worker(), self._timed, items)
@@ -193,16 +195,20 @@ class Batcher:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="predict")
         return self._executor
 
-    def _timed(self, items: list[Any]) -> tuple[list[Any], float]:
-        start = time.perf_counter()
+    def _timed(self, items: list[Any]) -> tuple[list[Any], float, bool]:
+        """The results, the wall seconds, and whether the batch was slow (see the module's doc)."""
+        start, cpu_start = time.perf_counter(), time.thread_time()
         try:
             results = self._run(items)
         except Exception as exc:   # the runner isolates items itself; this is the last guard
             results = [exc] * len(items)
-        return results, time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        slow = seconds >= BLOCKING_S or (seconds >= OFFLOAD_AFTER_S    # the CPU clock only when it can matter
+                                         and time.thread_time() - cpu_start >= OFFLOAD_AFTER_S)
+        return results, seconds, slow
 
-    def _place_next(self, seconds: float) -> None:
-        if seconds < OFFLOAD_AFTER_S:
+    def _place_next(self, slow: bool) -> None:
+        if not slow:
             self._quick_streak, self._slow_streak = self._quick_streak + 1, 0
             if self._quick_streak >= PROBE_BATCHES and self._placement != "thread":
                 self._inline = True
@@ -218,18 +224,18 @@ class Batcher:
         self._flush()
 
     def _finish_threaded(self, batch: list[tuple[Any, asyncio.Future[Any]]],
-                         done: asyncio.Future[tuple[list[Any], float]], peak: int) -> None:
+                         done: asyncio.Future[tuple[list[Any], float, bool]], peak: int) -> None:
         self._busy = False
         try:
-            results, seconds = done.result()
+            results, seconds, slow = done.result()
         except BaseException as exc:
-            results, seconds = [exc] * len(batch), 0.0
-        self._finish(batch, results, seconds, peak)
+            results, seconds, slow = [exc] * len(batch), 0.0, False
+        self._finish(batch, results, seconds, slow, peak)
         if self._pending and self._max_batch == 1:
             self._schedule()
 
     def _finish(self, batch: list[tuple[Any, asyncio.Future[Any]]], results: list[Any],
-                seconds: float | None, peak: int = 0) -> None:
+                seconds: float | None, slow: bool = False, peak: int = 0) -> None:
         self._outstanding -= len(batch)
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():       # timed out while queued or running
@@ -242,6 +248,6 @@ class Batcher:
             self._window.ran(peak, seconds)
             if self._max_batch > 1 and self._loop is not None:
                 self._loop.call_soon(self._answered)   # after the answers' tasks, queued just now
-            self._place_next(seconds)
+            self._place_next(slow)
             if self._observe is not None:
                 self._observe(len(batch), seconds)
