@@ -1,18 +1,15 @@
 """The cdktf app: a ``platform`` stack and a ``team-<name>`` stack per team in the config.
 
-``cdktf.json`` runs ``python -m gpufleet.app``; ``gpufleet synth`` calls ``synth_app`` directly.
-Environment: ``GPUFLEET_CONFIG`` (default ``gpufleet.yaml``), ``GPUFLEET_TARGET`` (``local``|``aws``).
+``gpufleet synth`` and deploy call ``synth_app``; ``cdktf.json`` runs ``python -m gpufleet.cli.cdktf_app``,
+which builds the same app.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpufleet.config import DEFAULT_CONFIG, PlatformConfig, load_config
-from gpufleet.errors import UserInputError
+from gpufleet.config import PlatformConfig
 from gpufleet.target import Target
 
 
@@ -48,21 +45,3 @@ def synth_app(cfg: PlatformConfig, target: Target, outdir: Path, region: str | N
     stacks_dir = outdir / "stacks"
     names = ["platform"] + [f"team-{t.name}" for t in cfg.teams]
     return SynthResult(outdir, {n: count_resources(stacks_dir / n) for n in names})
-
-
-def main() -> int:
-    from gpufleet.cli.context import resolve_target
-
-    try:
-        cfg = load_config(os.environ.get("GPUFLEET_CONFIG", DEFAULT_CONFIG))
-        target = resolve_target(None, for_deploy=False)
-    except UserInputError as exc:
-        print("\n".join(exc.problems), file=sys.stderr)
-        return 2
-    outdir = Path(os.environ.get("CDKTF_OUTDIR", "cdktf.out"))
-    build_app(cfg, target, outdir).synth()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
