@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 import torch
 
-from gpufleet.agent.aws import AwsClients
 from gpufleet.agent.serving.app import Limits, ServingApp
 from gpufleet.agent.serving.handler import load_handler
 from gpufleet.agent.serving.metrics import ServingMetrics
 from gpufleet.agent.serving.models import LoadedModel, ModelSlot
-from gpufleet.agent.serving.settings import ServingSettings
 from gpufleet.agent.serving.watcher import ModelWatcher
+from gpufleet.aws import AwsClients
+from gpufleet.schema.serving_settings import ServingSettings
 from tests.serving.conftest import Constant, Team, loaded, pack, scripted_model_dir
 
 HELPER_INFERENCE_PY = '''
