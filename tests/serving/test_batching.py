@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 import torch
 
+from gpufleet.agent.serving import batching
 from gpufleet.agent.serving.batching import (
-    BLOCKING_S,
     IDLE_SHARE,
-    OFFLOAD_AFTER_S,
     PROBE_BATCHES,
     Batcher,
     BatcherClosed,
@@ -118,15 +117,19 @@ def test_close_answers_queued_requests_at_once() -> None:
     assert all(isinstance(o, BatcherClosed) for o in outcomes), outcomes
 
 
+# Thresholds far above a quick call's time, so that a loaded machine does not make a quick call slow.
+OFFLOAD_S, BLOCK_S = 0.05, 0.2
+
+
 def _placing_runner(threads: list[str], slow_calls: set[int], how: str) -> Any:
     def run(items: list[Any]) -> list[Any]:
         if len(threads) in slow_calls:
             if how == "compute":      # a large model: CPU spent in the call
-                end = time.thread_time() + OFFLOAD_AFTER_S * 2
+                end = time.thread_time() + OFFLOAD_S * 2
                 while time.thread_time() < end:
                     pass
             else:                     # "blocks": a handler waiting on I/O; "preempted": a busy core
-                time.sleep(BLOCKING_S * 1.5 if how == "blocks" else OFFLOAD_AFTER_S * 5)
+                time.sleep(BLOCK_S * 1.5 if how == "blocks" else OFFLOAD_S * 2)
         threads.append("loop" if threading.current_thread() is threading.main_thread() else "worker")
         return items
     return run
@@ -135,8 +138,9 @@ def _placing_runner(threads: list[str], slow_calls: set[int], how: str) -> Any:
 @pytest.mark.parametrize(("placement", "how", "slow", "expected"), [
     # quick batches run inline, and one slow batch changes nothing
     ("adaptive", "compute", {1}, ["loop"] * 4),
-    # after two slow ones in a row batches run on the worker, and back inline once quick again
-    ("adaptive", "compute", {1, 2}, ["loop"] * 3 + ["worker"] * PROBE_BATCHES + ["loop"]),
+    # after two slow ones in a row batches run on the worker, and back inline once quick again (the first
+    # slow batch only makes the next one read the CPU clock)
+    ("adaptive", "compute", {1, 2, 3}, ["loop"] * 4 + ["worker"] * PROBE_BATCHES + ["loop"]),
     ("adaptive", "blocks", {1, 2}, ["loop"] * 3 + ["worker"] * PROBE_BATCHES + ["loop"]),
     # a few ms on the clock but no CPU: a preempted core, not a slow model
     ("adaptive", "preempted", {1, 2}, ["loop"] * 4),
@@ -144,7 +148,10 @@ def _placing_runner(threads: list[str], slow_calls: set[int], how: str) -> Any:
     ("probe", "compute", {1}, ["worker"] * (2 + PROBE_BATCHES) + ["loop"]),
 ])
 def test_batches_run_inline_while_quick_and_on_the_worker_once_slow(placement: Placement, how: str,
-                                                                    slow: set[int], expected: list[str]) -> None:
+                                                                    slow: set[int], expected: list[str],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batching, "OFFLOAD_AFTER_S", OFFLOAD_S)
+    monkeypatch.setattr(batching, "BLOCKING_S", BLOCK_S)
     threads: list[str] = []
 
     async def main() -> None:

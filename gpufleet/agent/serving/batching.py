@@ -33,6 +33,7 @@ from typing import Any, Literal
 RunBatch = Callable[[list[Any]], list[Any]]
 BatchObserver = Callable[[int, float], None]   # (batch size, seconds in predict)
 Placement = Literal["adaptive", "probe", "thread"]   # inline when quick / the same after probing / always a thread
+Pace = Literal["quick", "slow", "suspect"]           # suspect: slow on the wall clock, CPU not read
 
 OFFLOAD_AFTER_S = 0.001     # a batch using more CPU than this is slow
 BLOCKING_S = 0.02           # ... and so is one taking longer than this on the clock
@@ -99,6 +100,7 @@ class Batcher:
         self._placement = placement
         self._inline = placement == "adaptive"
         self._quick_streak = self._slow_streak = 0
+        self._suspect = False     # the last batch was slow on the clock: read the CPU clock next time
         self._executor: ThreadPoolExecutor | None = None
         self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
         self._outstanding = 0     # submitted and not yet answered
@@ -195,27 +197,37 @@ class Batcher:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="predict")
         return self._executor
 
-    def _timed(self, items: list[Any]) -> tuple[list[Any], float, bool]:
-        """The results, the wall seconds, and whether the batch was slow (see the module's doc)."""
-        start, cpu_start = time.perf_counter(), time.thread_time()
+    def _timed(self, items: list[Any]) -> tuple[list[Any], float, Pace]:
+        """The results, the wall seconds, and the batch's pace (see the module's doc). The thread's CPU
+        clock is a system call (microseconds in a VM): it is read only after a batch slow on the wall
+        clock, to tell a slow model from a preempted core."""
+        measure_cpu = self._suspect
+        start, cpu_start = time.perf_counter(), time.thread_time() if measure_cpu else 0.0
         try:
             results = self._run(items)
         except Exception as exc:   # the runner isolates items itself; this is the last guard
             results = [exc] * len(items)
         seconds = time.perf_counter() - start
-        slow = seconds >= BLOCKING_S or (seconds >= OFFLOAD_AFTER_S    # the CPU clock only when it can matter
-                                         and time.thread_time() - cpu_start >= OFFLOAD_AFTER_S)
-        return results, seconds, slow
+        pace: Pace = "quick"
+        if seconds >= BLOCKING_S:
+            pace = "slow"
+        elif seconds >= OFFLOAD_AFTER_S:
+            pace = ("suspect" if not measure_cpu else
+                    "slow" if time.thread_time() - cpu_start >= OFFLOAD_AFTER_S else "quick")
+        return results, seconds, pace
 
-    def _place_next(self, slow: bool) -> None:
-        if not slow:
+    def _place_next(self, pace: Pace) -> None:
+        self._suspect = pace != "quick"
+        if pace == "quick":
             self._quick_streak, self._slow_streak = self._quick_streak + 1, 0
             if self._quick_streak >= PROBE_BATCHES and self._placement != "thread":
                 self._inline = True
         else:
-            self._quick_streak, self._slow_streak = 0, self._slow_streak + 1
-            if self._slow_streak >= SLOW_BATCHES:
-                self._inline = False
+            self._quick_streak = 0
+            if pace == "slow":
+                self._slow_streak += 1
+                if self._slow_streak >= SLOW_BATCHES:
+                    self._inline = False
 
     def _answered(self) -> None:
         """The last batch's answers went out (their tasks ran first): its clients may come back now."""
@@ -224,18 +236,19 @@ class Batcher:
         self._flush()
 
     def _finish_threaded(self, batch: list[tuple[Any, asyncio.Future[Any]]],
-                         done: asyncio.Future[tuple[list[Any], float, bool]], peak: int) -> None:
+                         done: asyncio.Future[tuple[list[Any], float, Pace]], peak: int) -> None:
         self._busy = False
+        pace: Pace
         try:
-            results, seconds, slow = done.result()
+            results, seconds, pace = done.result()
         except BaseException as exc:
-            results, seconds, slow = [exc] * len(batch), 0.0, False
-        self._finish(batch, results, seconds, slow, peak)
+            results, seconds, pace = [exc] * len(batch), 0.0, "quick"
+        self._finish(batch, results, seconds, pace, peak)
         if self._pending and self._max_batch == 1:
             self._schedule()
 
     def _finish(self, batch: list[tuple[Any, asyncio.Future[Any]]], results: list[Any],
-                seconds: float | None, slow: bool = False, peak: int = 0) -> None:
+                seconds: float | None, pace: Pace = "quick", peak: int = 0) -> None:
         self._outstanding -= len(batch)
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():       # timed out while queued or running
@@ -248,6 +261,6 @@ class Batcher:
             self._window.ran(peak, seconds)
             if self._max_batch > 1 and self._loop is not None:
                 self._loop.call_soon(self._answered)   # after the answers' tasks, queued just now
-            self._place_next(slow)
+            self._place_next(pace)
             if self._observe is not None:
                 self._observe(len(batch), seconds)
