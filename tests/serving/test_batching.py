@@ -117,19 +117,20 @@ def test_close_answers_queued_requests_at_once() -> None:
     assert all(isinstance(o, BatcherClosed) for o in outcomes), outcomes
 
 
-# Thresholds far above a quick call's time, so that a loaded machine does not make a quick call slow.
-OFFLOAD_S, BLOCK_S = 0.05, 0.2
+# Thresholds far above a quick call's time, so that a loaded machine does not make a quick call slow, and a
+# blocking threshold far above a compute call's time on the clock, so that it does not make one blocking.
+OFFLOAD_S, BLOCK_S = 0.05, 1.0
 
 
 def _placing_runner(threads: list[str], slow_calls: set[int], how: str) -> Any:
     def run(items: list[Any]) -> list[Any]:
         if len(threads) in slow_calls:
             if how == "compute":      # a large model: CPU spent in the call
-                end = time.thread_time() + OFFLOAD_S * 2
+                end = time.thread_time() + OFFLOAD_S * 1.2
                 while time.thread_time() < end:
                     pass
             else:                     # "blocks": a handler waiting on I/O; "preempted": a busy core
-                time.sleep(BLOCK_S * 1.5 if how == "blocks" else OFFLOAD_S * 2)
+                time.sleep(BLOCK_S * 1.2 if how == "blocks" else OFFLOAD_S * 2)
         threads.append("loop" if threading.current_thread() is threading.main_thread() else "worker")
         return items
     return run
