@@ -27,6 +27,7 @@ def _queued(team: Team) -> int:
     return sum(int(attrs["Attributes"].get(name, 0)) for name in names)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("max_attempts", "why"), [
     (2, "the agents' training.max_attempts is 2"),
     (10, f"its message was received {QUEUE_MAX_RECEIVES} times, the queue's maxReceiveCount")])
