@@ -11,7 +11,9 @@ import hashlib
 import io
 import json
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,10 +21,11 @@ from gpufleet.agent.training.container import gpu_args
 from gpufleet.schema.container_settings import ContainerSettings
 from gpufleet.store.models import get_model_version
 from tests.support.containers import Podman, podman  # noqa: F401  (the fixture)
-from tests.training.conftest import Team, wait_for
+from tests.training.conftest import AgentProc, Team, wait_for
 from tests.training.fake_imds import FakeImds
 
 IMAGES = Path(__file__).parent / "images"
+StartAgent = Callable[..., AgentProc]
 LOSS = [{"name": "loss", "regex": r"loss=([0-9.]+)"}]
 
 
@@ -37,7 +40,7 @@ def _channel(team: Team) -> str:
     return f"s3://{team.runtime.buckets.data}/nums/"
 
 
-def _model_json(team: Team, record: dict[str, object]) -> tuple[bytes, dict[str, object]]:
+def _model_json(team: Team, record: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
     bucket, key = str(record["artifact_uri"]).removeprefix("s3://").split("/", 1)
     tarball = team.clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(tarball)) as tar:
@@ -45,7 +48,7 @@ def _model_json(team: Team, record: dict[str, object]) -> tuple[bytes, dict[str,
         return tarball, json.loads(tar.extractfile("model.json").read())  # type: ignore[union-attr]
 
 
-def test_container_job_succeeds_and_registers_its_model(team: Team, start_agent, podman: Podman,  # noqa: F811
+def test_container_job_succeeds_and_registers_its_model(team: Team, start_agent: StartAgent, podman: Podman,  # noqa: F811
                                                         train_image: str) -> None:
     start_agent("host-a", containers=podman.agent_settings())
     hps = {"steps": 3, "lr": 0.5, "mode": "fast"}
@@ -72,7 +75,7 @@ def test_container_job_succeeds_and_registers_its_model(team: Team, start_agent,
     assert not podman.run("ps", "--all", "--quiet", "--filter", "label=gpufleet.agent=host-a").stdout.strip()
 
 
-def test_failed_container_reports_its_failure_file(team: Team, start_agent, podman: Podman,  # noqa: F811
+def test_failed_container_reports_its_failure_file(team: Team, start_agent: StartAgent, podman: Podman,  # noqa: F811
                                                    train_image: str) -> None:
     start_agent("host-f", containers=podman.agent_settings())
     job_id = team.submit(None, name="byoc-bad", entry_point=None, image=train_image,
@@ -82,7 +85,7 @@ def test_failed_container_reports_its_failure_file(team: Team, start_agent, podm
     assert job["reason"] == ("the container exited with code 3; the train channel holds bad rows (fix the data)")
 
 
-def test_missing_image_fails_the_job_with_the_runtime_line(team: Team, start_agent, podman: Podman) -> None:  # noqa: F811
+def test_missing_image_fails_the_job_with_the_runtime_line(team: Team, start_agent: StartAgent, podman: Podman) -> None:  # noqa: F811
     start_agent("host-m", containers=podman.agent_settings())
     job_id = team.submit(None, name="byoc-missing", entry_point=None, image="localhost/gpufleet-no-such-image:1")
     job = team.wait_status(job_id, ("SUCCEEDED", "FAILED"), timeout_s=60)
@@ -91,7 +94,7 @@ def test_missing_image_fails_the_job_with_the_runtime_line(team: Team, start_age
 
 
 def test_spot_notice_stops_the_container_and_another_host_resumes_from_its_checkpoint(
-        team: Team, start_agent, podman: Podman, train_image: str) -> None:  # noqa: F811
+        team: Team, start_agent: StartAgent, podman: Podman, train_image: str) -> None:  # noqa: F811
     """The spot notice comes from a fake IMDS: neither this machine nor moto serves spot/instance-action."""
     imds = FakeImds("host-s")
     try:
