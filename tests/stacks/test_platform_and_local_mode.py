@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gpufleet.constructs.network import GATEWAY_SERVICES, HOST_SERVICES
+from gpufleet.constructs.network import GATEWAY_SERVICES, HOST_SERVICES, HOST_TRAFFIC
 from gpufleet.local.differences import LOCAL_MODE_DIFFERENCES
 from tests.conftest import REPO_ROOT
 from tests.stacks.conftest import (
@@ -69,7 +69,7 @@ def test_without_nat_every_service_the_hosts_call_has_a_vpc_endpoint(aws_stacks:
     doc = aws_stacks["platform"]
     assert not resources(doc, "aws_nat_gateway")
     endpoints = _endpoints(doc)
-    assert set(endpoints) == {HOST_SERVICES[s] for s in services_hosts_call()}
+    assert set(endpoints) == {HOST_SERVICES[s] for s in services_hosts_call()} | set(HOST_TRAFFIC)
     private_rt = one(doc, "aws_route_table", lambda t: t["tags"]["Name"] == "acme-vpc-private")
     private_subnets = sorted(f"${{aws_subnet.{k}.id}}" for k, s in resources(doc, "aws_subnet").items()
                              if s["tags"]["gpufleet:tier"] == "private")
