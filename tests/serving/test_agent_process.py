@@ -17,6 +17,7 @@ import pytest
 from gpufleet.agent.training.output import publish_model
 from gpufleet.aws import AwsClients
 from tests.serving.conftest import Agent, Constant, Digits, Team, pack, scripted_model_dir
+from tests.support.audit import audit_team_calls, problems
 
 
 def _predict_classes(agent: Agent, x: np.ndarray, content_type: str) -> np.ndarray:
@@ -36,7 +37,7 @@ def _predict_classes(agent: Agent, x: np.ndarray, content_type: str) -> np.ndarr
 
 
 def test_model_from_the_training_agent_serves_predicts_and_reports(team: Team, digits: Digits,
-                                                                   start_agent) -> None:
+                                                                   start_agent, tmp_path: Path) -> None:
     clients = AwsClients.create(team.runtime.region, team.emu.endpoint)
     published = publish_model(clients, team.runtime, digits.model_dir, "digits", {"job_id": "job-digits"})
     assert published == "digits:1"
@@ -64,6 +65,14 @@ def test_model_from_the_training_agent_serves_predicts_and_reports(team: Team, d
             ["i-", ""])}])["Metrics"]}
     assert {"Invocations", "ModelLatency"} <= names
     _assert_captured(team, request_count=4)
+
+    # The agent's calls, judged against the serving role and network the team stack gives it on AWS
+    # (unused grants are judged by the demo e2e, which exercises every role end to end).
+    report = audit_team_calls(tmp_path / "calls", team.runtime, tmp_path / "audit", endpoints=("web",))
+    assert problems(report) == []
+    (serving,) = report.roles
+    assert {"s3:GetObject", "s3:PutObject", "kms:Decrypt", "kms:GenerateDataKey", "dynamodb:GetItem",
+            "cloudwatch:PutMetricData"} <= serving.actions
 
 
 def _assert_captured(team: Team, request_count: int) -> None:

@@ -24,6 +24,7 @@ from gpufleet.schema.job_spec import parse_job_spec
 from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.store.jobs import get_job
 from tests.conftest import REPO_ROOT
+from tests.support.audit import recording
 from tests.support.aws import create_team_resources
 
 DIGITS = REPO_ROOT / "examples" / "training" / "digits"
@@ -100,7 +101,8 @@ def start_agent(team: Team, tmp_path: Path, repo_env: dict[str, str]) -> Iterato
                   "containers": containers or {}}
         (root / "agent.json").write_text(json.dumps(config))
         log_path = root / "agent.log"
-        env = {**repo_env, "OMP_NUM_THREADS": "1"}   # two cores shared: no thread oversubscription
+        # two cores shared: no thread oversubscription; every agent records its calls for the audit
+        env = recording({**repo_env, "OMP_NUM_THREADS": "1"}, tmp_path / "calls")
         with log_path.open("wb") as out:
             proc = subprocess.Popen([sys.executable, "-m", "gpufleet.agent", "run", "--config",
                                      str(root / "agent.json")], env=env, stdout=out, stderr=subprocess.STDOUT)
