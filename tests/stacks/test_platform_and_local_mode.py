@@ -56,7 +56,8 @@ def services_hosts_call() -> set[str]:
 
 
 def _endpoints(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {e["service_name"].rsplit(".", 1)[-1]: e for e in resources(doc, "aws_vpc_endpoint").values()}
+    """By service: what follows ``com.amazonaws.<region>.`` (``s3``, ``ecr.api``)."""
+    return {e["service_name"].split(".", 3)[-1]: e for e in resources(doc, "aws_vpc_endpoint").values()}
 
 
 def test_host_services_list_every_service_the_agent_code_calls() -> None:
