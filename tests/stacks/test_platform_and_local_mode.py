@@ -161,6 +161,7 @@ def test_local_mode_differs_from_real_aws_only_in_the_listed_ways(aws_stacks: Sy
         {t: n for t, n in local.items() if t not in differing}
     team = local_stacks["team-vision"]
     assert all(b["force_destroy"] is True for b in resources(team, "aws_s3_bucket").values())
+    assert one(team, "aws_ecr_repository")["force_delete"] is True
     assert all(t["deletion_protection_enabled"] is False for t in resources(team, "aws_dynamodb_table").values())
     ami = next(iter(team["data"]["aws_ami"].values()))
     assert ami["owners"] == ["898082745236"]
@@ -174,7 +175,8 @@ def test_local_mode_differs_from_real_aws_only_in_the_listed_ways(aws_stacks: Sy
     listed = " ".join(f for f, _ in LOCAL_MODE_DIFFERENCES)
     assert one(team, "aws_s3_bucket_replication_configuration")["lifecycle"]["ignore_changes"] == ["rule"]
     for phrase in ("force-destroyable", "deletion protection", "TLS-only and team-scope", "Deep Learning AMI",
-                   "tag_specifications", "redrive policy", "replication rule", "no lifecycle configuration"):
+                   "tag_specifications", "redrive policy", "replication rule", "no lifecycle configuration",
+                   "image repository (ECR)", "local podman images"):
         assert phrase in listed
 
 
