@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from gpufleet.constructs.endpoint import EndpointFleet
 from gpufleet.constructs.iam import PermissionBoundary, ScopedRole
+from gpufleet.constructs.images import ImageRepository
 from gpufleet.constructs.keys import EncryptionKey
 from gpufleet.constructs.logs import JobLogGroup
 from gpufleet.constructs.messaging import JobQueue
@@ -107,3 +108,10 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
         o.add_to_policy(Statement("ReadAlarms", ("cloudwatch:DescribeAlarms",), tuple(alarm_arns)))
     o.add_to_policy(Statement("ReadMetrics", ("cloudwatch:GetMetricData",), ("*",)))  # no resource type
     o.add_to_policy(DESCRIBE_FLEETS)
+
+
+def grant_images(roles: TeamRoles, images: ImageRepository) -> None:
+    """Hosts pull the team's images (container jobs and endpoints); operators push them."""
+    images.grant_pull(roles.training, "team-images")
+    images.grant_pull(roles.serving, "team-images")
+    images.grant_push(roles.operator, "team-images")

@@ -88,7 +88,7 @@ def _validated(rec: Record, identity: Identity) -> JobSpec | str:
         return "bad spec: " + "; ".join(exc.problems)
     if spec.team != identity.team:
         return f"bad spec: team {spec.team!r} is not this queue's team {identity.team!r}"
-    if not spec.source:
+    if not (spec.source or spec.image):   # a container job's image may hold its code
         return "bad spec: no source"
     return spec
 

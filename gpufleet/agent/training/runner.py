@@ -16,13 +16,15 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from gpufleet.agent.identity import Identity
 from gpufleet.agent.requirements import RequirementsError, cache_root, requirements_python
 from gpufleet.agent.training.checkpoints import CheckpointSync
 from gpufleet.agent.training.claim import Claim, finish, heartbeat
+from gpufleet.agent.training.container import ContainerError, container_job, failure_reason, prepare_container
 from gpufleet.agent.training.inputs import InputError, fetch_inputs
 from gpufleet.agent.training.layout import (
     Layout,
@@ -44,6 +46,7 @@ from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.store.jobs import get_job, update_job
 
 log = logging.getLogger("gpufleet.agent.runner")
+T = TypeVar("T")
 
 
 @dataclass
@@ -112,6 +115,7 @@ def _requeue(ctx: AgentContext, job_id: str, receipt: str, delay_s: int = 0) -> 
 
 def launcher_argv(ctx: AgentContext, claim: Claim) -> list[str]:
     spec = claim.spec
+    assert spec.entry_point, "a spec without an image has an entry point (JobSpec checks it)"
     argv = [ctx.job_python or ctx.config.training.python or sys.executable, "-m", "torch.distributed.run",
             f"--nproc-per-node={spec.procs_per_host}", "--max-restarts=0"]
     if spec.instance_count == 1:
@@ -157,7 +161,13 @@ def _run(ctx: AgentContext, claim: Claim, receipt: str) -> str:
     try:
         ctx.layout.reset()
         attempt = _prepare(ctx, claim)
-        ctx.job_python = _install_requirements(ctx, claim, receipt)
+        if claim.spec.image:   # the image brings its own dependencies
+            image, settings, agent = claim.spec.image, ctx.config.containers, ctx.identity.instance_id
+            _with_heartbeat(ctx, claim, receipt, lambda: prepare_container(ctx.clients, settings, image, agent))
+        else:
+            ctx.job_python = _with_heartbeat(ctx, claim, receipt, lambda: _install_requirements(ctx))
+    except ContainerError as exc:
+        return _conclude_failure(ctx, claim, receipt, f"image: {exc}")
     except (InputError, *AWS_ERRORS) as exc:
         return _conclude_failure(ctx, claim, receipt, f"inputs: {exc}")
     except RequirementsError as exc:
@@ -166,8 +176,7 @@ def _run(ctx: AgentContext, claim: Claim, receipt: str) -> str:
         ctx.layout.reset_quietly()
         return _conclude_failure(ctx, claim, receipt, f"preparing the job on {ctx.identity.instance_id}: {exc} "
                                  "(free space under the agent's work_root, or give the job a larger volume)")
-    proc = JobProcess(launcher_argv(ctx, claim), job_env(ctx, claim), ctx.layout.code, ctx.layout.job_log,
-                      attempt.metrics.feed, ctx.config.training.log_tail_lines)
+    proc = _job_process(ctx, claim, attempt)
     try:
         proc.start()
     except OSError as exc:
@@ -179,6 +188,9 @@ def _run(ctx: AgentContext, claim: Claim, receipt: str) -> str:
         if claim.spec.instance_count > 1 and _peer_interrupted(ctx, claim):
             return _settle_lost_race(ctx, claim, receipt)
         code, lines = script_failure(list(proc.tail), code, ctx.config.training.log_tail_lines)
+        if claim.spec.image:
+            return _conclude_failure(ctx, claim, receipt, f"the container exited with code {code}; " + (
+                failure_reason(ctx.layout) or "last lines:\n" + "\n".join(lines)))
         return _conclude_failure(ctx, claim, receipt,
                                  f"the script exited with code {code}; last lines:\n" + "\n".join(lines))
     if outcome == "timeout":
@@ -205,9 +217,25 @@ def _prepare(ctx: AgentContext, claim: Claim) -> Attempt:
     return Attempt(code_sha, inputs, ckpt, ship, MetricParser(spec.metric_definitions))
 
 
-def _install_requirements(ctx: AgentContext, claim: Claim, receipt: str) -> str | None:
-    """The source's requirements.txt environment (None without one). The job heartbeats meanwhile: a
-    first install may take minutes, and a silent job would be taken over as dead."""
+def _job_process(ctx: AgentContext, claim: Claim, attempt: Attempt) -> JobProcess:
+    """torchrun on the host (script mode), or the job's image (bring your own container)."""
+    tail = ctx.config.training.log_tail_lines
+    if claim.spec.image:
+        return container_job(ctx.config.containers, ctx.layout, claim, ctx.identity.instance_id,
+                             attempt.metrics.feed, tail)
+    return JobProcess(launcher_argv(ctx, claim), job_env(ctx, claim), ctx.layout.code, ctx.layout.job_log,
+                      attempt.metrics.feed, tail)
+
+
+def _install_requirements(ctx: AgentContext) -> str | None:
+    """The source's requirements.txt environment (None without one)."""
+    return requirements_python(ctx.layout.code, cache_root(ctx.config.pip, ctx.config.work_root),
+                               ctx.config.training.python or sys.executable, ctx.config.pip, ctx.layout.job_log)
+
+
+def _with_heartbeat(ctx: AgentContext, claim: Claim, receipt: str, step: Callable[[], T]) -> T:
+    """Run a preparation step while the job heartbeats: a first pip install or image pull may take
+    minutes, and a silent job would be taken over as dead."""
     settings = ctx.config.training
 
     def beat() -> None:
@@ -217,8 +245,7 @@ def _install_requirements(ctx: AgentContext, claim: Claim, receipt: str) -> str 
     timer = Every(settings.heartbeat_s, beat, "heartbeat")
     timer.start()
     try:
-        return requirements_python(ctx.layout.code, cache_root(ctx.config.pip, ctx.config.work_root),
-                                   settings.python or sys.executable, ctx.config.pip, ctx.layout.job_log)
+        return step()
     finally:
         timer.stop()
 
