@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from gpufleet.constructs.endpoint import EndpointFleet
 from gpufleet.constructs.iam import PermissionBoundary, ScopedRole
+from gpufleet.constructs.images import ImageRepository
 from gpufleet.constructs.keys import EncryptionKey
 from gpufleet.constructs.logs import JobLogGroup
 from gpufleet.constructs.messaging import JobQueue
@@ -80,7 +81,9 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
         buckets[b].grant_read_write(t, f"{b}-bucket")
     for priority, queue in queues.items():
         queue.grant_consume(t, f"{priority}-job-queue")
-        queue.grant_send(t, f"{priority}-job-queue")   # an interrupted job goes back as a fresh message
+        queue.grant_send(t, f"{priority}-job-queue")   # an interrupted or deferred job goes back as a fresh message
+    shared_dlq = queues["normal"]   # all priorities share its DLQ
+    shared_dlq.grant_dead_letter(t, "job-queue")   # a job given up after max_attempts
     tables["jobs"].grant_read_write(t, "jobs-table")
     tables["models"].grant_read_write(t, "models-table")
     training.grant_lifecycle(t, "training")
@@ -100,7 +103,7 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
         bucket.grant_read_write(o, f"{name}-bucket")
     for priority, queue in queues.items():
         queue.grant_send(o, f"{priority}-job-queue")
-    next(iter(queues.values())).grant_redrive(o, "job-queue")   # the DLQ all of them share
+    shared_dlq.grant_redrive(o, "job-queue")
     for name, table in tables.items():
         table.grant_read_write(o, f"{name}-table")
     training.grant_scale(o, "training")
@@ -111,3 +114,10 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
         o.add_to_policy(Statement("ReadAlarms", ("cloudwatch:DescribeAlarms",), tuple(alarm_arns)))
     o.add_to_policy(Statement("ReadMetrics", ("cloudwatch:GetMetricData",), ("*",)))  # no resource type
     o.add_to_policy(DESCRIBE_FLEETS)
+
+
+def grant_images(roles: TeamRoles, images: ImageRepository) -> None:
+    """Hosts pull the team's images (container jobs and endpoints); operators push them."""
+    images.grant_pull(roles.training, "team-images")
+    images.grant_pull(roles.serving, "team-images")
+    images.grant_push(roles.operator, "team-images")

@@ -256,9 +256,10 @@ def test_log_shipper_keeps_to_cloudwatch_quotas_and_sends_no_duplicates_after_a_
     lines = [f"{i:05d} " + "x" * 494 for i in range(3000)] + ["é" * 300_000, "end"]
     path = tmp_path / "job.log"
     path.write_text("\n".join(lines) + "\n")
+    group = f"/gf/{team.runtime.team}"
+    team.clients.client("logs").create_log_group(logGroupName=group)   # the team stack makes it; the agent never does
     logs = QuotaCheckingLogs(team.clients.client("logs"), fail_call=2)
-    ship = LogShipper(team.clients, path, team.runtime.buckets.logs, "job-q", "i-9",
-                      log_group=f"/gf/{team.runtime.team}")
+    ship = LogShipper(team.clients, path, team.runtime.buckets.logs, "job-q", "i-9", log_group=group)
     with pytest.raises(ConnectionError):
         ship._flush_cloudwatch(logs)
     assert logs.accepted == lines[:len(logs.accepted)]   # the first batch went through before the failure

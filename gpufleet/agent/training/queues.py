@@ -32,6 +32,7 @@ class Received:
     receipt: Receipt
     body: str
     message_id: str | None
+    receives: int   # ApproximateReceiveCount: the claim gives a job up before the redrive would
 
 
 class PriorityReceiver:
@@ -50,12 +51,14 @@ class PriorityReceiver:
             messages = self.sqs.receive_message(
                 QueueUrl=self.urls[priority], MaxNumberOfMessages=1,
                 WaitTimeSeconds=self.settings.poll_wait_s if last else self.settings.higher_queue_wait_s,
-                VisibilityTimeout=self.settings.visibility_timeout_s).get("Messages", [])
+                VisibilityTimeout=self.settings.visibility_timeout_s,
+                AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
             if not messages:
                 self.turns.found_empty(priority)
                 continue
             self.turns.took(priority)
             message = messages[0]
             return Received(Receipt(self.urls[priority], message["ReceiptHandle"], priority), message["Body"],
-                            message.get("MessageId"))
+                            message.get("MessageId"),
+                            int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)))
         return None
