@@ -33,6 +33,7 @@ REVIEWED_UNUSED: dict[str, dict[str, str]] = {
         "elasticloadbalancing:DescribeTargetHealth": ELB_READS,
         "s3:GetObject": JOB_LOGS,
         "s3:ListBucket": JOB_LOGS,
-        "s3:AbortMultipartUpload": MULTIPART_ABORT + "; the operator uploads job code",
+        "s3:AbortMultipartUpload": MULTIPART_ABORT + "; `gpufleet model bring` uploads a tarball "
+                                   "(registry/bring.py)",
     },
 }

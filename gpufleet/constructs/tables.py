@@ -9,9 +9,11 @@ from constructs import Construct
 from gpufleet.constructs.policy import Grantee, Statement, sid
 from gpufleet.providers import DynamodbTable
 
-READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:Scan",
-                "dynamodb:DescribeTable", "dynamodb:ConditionCheckItem")
-WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem")
+# The item calls gpufleet makes; none batches, deletes items, transacts or describes a table.
+GET_ACTIONS = ("dynamodb:GetItem",)
+READ_ACTIONS = (*GET_ACTIONS, "dynamodb:Query")
+SCAN_ACTIONS = ("dynamodb:Scan",)
+WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem")
 
 
 class Table(Construct):
@@ -30,9 +32,18 @@ class Table(Construct):
             deletion_protection_enabled=deletion_protection)
         self.name, self.arn = name, self.table.arn
 
-    def grant_read(self, grantee: Grantee, label: str) -> None:
-        grantee.add_to_policy(Statement(sid("Read", label), READ_ACTIONS, (self.arn, f"{self.arn}/index/*")))
-
-    def grant_read_write(self, grantee: Grantee, label: str) -> None:
-        grantee.add_to_policy(Statement(sid("ReadWrite", label), READ_ACTIONS + WRITE_ACTIONS,
+    def _grant(self, grantee: Grantee, statement_id: str, actions: tuple[str, ...], scan: bool) -> None:
+        grantee.add_to_policy(Statement(statement_id, actions + (SCAN_ACTIONS if scan else ()),
                                         (self.arn, f"{self.arn}/index/*")))
+
+    def grant_get(self, grantee: Grantee, label: str) -> None:
+        """Read single items by key (a host that follows known records)."""
+        self._grant(grantee, sid("Get", label), GET_ACTIONS, scan=False)
+
+    def grant_read(self, grantee: Grantee, label: str, *, scan: bool = False) -> None:
+        """Get and query items; ``scan`` also reads the whole table (listings, exports)."""
+        self._grant(grantee, sid("Read", label), READ_ACTIONS, scan)
+
+    def grant_read_write(self, grantee: Grantee, label: str, *, scan: bool = False) -> None:
+        """Get, query, put and update items (conditional writes, never deletes); ``scan`` as in ``grant_read``."""
+        self._grant(grantee, sid("ReadWrite", label), READ_ACTIONS + WRITE_ACTIONS, scan)

@@ -157,7 +157,7 @@ class TeamStack(GpufleetStack):
         """Replicated artifacts stay encrypted with the DR replica key the lost region's stack made here."""
         alias = DataAwsKmsAlias(self, "replica-key", name=f"alias/{self.cfg.platform.name}/{self.spec.name}-dr")
         for role in (self.roles.training, self.roles.serving, self.roles.operator):
-            role.add_to_policy(Statement(sid("Decrypt", "replica", "Key"), ("kms:Decrypt", "kms:DescribeKey"),
+            role.add_to_policy(Statement(sid("Decrypt", "replica", "Key"), ("kms:Decrypt",),
                                          (alias.target_key_arn,)))
 
     def _queue_alarms(self) -> list[str]:
