@@ -126,10 +126,12 @@ class SecureBucket(Construct):
     def _objects(self, prefix: str) -> str:
         return f"{self.arn}/{prefix}*"
 
-    def grant_read(self, grantee: Grantee, label: str, prefix: str = "") -> None:
-        """Read objects under ``prefix`` and list the bucket."""
+    def grant_read(self, grantee: Grantee, label: str, prefix: str = "", *, list_bucket: bool = True) -> None:
+        """Read objects under ``prefix`` and list the bucket; ``list_bucket=False`` for a reader that only
+        fetches keys it is told (a missing one is then a 403, not a 404)."""
         grantee.add_to_policy(Statement(sid("Read", label), READ_ACTIONS, (self._objects(prefix),)))
-        self._grant_list(grantee, label)
+        if list_bucket:
+            self._grant_list(grantee, label)
 
     def grant_write(self, grantee: Grantee, label: str, prefix: str = "", *, multipart: bool = True) -> None:
         """Write objects under ``prefix``; a writer that never reads needs no listing either.

@@ -83,7 +83,8 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
     job_logs.grant_write(t, "job-logs")
     t.add_to_policy(PUT_METRICS)
     # Serving hosts: read approved models, write captured requests, read endpoint state.
-    buckets["artifacts"].grant_read(s, "model-artifacts", prefix="models/")
+    # The agent fetches the one key the registry names; any failure rejects the artifact (serving/artifacts.py).
+    buckets["artifacts"].grant_read(s, "model-artifacts", prefix="models/", list_bucket=False)
     # Captured requests go in batches of small JSON lines, one put_object each (agent/serving/capture.py).
     buckets["capture"].grant_write(s, "capture-bucket", multipart=False)
     tables["endpoints"].grant_get(s, "endpoints-table")   # the agent follows its endpoint's record

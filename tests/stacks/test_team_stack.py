@@ -337,7 +337,7 @@ def test_roles_get_only_the_actions_their_calls_use(aws_stacks: Synth) -> None:
     for role, statements in roles.items():
         assert not _actions(statements) & never, role
     assert {a for a in _actions(roles["serving"]) if a.startswith(("dynamodb:", "s3:"))} == {
-        "dynamodb:GetItem", "s3:GetObject", "s3:ListBucket", "s3:PutObject"}
+        "dynamodb:GetItem", "s3:GetObject", "s3:PutObject"}
     assert "dynamodb:Scan" not in _actions(roles["training"])
     assert _granted(roles["operator"], "dynamodb:Scan"), "`gpufleet job list` and the registry export scan"
     (dlq,) = [k for k, r in resources(doc, "aws_sqs_queue").items() if r["name"] == "acme-vision-jobs-dlq"]
