@@ -15,6 +15,11 @@ other slice into its own directory. Then:
 Each helper is a Python and a node process (about 600 MB together) and pays the bindings' start-up
 (about 4 s), so slices are only made when there are cores for them and teams enough to amortize that.
 ``GPUFLEET_SYNTH_PROCESSES`` overrides the count (1 turns splitting off).
+
+Helpers run with ``python -O``: that skips the bindings' Python-side argument checks (typeguard, about a
+sixth of a slice's CPU). They are a development aid that this process still runs on the platform and the
+first slice, the node side validates every value again, and the output is the same bytes
+(tests/stacks/test_synth_split.py).
 """
 
 from __future__ import annotations
@@ -75,7 +80,7 @@ def start_helper(job: SliceJob, outdir: Path) -> subprocess.Popen[bytes]:
     """A helper process synthesizing ``job`` into ``outdir``; it runs this checkout's gpufleet."""
     checkout = str(Path(gpufleet.__file__).resolve().parents[1])
     path = os.pathsep.join(p for p in (checkout, os.environ.get("PYTHONPATH", "")) if p)
-    proc = subprocess.Popen([sys.executable, "-m", "gpufleet.synth_split", str(outdir)],
+    proc = subprocess.Popen([sys.executable, "-O", "-m", "gpufleet.synth_split", str(outdir)],
                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             env={**os.environ, "PYTHONPATH": path})
     assert proc.stdin is not None
