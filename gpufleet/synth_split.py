@@ -76,24 +76,31 @@ def slices(teams: Sequence[Team], count: int) -> list[list[Team]]:
     return out
 
 
-def start_helper(job: SliceJob, outdir: Path) -> subprocess.Popen[bytes]:
+@dataclass
+class Helper:
+    proc: subprocess.Popen[bytes]
+    log: Path   # its stderr: a file, not a pipe nobody reads until it ends
+
+
+def start_helper(job: SliceJob, outdir: Path) -> Helper:
     """A helper process synthesizing ``job`` into ``outdir``; it runs this checkout's gpufleet."""
     checkout = str(Path(gpufleet.__file__).resolve().parents[1])
     path = os.pathsep.join(p for p in (checkout, os.environ.get("PYTHONPATH", "")) if p)
-    proc = subprocess.Popen([sys.executable, "-O", "-m", "gpufleet.synth_split", str(outdir)],
-                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            env={**os.environ, "PYTHONPATH": path})
+    log = outdir.with_suffix(".log")
+    with log.open("wb") as err:
+        proc = subprocess.Popen([sys.executable, "-O", "-m", "gpufleet.synth_split", str(outdir)],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
+                                env={**os.environ, "PYTHONPATH": path})
     assert proc.stdin is not None
     proc.stdin.write(pickle.dumps(job))
     proc.stdin.close()
-    return proc
+    return Helper(proc, log)
 
 
-def wait_helper(proc: subprocess.Popen[bytes]) -> None:
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode(errors="replace")
-    if proc.wait() != 0:
-        raise RuntimeError(f"synth of a slice of team stacks failed (exit {proc.returncode}):\n{err[-4000:]}")
+def wait_helper(helper: Helper) -> None:
+    if helper.proc.wait() != 0:
+        err = helper.log.read_text(errors="replace")
+        raise RuntimeError(f"synth of a slice of team stacks failed (exit {helper.proc.returncode}):\n{err[-4000:]}")
 
 
 def platform_references(helper_out: Path) -> list[str]:
@@ -153,13 +160,13 @@ def synth_split(cfg: PlatformConfig, target: Target, outdir: Path, region: str |
                    for teams, out in zip(others, helper_outs, strict=True)]
         try:
             app, platform = build_stacks(cfg, target, outdir, region, mine)
-            for proc in helpers:
-                wait_helper(proc)
+            for helper in helpers:
+                wait_helper(helper)
         finally:
-            for proc in helpers:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+            for helper in helpers:
+                if helper.proc.poll() is None:
+                    helper.proc.kill()
+                    helper.proc.wait()
         for helper_out in helper_outs:
             for reference in platform_references(helper_out):
                 platform.register_outgoing_cross_stack_reference(reference)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from gpufleet.app import synth_app
 from gpufleet.config import PlatformConfig, parse_config
-from gpufleet.synth_split import process_count, slices, stable_json
+from gpufleet.synth_split import Helper, process_count, slices, stable_json, wait_helper
 from gpufleet.target import aws_target
 
 
@@ -57,3 +59,13 @@ def test_process_count_follows_the_override_and_needs_teams_enough(monkeypatch: 
 def test_stable_json_matches_cdktfs_layout() -> None:
     assert stable_json({"b": [], "a": {"y": [1, "x"], "x": {}}}) == (
         '{\n  "a": {\n    "x": {\n    },\n    "y": [\n      1,\n      "x"\n    ]\n  },\n  "b": [\n  ]\n}')
+
+
+def test_a_failed_slice_fails_the_synth_with_its_error(tmp_path: Path) -> None:
+    log = tmp_path / "slice-1.log"
+    failing = "import sys; sys.exit('ValueError: a NAT gateway needs public subnets')"
+    with log.open("wb") as err:
+        proc = subprocess.Popen([sys.executable, "-c", failing], stderr=err)
+    with pytest.raises(RuntimeError) as failed:
+        wait_helper(Helper(proc, log))
+    assert "(exit 1)" in str(failed.value) and "NAT gateway needs public subnets" in str(failed.value)
