@@ -1,20 +1,22 @@
 """The cdktf app: a ``platform`` stack and a ``team-<name>`` stack per team in the config.
 
-``cdktf.json`` runs ``python -m gpufleet.app``; ``gpufleet synth`` calls ``synth_app`` directly.
-Environment: ``GPUFLEET_CONFIG`` (default ``gpufleet.yaml``), ``GPUFLEET_TARGET`` (``local``|``aws``).
+``gpufleet synth`` and deploy call ``synth_app``; ``cdktf.json`` runs ``python -m gpufleet.cli.cdktf_app``,
+which builds the same app. ``python -m gpufleet.app`` is a helper of a split synth (gpufleet.synth_split).
 """
 
 from __future__ import annotations
 
-import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpufleet.config import DEFAULT_CONFIG, PlatformConfig, Team, load_config
-from gpufleet.errors import UserInputError
+from gpufleet import synth_split
+from gpufleet.config import PlatformConfig, Team
 from gpufleet.target import Target
+
+HELPER_MODULE = "gpufleet.app"   # what a split synth's helpers run (see the end of this module)
 
 
 @dataclass(frozen=True)
@@ -54,11 +56,9 @@ def synth_app(cfg: PlatformConfig, target: Target, outdir: Path, region: str | N
               processes: int | None = None) -> SynthResult:
     """Write every stack under ``outdir``; with many teams, in several processes (gpufleet.synth_split),
     byte-identical either way. ``processes`` defaults to what the cores and team count make worthwhile."""
-    from gpufleet.synth_split import process_count, synth_split
-
-    processes = processes or process_count(len(cfg.teams))
+    processes = processes or synth_split.process_count(len(cfg.teams))
     if processes > 1 and len(cfg.teams) > 1:
-        synth_split(cfg, target, outdir, region, processes)
+        _synth_split(cfg, target, outdir, region, processes)
     else:
         build_app(cfg, target, outdir, region).synth()
     stacks_dir = outdir / "stacks"
@@ -66,19 +66,36 @@ def synth_app(cfg: PlatformConfig, target: Target, outdir: Path, region: str | N
     return SynthResult(outdir, {n: count_resources(stacks_dir / n) for n in names})
 
 
-def main() -> int:
-    from gpufleet.cli.context import resolve_target
+def _synth_split(cfg: PlatformConfig, target: Target, outdir: Path, region: str | None, processes: int) -> None:
+    """The platform and the first slice of teams here, each other slice in a helper process, then merged."""
+    mine, *others = synth_split.slices(cfg.teams, processes)
+    with tempfile.TemporaryDirectory(prefix="gpufleet-synth-") as tmp:
+        helper_outs = [Path(tmp) / f"slice-{i}" for i in range(1, len(others) + 1)]
+        # Started before this process imports cdktf, so their start-up overlaps ours.
+        helpers = [synth_split.start_helper(synth_split.SliceJob(cfg, target, region, tuple(t.name for t in teams)),
+                                            out, HELPER_MODULE)
+                   for teams, out in zip(others, helper_outs, strict=True)]
+        try:
+            app, platform = build_stacks(cfg, target, outdir, region, mine)
+            for helper in helpers:
+                synth_split.wait_helper(helper)
+        finally:
+            synth_split.stop_helpers(helpers)
+        for helper_out in helper_outs:
+            for reference in synth_split.platform_references(helper_out):
+                platform.register_outgoing_cross_stack_reference(reference)
+        app.synth()
+        synth_split.check_platform_outputs(outdir, helper_outs)
+        synth_split.merge_slices(outdir, helper_outs)
 
-    try:
-        cfg = load_config(os.environ.get("GPUFLEET_CONFIG", DEFAULT_CONFIG))
-        target = resolve_target(None, for_deploy=False)
-    except UserInputError as exc:
-        print("\n".join(exc.problems), file=sys.stderr)
-        return 2
-    outdir = Path(os.environ.get("CDKTF_OUTDIR", "cdktf.out"))
-    build_app(cfg, target, outdir).synth()
+
+def _helper_main(outdir: Path) -> int:
+    job = synth_split.read_job()
+    wanted = set(job.teams)
+    app, _ = build_stacks(job.cfg, job.target, outdir, job.region, [t for t in job.cfg.teams if t.name in wanted])
+    app.synth()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_helper_main(Path(sys.argv[1])))

@@ -17,7 +17,7 @@ from typing import Any
 
 from gpufleet.config import PlatformConfig, parse_config
 from gpufleet.errors import RuntimeFailure, UserInputError
-from gpufleet.local.workspace import teams_dir
+from gpufleet.workspace import teams_dir
 
 PLATFORM, TEAM, ENDPOINT, MODEL = "demo", "ml", "digits", "digits"
 DEMO_CONFIG: dict[str, Any] = {
@@ -91,7 +91,7 @@ def invoke_held_out(url: str, say: Say) -> tuple[float, list[float]]:
     """Accuracy and per-request latencies (ms) of the endpoint on the held-out digits, one request each."""
     import json
 
-    from gpufleet.cli.invoke import invoke_once
+    from gpufleet.invoke import invoke_once
 
     x, y = held_out_digits()
     correct, latencies = 0, []
@@ -126,16 +126,17 @@ def job_spec(name: str, hyperparameters: dict[str, Any]) -> dict[str, Any]:
 
 def run_demo(root: Path, say: Say, sink: Any = None, bake_s: float = 15.0, job_timeout_s: float = 600.0,
              cfg: PlatformConfig | None = None) -> DemoResult:
-    from gpufleet.agent.aws import AwsClients
-    from gpufleet.cli.job_wait import wait_for_job
-    from gpufleet.cli.team_context import TeamContext
-    from gpufleet.jobs.spec import parse_job_spec
+    from gpufleet.aws import AwsClients
     from gpufleet.jobs.submit import submit_job
+    from gpufleet.jobs.wait import wait_for_job
     from gpufleet.local.cloud import router_target_health, router_urls
     from gpufleet.local.lifecycle import local_up
-    from gpufleet.registry.models import approve_model_version, get_model_version
+    from gpufleet.registry.models import approve_model_version
     from gpufleet.rollout.engine import Rollout, RolloutOptions
-    from gpufleet.runtime import load_runtime
+    from gpufleet.schema.job_spec import parse_job_spec
+    from gpufleet.schema.runtime import load_runtime
+    from gpufleet.store.models import get_model_version
+    from gpufleet.teams import TeamContext
 
     result = DemoResult()
     phase = Phases(result, say)

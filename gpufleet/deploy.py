@@ -17,11 +17,11 @@ from typing import Literal
 from gpufleet.app import SynthResult, synth_app
 from gpufleet.config import PlatformConfig
 from gpufleet.errors import UserInputError
-from gpufleet.local.workspace import teams_dir
-from gpufleet.runtime import TeamRuntime, parse_runtime
 from gpufleet.schema import RUNTIME_OUTPUT
+from gpufleet.schema.runtime import TeamRuntime, parse_runtime
 from gpufleet.target import Target
 from gpufleet.terraform.runner import EventSink, RunResult, StackRunner
+from gpufleet.workspace import teams_dir
 
 Action = Literal["plan", "deploy", "destroy"]
 

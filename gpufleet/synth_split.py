@@ -1,10 +1,11 @@
-"""Synthesize team stacks in several processes, with output byte-identical to one process.
+"""The parts of a synth split over processes (``gpufleet.app.synth_app`` runs it), with output
+byte-identical to one process.
 
 Why: every construct is a round trip to the jsii node process, and Python and node take turns, so one
 synth uses about one core; at 50 teams that is most of the time (scripts/bench-synth). Team stacks depend
-only on the platform stack, so teams split into contiguous slices: this process builds the platform and
-the first slice, each helper process (``python -m gpufleet.synth_split``) builds the platform and one
-other slice into its own directory. Then:
+only on the platform stack, so teams split into contiguous slices: the calling process builds the platform
+and the first slice, each helper process (``python -m gpufleet.app``) builds the platform and one other
+slice into its own directory. Then:
 
 - a team stack's JSON never depends on the other teams, so helpers' team stacks are moved in as they are;
 - the platform stack gains one ``cross-stack-output-*`` output per attribute any team reads, so this
@@ -30,7 +31,6 @@ import pickle
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,13 +82,14 @@ class Helper:
     log: Path   # its stderr: a file, not a pipe nobody reads until it ends
 
 
-def start_helper(job: SliceJob, outdir: Path) -> Helper:
-    """A helper process synthesizing ``job`` into ``outdir``; it runs this checkout's gpufleet."""
+def start_helper(job: SliceJob, outdir: Path, entry_module: str) -> Helper:
+    """A helper process (``python -O -m <entry_module> <outdir>``, ``job`` on its stdin) synthesizing ``job``
+    into ``outdir``; it runs this checkout's gpufleet."""
     checkout = str(Path(gpufleet.__file__).resolve().parents[1])
     path = os.pathsep.join(p for p in (checkout, os.environ.get("PYTHONPATH", "")) if p)
     log = outdir.with_suffix(".log")
     with log.open("wb") as err:
-        proc = subprocess.Popen([sys.executable, "-O", "-m", "gpufleet.synth_split", str(outdir)],
+        proc = subprocess.Popen([sys.executable, "-O", "-m", entry_module, str(outdir)],
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err,
                                 env={**os.environ, "PYTHONPATH": path})
     assert proc.stdin is not None
@@ -101,6 +102,19 @@ def wait_helper(helper: Helper) -> None:
     if helper.proc.wait() != 0:
         err = helper.log.read_text(errors="replace")
         raise RuntimeError(f"synth of a slice of team stacks failed (exit {helper.proc.returncode}):\n{err[-4000:]}")
+
+
+def read_job() -> SliceJob:
+    """The job a helper was started with (it must read it first: its parent blocks until it is read)."""
+    job: SliceJob = pickle.loads(sys.stdin.buffer.read())  # from our own parent process, never user input
+    return job
+
+
+def stop_helpers(helpers: Sequence[Helper]) -> None:
+    for helper in helpers:
+        if helper.proc.poll() is None:
+            helper.proc.kill()
+            helper.proc.wait()
 
 
 def platform_references(helper_out: Path) -> list[str]:
@@ -146,44 +160,3 @@ def stable_json(value: Any, level: int = 0, space: str = "  ") -> str:
     if isinstance(value, list):
         return "[" + ",".join(f"{indent}{space}{stable_json(v, level + 1, space)}" for v in value) + indent + "]"
     return json.dumps(value, ensure_ascii=False)
-
-
-def synth_split(cfg: PlatformConfig, target: Target, outdir: Path, region: str | None, processes: int) -> None:
-    """Synthesize every stack into ``outdir`` using ``processes`` processes (this one included)."""
-    from gpufleet.app import build_stacks
-
-    mine, *others = slices(cfg.teams, processes)
-    with tempfile.TemporaryDirectory(prefix="gpufleet-synth-") as tmp:
-        helper_outs = [Path(tmp) / f"slice-{i}" for i in range(1, len(others) + 1)]
-        # Started before this process imports cdktf, so their start-up overlaps ours.
-        helpers = [start_helper(SliceJob(cfg, target, region, tuple(t.name for t in teams)), out)
-                   for teams, out in zip(others, helper_outs, strict=True)]
-        try:
-            app, platform = build_stacks(cfg, target, outdir, region, mine)
-            for helper in helpers:
-                wait_helper(helper)
-        finally:
-            for helper in helpers:
-                if helper.proc.poll() is None:
-                    helper.proc.kill()
-                    helper.proc.wait()
-        for helper_out in helper_outs:
-            for reference in platform_references(helper_out):
-                platform.register_outgoing_cross_stack_reference(reference)
-        app.synth()
-        check_platform_outputs(outdir, helper_outs)
-        merge_slices(outdir, helper_outs)
-
-
-def _helper_main(outdir: Path) -> int:
-    job: SliceJob = pickle.loads(sys.stdin.buffer.read())  # read first: the parent blocks until it is read
-    from gpufleet.app import build_stacks
-
-    wanted = set(job.teams)
-    app, _ = build_stacks(job.cfg, job.target, outdir, job.region, [t for t in job.cfg.teams if t.name in wanted])
-    app.synth()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_helper_main(Path(sys.argv[1])))

@@ -10,8 +10,8 @@ import threading
 from typing import Protocol
 
 from gpufleet import __version__
-from gpufleet.agent.config import DEFAULT_AGENT_CONFIG, AgentConfig, load_agent_config
 from gpufleet.errors import RuntimeFailure, UserInputError
+from gpufleet.schema.agent_config import DEFAULT_AGENT_CONFIG, AgentConfig, load_agent_config
 
 ROLE_MODULES = {"training": "gpufleet.agent.training.daemon", "serving": "gpufleet.agent.serving.daemon"}
 

@@ -9,8 +9,8 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 
-from gpufleet.agent.config import AgentConfig
 from gpufleet.errors import RuntimeFailure
+from gpufleet.schema.agent_config import AgentConfig
 
 IMDS_ENDPOINT = "http://169.254.169.254"
 _TOKEN_TTL_S = "21600"

@@ -1,6 +1,7 @@
 """Structured JSON logs for the agent: one JSON object per line on stderr, with the agent's context.
 
-``log.info("job claimed", extra={"job_id": ...})`` puts ``job_id`` in the line. journald and
+``log.info("job claimed", extra={"job_id": ...})`` writes ``{"event": "job claimed", "job_id": ...}``; both
+roles log this way (serving through ``serving.events.emit``). journald and
 CloudWatch agents ingest the lines as they are.
 """
 
@@ -27,7 +28,7 @@ class JsonFormatter(logging.Formatter):
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "event": record.getMessage(),
             **self.context,
         }
         line.update({k: v for k, v in vars(record).items() if k not in _RESERVED})

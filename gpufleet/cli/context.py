@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import click
 from rich.console import Console
 
 from gpufleet.local import emulator
-from gpufleet.local.workspace import state_dir, workspace
 from gpufleet.target import Target, aws_target, local_target, target_kind
+from gpufleet.teams import TEAM_ENV
+from gpufleet.workspace import state_dir, workspace
 
 console = Console(stderr=True, highlight=False)
+
+team_option = click.option("--team", default=None,
+                           help=f"Team (default: ${TEAM_ENV}, or the only deployed team).")
 
 
 def resolve_target(target: str | None, for_deploy: bool, root: Path | None = None) -> Target:

@@ -10,8 +10,8 @@ from typing import Any
 import click
 
 from gpufleet.cli.context import console, print_phase_table
-from gpufleet.cli.main import handle_errors, json_option
-from gpufleet.local.workspace import workspace
+from gpufleet.cli.options import handle_errors, json_option
+from gpufleet.workspace import workspace
 
 
 def _log_lines(sink: Callable[[str, dict[str, Any]], None]) -> Callable[[str, dict[str, Any]], None]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from gpufleet.cli.context import console, print_phase_table
-from gpufleet.cli.main import config_option, handle_errors, json_option, out_option, target_option
+from gpufleet.cli.options import config_option, handle_errors, json_option, out_option, target_option
 from gpufleet.config import load_config
 from gpufleet.errors import RuntimeFailure
 
@@ -36,7 +36,7 @@ def rebuild(region: str, teams: tuple[str, ...], config_path: Path, target: str 
     """Apply the stacks in REGION, restore registry and endpoint records from the replica, redeploy."""
     from gpufleet.cli.context import resolve_target
     from gpufleet.dr.rebuild import rebuild as run_rebuild
-    from gpufleet.local.workspace import workspace
+    from gpufleet.workspace import workspace
 
     cfg = load_config(config_path)
     result = run_rebuild(cfg, resolve_target(target, for_deploy=True), workspace(), Path(outdir), region, teams,
@@ -60,7 +60,7 @@ def drill(as_json: bool) -> None:
     """In the local cloud: deploy + train + serve in A, lose A, rebuild in B; print the measured RTO."""
     from gpufleet.cli.progress import TerraformProgress
     from gpufleet.dr.drill import run_drill
-    from gpufleet.local.workspace import workspace
+    from gpufleet.workspace import workspace
 
     with TerraformProgress(console) as progress:
         result = run_drill(workspace(), _say, progress)

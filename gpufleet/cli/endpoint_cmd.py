@@ -10,16 +10,16 @@ from typing import Any
 import click
 from rich.table import Table
 
-from gpufleet.cli.context import console
-from gpufleet.cli.invoke import endpoint_url, invoke_once
-from gpufleet.cli.main import handle_errors, json_option
-from gpufleet.cli.team_context import TeamContext, parse_model_ref, team_context, team_option
+from gpufleet.cli.context import console, team_option
+from gpufleet.cli.options import handle_errors, json_option
 from gpufleet.errors import RuntimeFailure, UserInputError
+from gpufleet.invoke import endpoint_url, invoke_once
 from gpufleet.rollout import fleet
 from gpufleet.rollout.engine import Rollout, RolloutOptions
-from gpufleet.rollout.record import EndpointTable
 from gpufleet.rollout.steps import STRATEGIES
 from gpufleet.schema import VARIANTS
+from gpufleet.store.endpoints import EndpointTable
+from gpufleet.teams import TeamContext, parse_model_ref, team_context
 
 
 @click.group()

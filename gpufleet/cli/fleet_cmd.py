@@ -10,10 +10,10 @@ from typing import Any
 import click
 from rich.table import Table
 
-from gpufleet.cli.context import console
-from gpufleet.cli.main import handle_errors, json_option
-from gpufleet.cli.team_context import TeamContext, team_context, team_option
+from gpufleet.cli.context import console, team_option
+from gpufleet.cli.options import handle_errors, json_option
 from gpufleet.schema import VARIANTS
+from gpufleet.teams import TeamContext, team_context
 
 
 @click.group()

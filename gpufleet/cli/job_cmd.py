@@ -9,10 +9,10 @@ from typing import Any
 import click
 from rich.table import Table
 
-from gpufleet.cli.context import console
-from gpufleet.cli.job_wait import wait_for_job
-from gpufleet.cli.main import handle_errors, json_option
-from gpufleet.cli.team_context import team_context, team_option
+from gpufleet.cli.context import console, team_option
+from gpufleet.cli.options import handle_errors, json_option
+from gpufleet.jobs.wait import wait_for_job
+from gpufleet.teams import team_context
 
 
 @click.group()
@@ -31,8 +31,8 @@ def job() -> None:
 @handle_errors
 def submit(spec: Path, source_dir: Path | None, wait: bool, timeout: float, team: str | None, as_json: bool) -> None:
     """Validate SPEC (YAML/JSON), upload the code and queue the job."""
-    from gpufleet.jobs.spec import load_job_spec
     from gpufleet.jobs.submit import submit_job
+    from gpufleet.schema.job_spec import load_job_spec
 
     ctx = team_context(team)
     parsed = load_job_spec(spec)

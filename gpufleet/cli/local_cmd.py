@@ -9,11 +9,11 @@ import click
 from rich.table import Table
 
 from gpufleet.cli.context import console
-from gpufleet.cli.main import config_option, handle_errors, json_option
+from gpufleet.cli.options import config_option, handle_errors, json_option
 from gpufleet.config import DEFAULT_CONFIG, load_config
 from gpufleet.local import cloud, emulator
 from gpufleet.local.instances import read_instances
-from gpufleet.local.workspace import teams_dir, workspace
+from gpufleet.workspace import teams_dir, workspace
 
 
 @click.group()

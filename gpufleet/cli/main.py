@@ -2,70 +2,16 @@
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
 from rich.table import Table
 
 from gpufleet.cli.context import console
-from gpufleet.config import DEFAULT_CONFIG, load_config
-from gpufleet.errors import RuntimeFailure, UserInputError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def handle_errors(fn: F) -> F:
-    """Turn gpufleet's errors into one-line messages and exit codes; tracebacks only with --debug."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        ctx = click.get_current_context()
-        debug = bool(ctx.find_root().params.get("debug"))
-        try:
-            return fn(*args, **kwargs)
-        except UserInputError as exc:
-            if debug:
-                raise
-            for line in exc.problems:
-                click.echo(line, err=True)
-            sys.exit(exc.exit_code)
-        except RuntimeFailure as exc:
-            if debug:
-                raise
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
-            sys.exit(130)
-        except ModuleNotFoundError as exc:
-            if debug:
-                raise
-            click.echo(f"error: {exc.name} is not installed (pip install 'gpufleet[platform]' for synth and "
-                       "deploy, 'gpufleet[dev]' for everything)", err=True)
-            sys.exit(1)
-        except Exception as exc:  # the last line of defence: never a bare traceback
-            if debug:
-                raise
-            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-                       err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
-
-
-config_option = click.option("--config", "config_path", default=DEFAULT_CONFIG, show_default=True,
-                             type=click.Path(dir_okay=False, path_type=Path), help="Platform config file.")
-target_option = click.option("--target", type=click.Choice(["local", "aws"]), default=None,
-                             help="Where to deploy (default: $GPUFLEET_TARGET or local).")
-out_option = click.option("--out", "outdir", default="cdktf.out", show_default=True,
-                          type=click.Path(file_okay=False, path_type=Path), help="Synth output folder.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+from gpufleet.cli.options import config_option, handle_errors, json_option, out_option, target_option
+from gpufleet.config import load_config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -115,7 +61,7 @@ def _run_action(action: str, config_path: Path, target: str | None, outdir: Path
     from gpufleet.cli.context import resolve_target
     from gpufleet.cli.progress import TerraformProgress
     from gpufleet.deploy import run_stacks
-    from gpufleet.local.workspace import workspace
+    from gpufleet.workspace import workspace
 
     cfg = load_config(config_path)
     resolved = resolve_target(target, for_deploy=True)
@@ -161,7 +107,7 @@ def bootstrap(config_path: Path, target: str | None) -> None:
     from gpufleet.bootstrap import bootstrap_state_bucket
     from gpufleet.cli.context import resolve_target
     from gpufleet.local import emulator
-    from gpufleet.local.workspace import workspace
+    from gpufleet.workspace import workspace
 
     cfg = load_config(config_path)
     resolved = resolve_target(target, for_deploy=True)

@@ -7,9 +7,9 @@ import json
 import click
 from rich.table import Table
 
-from gpufleet.cli.context import console
-from gpufleet.cli.main import handle_errors, json_option
-from gpufleet.cli.team_context import parse_model_ref, team_context, team_option
+from gpufleet.cli.context import console, team_option
+from gpufleet.cli.options import handle_errors, json_option
+from gpufleet.teams import parse_model_ref, team_context
 
 
 @click.group()
@@ -48,7 +48,7 @@ def list_(name: str | None, team: str | None, as_json: bool) -> None:
 @handle_errors
 def show(ref: str, team: str | None) -> None:
     """One version's record: artifact, sha256, status and lineage."""
-    from gpufleet.registry.models import get_model_version
+    from gpufleet.store.models import get_model_version
 
     name, version = parse_model_ref(ref, "NAME:VERSION")
     ctx = team_context(team)

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gpufleet.cli.context import console
-from gpufleet.cli.main import handle_errors
+from gpufleet.cli.options import handle_errors
 from gpufleet.nodes.events import NodeEvent
 from gpufleet.nodes.runner import PlaybookFailed, PlaybookResult, raise_for
 
@@ -76,8 +76,8 @@ def nodes() -> None:
 def configure(team: str, role: str | None, limit: str | None, check: bool, tags: str | None,
               inventory: Path | None, wheel: Path | None, runtime: Path | None) -> None:
     """Run playbooks/gpu-node.yml on TEAM's hosts and print a per-host recap."""
-    from gpufleet.local.workspace import workspace
     from gpufleet.nodes.configure import ConfigureRequest, configure_nodes, playbooks_dir
+    from gpufleet.workspace import workspace
 
     req = ConfigureRequest(team=team, role=role, limit=limit, check=check, tags=tags, wheel=wheel, runtime=runtime,
                            inventory=inventory or playbooks_dir() / "inventory" / "aws_ec2.yml",

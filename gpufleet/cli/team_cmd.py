@@ -8,7 +8,7 @@ import click
 
 from gpufleet.cli.config_edit import add_team, team_entry
 from gpufleet.cli.context import console
-from gpufleet.cli.main import config_option, handle_errors
+from gpufleet.cli.options import config_option, handle_errors
 from gpufleet.errors import UserInputError
 
 

@@ -75,7 +75,7 @@ class SecureBucket(Construct):
         self.policy = PolicyDocument(self, "policy")
         if enforce_tls:
             self.policy.add(Statement(
-                "DenyInsecureTransport", ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"),
+                "DenyInsecureTransport", ("s3:*",),
                 (self.arn, f"{self.arn}/*"), effect="Deny", principals={"AWS": ("*",)},
                 conditions=(Condition("Bool", "aws:SecureTransport", ("false",)),)))
         if only_principals:

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gpufleet.agent.aws import AwsClients
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+from gpufleet.aws import AwsClients
 from gpufleet.config import PlatformConfig, parse_config
 from gpufleet.demo import DEMO_CONFIG, ENDPOINT, TEAM, Say, held_out_digits, run_demo
 from gpufleet.dr.rebuild import RebuildResult, plan_changes, rebuild
@@ -23,11 +25,11 @@ from gpufleet.errors import RuntimeFailure
 from gpufleet.local import emulator
 from gpufleet.local.cloud import router_key, router_urls
 from gpufleet.local.lifecycle import synth_dir
-from gpufleet.local.workspace import teams_dir
 from gpufleet.names import resource_name
 from gpufleet.registry.export import scan_models
-from gpufleet.runtime import TeamRuntime, load_runtime
+from gpufleet.schema.runtime import TeamRuntime, load_runtime
 from gpufleet.target import local_target
+from gpufleet.workspace import teams_dir
 
 REGION_A, REGION_B = "us-east-1", "us-west-2"
 PROBE_ROWS = 32  # held-out digits sent before the loss and after the rebuild
@@ -58,7 +60,7 @@ def drill_config() -> PlatformConfig:
 
 
 def probe(url: str) -> list[Any]:
-    from gpufleet.cli.invoke import invoke_once
+    from gpufleet.invoke import invoke_once
 
     rows = held_out_digits()[0][:PROBE_ROWS]
     status, body = invoke_once(url, json.dumps(rows).encode(), "application/json", "application/json")
@@ -122,9 +124,9 @@ def run_drill(root: Path, say: Say, sink: Any = None) -> DrillResult:
 
 
 def _wait_router(root: Path, key: str, timeout_s: float = 30.0) -> str:
-    deadline = time.monotonic() + timeout_s
-    while (url := router_urls(root).get(key)) is None:
-        if time.monotonic() > deadline:
-            raise RuntimeFailure("dr drill", f"no local router for {key}", f"read {root / 'cloud.log'}")
-        time.sleep(0.2)
+    poll = Retrying(stop=stop_after_delay(timeout_s), wait=wait_fixed(0.2), retry=retry_if_result(lambda u: u is None),
+                    retry_error_callback=lambda _: None)
+    url: str | None = poll(lambda: router_urls(root).get(key))
+    if url is None:
+        raise RuntimeFailure("dr drill", f"no local router for {key}", f"read {root / 'cloud.log'}")
     return url

@@ -7,15 +7,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gpufleet.agent.aws import AwsClients
+from gpufleet.aws import AwsClients
 from gpufleet.config import PlatformConfig
 from gpufleet.deploy import StackOutcome, run_stacks
 from gpufleet.dr.restore import RestoreReport, Say, restore_team, rollout_deployer
 from gpufleet.errors import UserInputError
-from gpufleet.local.workspace import teams_dir
 from gpufleet.rollout.fleet import TargetHealth, elb_target_health
-from gpufleet.runtime import TeamRuntime, load_runtime
+from gpufleet.schema.runtime import TeamRuntime, load_runtime
 from gpufleet.target import Target
+from gpufleet.workspace import teams_dir
 
 
 @dataclass

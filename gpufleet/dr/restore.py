@@ -15,12 +15,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from gpufleet.agent.aws import AwsClients
-from gpufleet.jobs.store import from_item, to_item
+from gpufleet.aws import AwsClients
 from gpufleet.registry.export import ENDPOINTS_EXPORT_KEY, EXPORT_KEY, export_registry, read_export
 from gpufleet.rollout.fleet import TargetHealth
-from gpufleet.rollout.record import EndpointTable
-from gpufleet.runtime import TeamRuntime
+from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.store.dynamo import from_item, to_item
+from gpufleet.store.endpoints import EndpointTable
 
 EXPORT_ONLY = ("schema", "exported_at")  # fields the export adds to each record
 Say = Callable[[str], None]

@@ -11,11 +11,11 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from gpufleet.agent.aws import AwsClients
+from gpufleet.aws import AwsClients
 from gpufleet.local import cloud
-from gpufleet.local.workspace import teams_dir
-from gpufleet.runtime import TeamRuntime, load_runtime
 from gpufleet.schema import VARIANTS
+from gpufleet.schema.runtime import TeamRuntime, load_runtime
+from gpufleet.workspace import teams_dir
 
 
 def wipe_region(root: Path, endpoint: str, teams: list[str]) -> list[str]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from gpufleet.agent.aws import AwsClients
+from gpufleet.aws import AwsClients
 from gpufleet.errors import UserInputError
-from gpufleet.jobs.store import Record, get_job, scan_jobs, update_job
-from gpufleet.runtime import TeamRuntime
 from gpufleet.schema import JOB_FINAL
+from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.store.jobs import Record, get_job, scan_jobs, update_job
 
 CANCELLABLE = ("QUEUED", "RUNNING", "INTERRUPTED")
 
@@ -36,8 +36,6 @@ def cancel_job(clients: AwsClients, runtime: TeamRuntime, job_id: str) -> Record
     return job_status(clients, runtime, job_id)
 
 
-def log_key(job_id: str, host: str) -> str:
-    return f"jobs/{job_id}/{host}.log"
 
 
 def job_logs(clients: AwsClients, runtime: TeamRuntime, job_id: str) -> dict[str, str]:

@@ -15,11 +15,12 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gpufleet.agent.aws import AwsClients
+from gpufleet.aws import AwsClients
 from gpufleet.errors import RuntimeFailure, UserInputError
-from gpufleet.jobs.spec import JobSpec
-from gpufleet.jobs.store import now_iso, put_new_job, update_job
-from gpufleet.runtime import TeamRuntime
+from gpufleet.schema.job_spec import JobSpec
+from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.store.dynamo import now_iso
+from gpufleet.store.jobs import put_new_job, update_job
 
 _SKIP = {"__pycache__", ".git", ".venv", ".mypy_cache", ".pytest_cache", ".ipynb_checkpoints"}
 MAX_SOURCE_BYTES = 512 * 1024 * 1024

@@ -26,17 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gpufleet.agent.aws import AwsClients
+from gpufleet.aws import AwsClients
 from gpufleet.errors import RuntimeFailure
 from gpufleet.local import emulator
 from gpufleet.local.alarms import AlarmEvaluator
 from gpufleet.local.emulator import free_port
 from gpufleet.local.instances import AsgSpec, LocalFleet, pid_alive, read_instances
 from gpufleet.local.router import STATUS_PATH, EndpointRouter
-from gpufleet.local.workspace import teams_dir
 from gpufleet.rollout.fleet import TargetHealth
-from gpufleet.runtime import TeamRuntime, load_runtime
 from gpufleet.schema import VARIANTS, Variant
+from gpufleet.schema.runtime import TeamRuntime, load_runtime
+from gpufleet.workspace import teams_dir
 
 log = logging.getLogger("gpufleet.local.cloud")
 TICK_S = 1.0
@@ -78,14 +78,11 @@ def start(root: Path, emu: emulator.Emulator, timeout_s: float = 20.0) -> CloudR
                                  "--endpoint", emu.endpoint], stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
                                 env={**os.environ, **emulator.LOCAL_CREDENTIALS})
-    deadline = time.monotonic() + timeout_s
-    while (rec := find(root)) is None:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            raise RuntimeFailure("local up", "the local cloud process did not start",
-                                 f"read {root / 'cloud.log'}")
-        time.sleep(0.1)
+    rec: CloudRecord | None = emulator.poll_until(lambda: find(root), proc, timeout_s)
+    if rec is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        raise RuntimeFailure("local up", "the local cloud process did not start", f"read {root / 'cloud.log'}")
     return rec
 
 
@@ -93,13 +90,7 @@ def stop(root: Path, timeout_s: float = 90.0) -> bool:
     """Stop the local cloud (it stops its agents first); kill any agent left over. True if it ran."""
     rec = find(root)
     if rec:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(rec.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while pid_alive(rec.pid) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(rec.pid, signal.SIGKILL)
+        emulator.stop_process(rec.pid, timeout_s)
     for inst in read_instances(root):  # only if the cloud process died without stopping them
         with contextlib.suppress(ProcessLookupError):
             os.kill(inst.pid, signal.SIGKILL)

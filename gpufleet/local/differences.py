@@ -23,6 +23,8 @@ LOCAL_MODE_DIFFERENCES: list[tuple[str, str]] = [
      "moto returns it re-serialized with spaces, which would show as a change on every plan"),
     ("EC2 instances are local agent processes, one per unit of each ASG's desired capacity",
      "moto runs no instances; lowering the capacity sends the agent SIGTERM, as a scale-in would"),
+    ("a busy training agent's scale-in protection is a no-op, and scale-in stops the newest agents",
+     "local instances are not moto instances, so moto ignores SetInstanceProtection for them"),
     ("each endpoint's ALB data plane is a local router on 127.0.0.1",
      "moto serves no traffic; the router forwards by the listener weights, checks /ping every 1 s and "
      "publishes the ALB metrics"),

@@ -8,20 +8,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+import psutil
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
+
+from gpufleet.aws import LOCAL_CREDENTIALS
 from gpufleet.errors import RuntimeFailure
-
-# Credentials moto accepts; never real ones.
-LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
 @dataclass(frozen=True)
@@ -79,15 +80,19 @@ def start(root: Path, port: int | None = None, timeout_s: float = 30.0) -> Emula
             env={**os.environ, **LOCAL_CREDENTIALS},
         )
     emu = Emulator(endpoint=f"http://127.0.0.1:{port}", pid=proc.pid, port=port, log=str(log))
-    deadline = time.monotonic() + timeout_s
-    while not emu.alive():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeFailure("local up", f"the emulator did not start on port {port}",
-                                 f"read {log}; is moto[server] installed (pip install 'gpufleet[dev]')?")
-        time.sleep(0.1)
+    if not poll_until(emu.alive, proc, timeout_s):
+        proc.kill()
+        raise RuntimeFailure("local up", f"the emulator did not start on port {port}",
+                             f"read {log}; is moto[server] installed (pip install 'gpufleet[dev]')?")
     record_path(root).write_text(json.dumps(asdict(emu)))
     return emu
+
+
+def poll_until(ready: Callable[[], Any], proc: subprocess.Popen[bytes], timeout_s: float) -> Any:
+    """``ready()``'s first truthy answer, polled every 0.1 s; a falsy one once ``proc`` exits or time runs out."""
+    poll = Retrying(stop=stop_after_delay(timeout_s), wait=wait_fixed(0.1), retry_error_callback=lambda _: None,
+                    retry=retry_if_result(lambda answer: not answer and proc.poll() is None))
+    return poll(ready)
 
 
 def stop(root: Path, timeout_s: float = 10.0) -> bool:
@@ -98,13 +103,23 @@ def stop(root: Path, timeout_s: float = 10.0) -> bool:
     except (FileNotFoundError, json.JSONDecodeError, TypeError):
         return False
     path.unlink(missing_ok=True)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(emu.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            os.kill(emu.pid, 0)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(emu.pid, os.WNOHANG)
-            time.sleep(0.1)
-        os.kill(emu.pid, signal.SIGKILL)
+    stop_process(emu.pid, timeout_s)
+    return True
+
+
+def stop_process(pid: int, timeout_s: float) -> bool:
+    """SIGTERM ``pid``, wait up to ``timeout_s`` for it to end (reaping it if it is our child), then SIGKILL.
+
+    False if it was not running.
+    """
+    try:
+        proc = psutil.Process(pid)
+        proc.terminate()
+        proc.wait(timeout_s)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.TimeoutExpired:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+            proc.wait(5)
     return True

@@ -21,10 +21,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gpufleet.local.emulator import LOCAL_CREDENTIALS, free_port
-from gpufleet.local.workspace import agents_dir
-from gpufleet.runtime import TeamRuntime
+from gpufleet.aws import LOCAL_CREDENTIALS
+from gpufleet.local.emulator import free_port
 from gpufleet.schema import Variant
+from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.workspace import agents_dir
 
 log = logging.getLogger("gpufleet.local.instances")
 STOP_GRACE_S = 75.0   # the training agent's own SIGTERM-to-SIGKILL grace (60 s) plus its final uploads

@@ -3,18 +3,21 @@ take it down again, leaving nothing behind. The CLI's ``local up|down`` and the 
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from gpufleet.config import PlatformConfig
 from gpufleet.deploy import StackOutcome, run_stacks
 from gpufleet.local import cloud, emulator
-from gpufleet.local.instances import pid_alive, read_instances
-from gpufleet.local.workspace import state_dir
+from gpufleet.local.instances import read_instances
 from gpufleet.target import local_target
 from gpufleet.terraform.runner import EventSink
+from gpufleet.workspace import state_dir
 
 
 @dataclass
@@ -54,12 +57,13 @@ def local_down(root: Path) -> bool:
     Everything local mode made lives in the workspace or in those processes, so this leaves nothing.
     True if anything was running.
     """
-    pids = [i.pid for i in read_instances(root)]
+    agents = []
+    for inst in read_instances(root):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            agents.append(psutil.Process(inst.pid))
     was_cloud = cloud.stop(root)
     was_emulator = emulator.stop(root)
-    deadline = time.monotonic() + 10
-    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
+    psutil.wait_procs(agents, timeout=10)
     if root.exists():
         shutil.rmtree(root)
     return was_cloud or was_emulator

@@ -21,11 +21,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from gpufleet.agent.aws import AwsClients
+from gpufleet.aws import AwsClients
 from gpufleet.local.instances import LocalInstance, read_instances
 from gpufleet.rollout.fleet import read_weights
-from gpufleet.runtime import EndpointRuntime, TeamRuntime
 from gpufleet.schema import VARIANTS, Variant
+from gpufleet.schema.runtime import EndpointRuntime, TeamRuntime
 
 HEALTHY_THRESHOLD = 2      # consecutive passing checks before a target takes traffic (ALB default: 5)
 UNHEALTHY_THRESHOLD = 2    # consecutive failures before it stops

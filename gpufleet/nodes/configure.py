@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpufleet.errors import RuntimeFailure, UserInputError
-from gpufleet.local.workspace import teams_dir
 from gpufleet.nodes.runner import EventSink, PlaybookResult, PlaybookRun, run_playbook
-from gpufleet.runtime import TeamRuntime, load_runtime
+from gpufleet.schema.runtime import TeamRuntime, load_runtime
+from gpufleet.workspace import teams_dir
 
 PLAYBOOK = "gpu-node.yml"
 PLAYBOOKS_ENV = "GPUFLEET_PLAYBOOKS"

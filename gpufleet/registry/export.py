@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gpufleet.agent.aws import AwsClients
-from gpufleet.jobs.store import from_item, now_iso
-from gpufleet.runtime import TeamRuntime
+from gpufleet.aws import AwsClients
+from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.store.dynamo import now_iso, read_pages
 
 EXPORT_KEY = "registry-export/models.jsonl"
 ENDPOINTS_EXPORT_KEY = "registry-export/endpoints.jsonl"
@@ -19,15 +19,7 @@ EXPORT_SCHEMA = 1
 
 
 def scan_models(clients: AwsClients, runtime: TeamRuntime) -> list[dict[str, Any]]:
-    table = clients.table(runtime.tables.models)
-    items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"ConsistentRead": True}
-    while True:
-        page = table.scan(**kwargs)
-        items.extend(from_item(i) for i in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            break
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    items = read_pages(clients.table(runtime.tables.models).scan, ConsistentRead=True)
     return sorted(items, key=lambda r: (r["model_name"], r["version"]))
 
 
@@ -39,7 +31,7 @@ def export_registry(clients: AwsClients, runtime: TeamRuntime) -> str | None:
 
 def export_endpoints(clients: AwsClients, runtime: TeamRuntime) -> str | None:
     """Write the endpoint records' export (which model version each variant serves, and its weight)."""
-    from gpufleet.rollout.record import EndpointTable
+    from gpufleet.store.endpoints import EndpointTable
 
     table = EndpointTable(clients.client("dynamodb"), runtime.tables.endpoints)
     docs = [{"endpoint": r.endpoint, "live": r.live, "revision": r.revision,

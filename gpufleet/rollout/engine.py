@@ -11,15 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gpufleet.agent.aws import AwsClients
+from gpufleet.aws import AwsClients
 from gpufleet.errors import RuntimeFailure, UserInputError
 from gpufleet.registry.export import export_endpoints
 from gpufleet.rollout import fleet
 from gpufleet.rollout.fleet import TargetHealth
-from gpufleet.rollout.record import EndpointRecord, EndpointTable
 from gpufleet.rollout.steps import traffic_steps
-from gpufleet.runtime import EndpointRuntime, TeamRuntime
 from gpufleet.schema import Variant
+from gpufleet.schema.runtime import EndpointRuntime, TeamRuntime
+from gpufleet.store.endpoints import EndpointRecord, EndpointTable
 
 Report = Callable[[str], None]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gpufleet.runtime import EndpointRuntime
 from gpufleet.schema import VARIANTS, Variant
+from gpufleet.schema.runtime import EndpointRuntime
 
 # (healthy, registered) targets of a variant. AWS: the ALB's /ping health checks; local: the router's.
 TargetHealth = Callable[[Variant], tuple[int, int]]

@@ -15,6 +15,7 @@ from gpufleet.constructs.endpoint import VARIANTS, EndpointFleet
 from gpufleet.constructs.iam import ScopedRole
 from gpufleet.constructs.keys import EncryptionKey
 from gpufleet.constructs.launch import GpuLaunchTemplate
+from gpufleet.constructs.logs import JobLogGroup
 from gpufleet.constructs.messaging import JobQueue
 from gpufleet.constructs.policy import Statement, render_policies, sid
 from gpufleet.constructs.storage import AccessLogs, SecureBucket
@@ -28,8 +29,8 @@ from gpufleet.providers import (
     DataAwsKmsAlias,
     SecurityGroup,
 )
-from gpufleet.runtime import TeamRuntime
 from gpufleet.schema import BUCKETS, METRIC_NAMESPACE, RUNTIME_OUTPUT, TABLE_KEYS, TAG_ENDPOINT, TAG_ROLE
+from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.stacks.base import GpufleetStack
 from gpufleet.stacks.platform import PlatformStack
 from gpufleet.stacks.team_access import build_roles, grant_team_access, role_arn
@@ -63,6 +64,9 @@ class TeamStack(GpufleetStack):
                                 key_arn=self.key.arn, deletion_protection=not target.local)
                        for t, keys in TABLE_KEYS.items()}
         self.roles = build_roles(self, role_names, list(team.operators))
+        self.job_logs = JobLogGroup(self, "job-logs", name=f"/{cfg.platform.name}/{team.name}/training-jobs",
+                                    key=self.key, region=self.region,
+                                    arn_prefix=f"arn:{self.partition}:logs:{self.region}:{self.account_id}")
         if self.replicates and cfg.platform.dr_region:
             self._replicate_artifacts(cfg.platform.dr_region, principals)
         if self.rebuild:
@@ -75,11 +79,11 @@ class TeamStack(GpufleetStack):
             self._endpoint_capacity(ep, ami)
         alarms = self._queue_alarms() + [n for f in self.endpoints.values() for n in f.alarm_names]
         grant_team_access(self.roles, self.key, self.buckets, self.queue, self.tables, self.training,
-                          self.endpoints, [self.alarm_arn(a) for a in alarms])
+                          self.job_logs, self.endpoints, [self.alarm_arn(a) for a in alarms])
         self._dashboard()
         render_policies(self)
         TerraformOutput(self, RUNTIME_OUTPUT, value=Fn.jsonencode(self.runtime),
-                        description="Team runtime config for the CLI and agents (gpufleet.runtime.TeamRuntime)")
+                        description="Team runtime config for the CLI and agents (gpufleet.schema.runtime.TeamRuntime)")
 
     def aws_name(self, thing: str, kind: str = "default") -> str:
         name = resource_name(self.cfg.platform.name, self.spec.name, thing, kind)
@@ -181,7 +185,7 @@ class TeamStack(GpufleetStack):
             "buckets": {b: bucket.name for b, bucket in self.buckets.items()},
             "queue_url": self.queue.url, "dlq_url": self.queue.dlq_url,
             "tables": {t: table.name for t, table in self.tables.items()},
-            "training": {"asg": self.aws_name("training", "asg")},
+            "training": {"asg": self.aws_name("training", "asg"), "log_group": self.job_logs.name},
             "endpoints": {name: {
                 "alb_dns": f.alb_dns, "listener_arn": f.listener_arn,
                 "target_groups": {v: f.target_groups[v].arn for v in VARIANTS},

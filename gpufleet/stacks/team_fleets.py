@@ -7,9 +7,9 @@ from typing import Any
 
 from cdktf import Fn
 
-from gpufleet.agent.config import DEFAULT_AGENT_CONFIG, AgentConfig
 from gpufleet.config import GpuAmi
 from gpufleet.providers import DataAwsAmi
+from gpufleet.schema.agent_config import DEFAULT_AGENT_CONFIG, AgentConfig
 from gpufleet.stacks.base import GpufleetStack
 
 # Local mode: moto ships no AMI we baked, so hosts boot moto's bundled Deep Learning AMI

@@ -10,8 +10,8 @@ import pytest
 
 from gpufleet.local import cloud, emulator
 from gpufleet.local.emulator import Emulator
-from gpufleet.local.workspace import teams_dir
-from gpufleet.runtime import TeamRuntime
+from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.workspace import teams_dir
 from tests.cli.endpoints import create_endpoint_resources
 from tests.support.aws import create_team_resources
 

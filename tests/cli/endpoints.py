@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from gpufleet.local.emulator import Emulator
-from gpufleet.runtime import TeamRuntime
+from gpufleet.schema.runtime import TeamRuntime
 from tests.support.aws import client
 
 ERROR_RATE_THRESHOLD = 5.0   # percent of requests answered 5xx over ALARM_PERIOD_S

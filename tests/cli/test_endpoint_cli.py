@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from gpufleet.cli.main import cli
-from gpufleet.rollout.record import EndpointTable
-from gpufleet.runtime import TeamRuntime
+from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.store.endpoints import EndpointTable
 from tests.cli.endpoints import model_tarball, register_model
 from tests.support.aws import client
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from gpufleet.local import emulator
 from gpufleet.local.cloud import record_path
 from gpufleet.local.instances import pid_alive, read_instances
-from gpufleet.local.workspace import teams_dir
+from gpufleet.workspace import teams_dir
 from tests.support.aws import client, create_team_resources
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from gpufleet.agent.aws import AwsClients
+from gpufleet.aws import AwsClients
 from gpufleet.local.cloud import router_target_health, router_urls
 from gpufleet.rollout.engine import RolledBack, Rollout, RolloutOptions
 from gpufleet.rollout.fleet import read_weights
-from gpufleet.rollout.record import EndpointTable
-from gpufleet.runtime import TeamRuntime
+from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.store.endpoints import EndpointTable
 from tests.cli.endpoints import ERROR_RATE_THRESHOLD, model_tarball, register_model
 from tests.support.aws import client
 
@@ -30,7 +30,7 @@ class Traffic:
     """A client calling the endpoint through the router in a loop, recording (time, status, variant)."""
 
     def __init__(self, url: str) -> None:
-        from gpufleet.cli.invoke import invoke_once
+        from gpufleet.invoke import invoke_once
 
         self.url, self.invoke = url, invoke_once
         self.results: list[tuple[float, int]] = []

@@ -10,12 +10,13 @@ import hashlib
 import json
 from typing import Any
 
-from gpufleet.agent.aws import AwsClients
+from gpufleet.aws import AwsClients
 from gpufleet.dr.restore import restore_team
 from gpufleet.local.emulator import Emulator
 from gpufleet.registry.export import ENDPOINTS_EXPORT_KEY, EXPORT_KEY
-from gpufleet.registry.models import artifact_key, get_model_version
-from gpufleet.runtime import TeamRuntime
+from gpufleet.schema.registry import artifact_key
+from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.store.models import get_model_version
 from tests.support.aws import create_team_resources
 
 LOST_BUCKET = "dr-lost-region-artifacts"  # where the lost region's registry said the artifacts were
@@ -95,7 +96,7 @@ def test_a_second_restore_changes_no_record(moto_server: Emulator) -> None:
 
 def test_every_endpoint_record_write_rewrites_the_endpoints_export(moto_server: Emulator) -> None:
     from gpufleet.registry.export import export_endpoints, read_export
-    from gpufleet.rollout.record import EndpointRecord, EndpointTable, VariantState
+    from gpufleet.store.endpoints import EndpointRecord, EndpointTable, VariantState
 
     aws, runtime = _replica(moto_server, "export")
     table = EndpointTable(aws.client("dynamodb"), runtime.tables.endpoints,

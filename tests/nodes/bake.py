@@ -15,7 +15,8 @@ from typing import Any
 
 import boto3
 
-from gpufleet.local.emulator import LOCAL_CREDENTIALS, Emulator
+from gpufleet.aws import LOCAL_CREDENTIALS
+from gpufleet.local.emulator import Emulator
 from tests.nodes.conftest import nvidia_repo_vars, require
 from tests.nodes.nspawn import REPO_ROOT, Target
 

@@ -32,7 +32,7 @@ from gpufleet.agent.serving.metrics import ServingMetrics
 from gpufleet.agent.serving.models import LoadedModel, ModelSlot, build_model
 from gpufleet.agent.training.output import package_model
 from gpufleet.local.emulator import Emulator, free_port
-from gpufleet.runtime import TeamRuntime
+from gpufleet.schema.runtime import TeamRuntime
 from tests.support.aws import client, create_team_resources
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -14,8 +14,8 @@ import httpx
 import numpy as np
 import pytest
 
-from gpufleet.agent.aws import AwsClients
 from gpufleet.agent.training.output import publish_model
+from gpufleet.aws import AwsClients
 from tests.serving.conftest import Agent, Constant, Digits, Team, pack, scripted_model_dir
 
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from gpufleet.agent.config import load_agent_config
 from gpufleet.agent.serving.artifacts import ArtifactRejected, fetch_model
 from gpufleet.agent.serving.capture import DataCapture
 from gpufleet.errors import UserInputError
+from gpufleet.schema.agent_config import load_agent_config
 from tests.serving.conftest import Constant, Team, pack, scripted_model_dir
 
 

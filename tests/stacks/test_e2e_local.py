@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from gpufleet.local.emulator import Emulator
-from gpufleet.runtime import load_runtime
+from gpufleet.schema.runtime import load_runtime
 from gpufleet.terraform.runner import StackRunner
 from policies import gate
 from tests.support.aws import client

@@ -12,8 +12,8 @@ from typing import Any
 import boto3
 
 from gpufleet.local.emulator import Emulator
-from gpufleet.runtime import TeamRuntime
 from gpufleet.schema import BUCKETS, TABLE_KEYS
+from gpufleet.schema.runtime import TeamRuntime
 
 
 def client(emu: Emulator, service: str, region: str = "us-east-1") -> Any:

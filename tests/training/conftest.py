@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from gpufleet.agent.aws import AwsClients
-from gpufleet.jobs.spec import parse_job_spec
-from gpufleet.jobs.store import get_job
+from gpufleet.aws import AwsClients
 from gpufleet.jobs.submit import submit_job
 from gpufleet.local.emulator import Emulator
-from gpufleet.runtime import TeamRuntime
+from gpufleet.schema.job_spec import parse_job_spec
+from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.store.jobs import get_job
 from tests.conftest import REPO_ROOT
 from tests.support.aws import create_team_resources
 

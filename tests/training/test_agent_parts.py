@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from gpufleet.agent.config import AgentConfig
 from gpufleet.agent.identity import ImdsClient, imds_for, resolve_identity
 from gpufleet.agent.training.checkpoints import CheckpointSync
 from gpufleet.agent.training.claim import Claim, Skip, claim_job, heartbeat
@@ -21,10 +20,12 @@ from gpufleet.agent.training.logship import LogShipper
 from gpufleet.agent.training.metrics import MetricParser
 from gpufleet.agent.training.process import JobProcess, descendants, direct_worker_env, script_failure
 from gpufleet.agent.training.runner import runs_directly
-from gpufleet.agent.training.settings import TrainingSettings
 from gpufleet.agent.training.spot import check_imds, complete_lifecycle_action
-from gpufleet.jobs.spec import MetricDefinition, parse_job_spec
-from gpufleet.jobs.store import now_iso, put_new_job, update_job
+from gpufleet.schema.agent_config import AgentConfig
+from gpufleet.schema.job_spec import MetricDefinition, parse_job_spec
+from gpufleet.schema.training_settings import TrainingSettings
+from gpufleet.store.dynamo import now_iso
+from gpufleet.store.jobs import put_new_job, update_job
 from tests.training.conftest import Team
 from tests.training.fake_imds import FakeImds
 
@@ -79,6 +80,7 @@ def test_metric_regexes_feed_the_job_record_and_cloudwatch(team: Team) -> None:
 def test_log_shipper_uploads_to_s3_and_streams_whole_lines_to_cloudwatch_logs(team: Team, tmp_path: Path) -> None:
     path = tmp_path / "job.log"
     path.write_text("one\ntwo\npart")
+    team.clients.client("logs").create_log_group(logGroupName=f"/gf/{team.runtime.team}")   # the stack's group
     ship = LogShipper(team.clients, path, team.runtime.buckets.logs, "job-l", "i-9",
                       log_group=f"/gf/{team.runtime.team}")
     ship.flush()
@@ -90,6 +92,17 @@ def test_log_shipper_uploads_to_s3_and_streams_whole_lines_to_cloudwatch_logs(te
     events = team.clients.client("logs").get_log_events(logGroupName=f"/gf/{team.runtime.team}",
                                                         logStreamName="job-l/i-9")["events"]
     assert [e["message"] for e in events] == ["one", "two", "partial"]
+
+
+def test_log_shipper_never_creates_the_log_group_hosts_are_not_granted_that(team: Team, tmp_path: Path) -> None:
+    path = tmp_path / "job.log"
+    path.write_text("line\n")
+    logs = team.clients.client("logs")
+    ship = LogShipper(team.clients, path, team.runtime.buckets.logs, "job-n", "i-9",
+                      log_group=f"/gf/{team.runtime.team}/missing")
+    with pytest.raises(logs.exceptions.ResourceNotFoundException):
+        ship.flush()
+    assert not logs.describe_log_groups(logGroupNamePrefix=f"/gf/{team.runtime.team}/missing")["logGroups"]
 
 
 def test_identity_comes_from_imdsv2_with_a_session_token() -> None:

@@ -6,8 +6,9 @@ import json
 import urllib.request
 
 from gpufleet.jobs import cancel_job
-from gpufleet.jobs.store import now_iso, put_new_job
 from gpufleet.local.emulator import free_port
+from gpufleet.store.dynamo import now_iso
+from gpufleet.store.jobs import put_new_job
 from tests.training.badspecs import fuzzed_specs
 from tests.training.conftest import SCRIPTS, Team, processes_with_env, stop_agent, wait_for
 
@@ -82,4 +83,4 @@ def test_sigterm_stops_the_agent_cleanly_and_hands_the_job_back(team: Team, star
     assert json.loads(msgs[0]["Body"]) == {"job_id": job_id}
     assert msgs[0]["Attributes"]["ApproximateReceiveCount"] == "1"   # a fresh message: no step toward the DLQ
     lines = [json.loads(line) for line in agent.agent_log().splitlines() if line.startswith("{")]
-    assert lines[-1]["msg"] == "training agent stopped" and all("level" in line for line in lines)
+    assert lines[-1]["event"] == "training agent stopped" and all("level" in line for line in lines)

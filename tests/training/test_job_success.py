@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from gpufleet.registry import get_model_version, read_export
+from gpufleet.registry import EXPORT_KEY, approve_model_version, read_export
+from gpufleet.store.models import get_model_version
 from tests.training.conftest import DIGITS, SCRIPTS, Team, wait_for
 
 METRICS = [{"name": "test_accuracy", "regex": r"test_accuracy=([0-9.]+)"},
@@ -61,6 +62,9 @@ def test_digits_job_runs_to_completion_and_registers_version_1_with_lineage(team
     head = team.clients.s3.head_object(Bucket=team.runtime.buckets.data, Key="digits/v1/digits.npz")
     assert ref == {"uri": f"{channel}digits.npz", "version_id": head["VersionId"]}
 
+    exports = team.clients.s3.list_object_versions(Bucket=team.runtime.buckets.artifacts, Prefix=EXPORT_KEY)
+    assert "Versions" not in exports      # the host registered one item; exporting is the control plane's
+    approve_model_version(team.clients, team.runtime, "digits", 1)
     export = read_export(team.clients, team.runtime)
     assert [(r["model_name"], r["version"], r["sha256"]) for r in export] == [("digits", 1, record["sha256"])]
     log = team.clients.s3.get_object(Bucket=team.runtime.buckets.logs, Key=f"jobs/{job_id}/host-a.log")

@@ -7,15 +7,8 @@ import threading
 import pytest
 
 from gpufleet.errors import UserInputError
-from gpufleet.registry import (
-    EXPORT_KEY,
-    approve_model_version,
-    get_model_version,
-    list_model_versions,
-    read_export,
-    register_model_version,
-    reject_model_version,
-)
+from gpufleet.registry import EXPORT_KEY, approve_model_version, list_model_versions, read_export, reject_model_version
+from gpufleet.store.models import get_model_version, register_model_version
 from tests.training.conftest import Team
 
 
@@ -57,6 +50,8 @@ def test_registering_the_same_job_twice_returns_its_first_version(team: Team) ->
 def test_approval_and_rejection_update_status_and_every_change_writes_a_new_export_version(team: Team) -> None:
     for job in ("j1", "j2"):
         register_model_version(team.clients, team.runtime, "dr", sha256="d" * 64, lineage=_lineage(job))
+    exports = team.clients.s3.list_object_versions(Bucket=team.runtime.buckets.artifacts, Prefix=EXPORT_KEY)
+    assert "Versions" not in exports     # a host's registration writes its one item: no scan, no export
     approve_model_version(team.clients, team.runtime, "dr", 1)
     rejected = reject_model_version(team.clients, team.runtime, "dr", 2, reason="accuracy regressed")
     assert (rejected["status"], rejected["status_reason"]) == ("Rejected", "accuracy regressed")
@@ -65,7 +60,7 @@ def test_approval_and_rejection_update_status_and_every_change_writes_a_new_expo
         ("dr", 1, "Approved", 1), ("dr", 2, "Rejected", 1)]
     versions = team.clients.s3.list_object_versions(Bucket=team.runtime.buckets.artifacts,
                                                     Prefix=EXPORT_KEY)["Versions"]
-    assert len(versions) == 4      # two registrations, one approval, one rejection
+    assert len(versions) == 2      # one approval, one rejection
     oldest = min(versions, key=lambda v: v["LastModified"])
     assert len(read_export(team.clients, team.runtime, oldest["VersionId"])) >= 1
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpufleet.errors import UserInputError
-from gpufleet.jobs.spec import load_job_spec, parse_job_spec
+from gpufleet.schema.job_spec import load_job_spec, parse_job_spec
 from tests.training.badspecs import MUTATIONS, NOT_MAPPINGS, base_spec, mutate
 
 

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import uvicorn
 
-from gpufleet.agent.aws import AwsClients
-from gpufleet.agent.config import AgentConfig
 from gpufleet.agent.health import start_health_server
 from gpufleet.agent.identity import resolve_identity
+from gpufleet.agent.logs import configure_logging
 from gpufleet.agent.serving.app import HealthState, Limits, ServingApp
 from gpufleet.agent.serving.capture import DataCapture
 from gpufleet.agent.serving.events import emit
@@ -27,7 +26,9 @@ from gpufleet.agent.serving.metrics import ServingMetrics
 from gpufleet.agent.serving.models import ModelSlot
 from gpufleet.agent.serving.telemetry import Telemetry
 from gpufleet.agent.serving.watcher import ModelWatcher
+from gpufleet.aws import AwsClients
 from gpufleet.errors import RuntimeFailure
+from gpufleet.schema.agent_config import AgentConfig
 
 GPU_POLL_S = 5.0
 
@@ -51,6 +52,8 @@ def run(config: AgentConfig, stop: threading.Event) -> int:
                            options.capture_percent, options.capture_queue_size)
                if options.capture_percent > 0 else None)
     ident = resolve_identity(config).instance_id
+    configure_logging({"instance_id": ident, "team": config.team.team, "role": "serving",
+                       "endpoint": config.endpoint, "variant": config.variant})
     telemetry = Telemetry(aws.cloudwatch, aws.client("autoscaling"), GpuTelemetry(),
                           metrics, health, {"Team": config.team.team, "Endpoint": config.endpoint,
                                             "Variant": config.variant}, ident)

@@ -1,13 +1,14 @@
-"""One JSON line per agent event on stderr (journald and the local-mode log files keep them)."""
+"""Serving's agent events, through the agent's one logging setup (``gpufleet.agent.logs``): one JSON line each
+on stderr, with the agent's context, which journald and the local-mode log files keep.
+"""
 
 from __future__ import annotations
 
-import json
-import sys
-import time
+import logging
 from typing import Any
+
+_log = logging.getLogger("gpufleet.agent.serving")
 
 
 def emit(event: str, **fields: Any) -> None:
-    line = json.dumps({"ts": round(time.time(), 3), "event": event, **fields}, default=str)
-    print(line, file=sys.stderr, flush=True)
+    _log.info(event, extra=fields)

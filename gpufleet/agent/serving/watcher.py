@@ -20,7 +20,7 @@ from gpufleet.agent.serving.events import emit
 from gpufleet.agent.serving.handler import HandlerLoadError, load_handler
 from gpufleet.agent.serving.metrics import ServingMetrics
 from gpufleet.agent.serving.models import LoadedModel, ModelSlot, build_model
-from gpufleet.agent.serving.settings import ServingSettings
+from gpufleet.schema.serving_settings import ServingSettings
 
 
 @dataclass(frozen=True)

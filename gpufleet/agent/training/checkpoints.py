@@ -11,7 +11,7 @@ import logging
 import threading
 from pathlib import Path
 
-from gpufleet.agent.aws import AwsClients
+from gpufleet.aws import AwsClients
 
 log = logging.getLogger("gpufleet.agent.checkpoints")
 FileState = tuple[int, int]   # (size, mtime_ns)

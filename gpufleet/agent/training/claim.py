@@ -15,14 +15,15 @@ import socket
 from dataclasses import dataclass
 from typing import Literal
 
-from gpufleet.agent.aws import AwsClients
 from gpufleet.agent.identity import Identity
-from gpufleet.agent.training.settings import TrainingSettings
+from gpufleet.aws import AwsClients
 from gpufleet.errors import UserInputError
-from gpufleet.jobs.spec import JobSpec, parse_job_spec
-from gpufleet.jobs.store import Record, age_s, get_job, now_iso, update_job
-from gpufleet.runtime import TeamRuntime
 from gpufleet.schema import JOB_CLAIMABLE, JOB_FINAL
+from gpufleet.schema.job_spec import JobSpec, parse_job_spec
+from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.schema.training_settings import TrainingSettings
+from gpufleet.store.dynamo import Record, age_s, now_iso
+from gpufleet.store.jobs import get_job, update_job
 
 log = logging.getLogger("gpufleet.agent.claim")
 

@@ -11,9 +11,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from gpufleet.agent.aws import AwsClients
 from gpufleet.agent.training.layout import Layout
-from gpufleet.jobs.spec import JobSpec, split_s3_uri
+from gpufleet.aws import AwsClients
+from gpufleet.schema.job_spec import JobSpec, split_s3_uri
 
 Input = dict[str, str]
 

@@ -14,7 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpufleet.jobs.spec import JobSpec, split_s3_uri
+from gpufleet.schema.job_spec import JobSpec, split_s3_uri
 
 # The parts of the layout a job owns; wiped before each job so nothing leaks between jobs.
 JOB_DIRS = ("input", "model", "output", "code", "checkpoints")

@@ -1,5 +1,5 @@
 """Ship the job's log: the whole file to ``s3://<logs>/jobs/<job_id>/<host>.log`` whenever it grew, and
-new lines to CloudWatch Logs when a log group is configured."""
+new lines to CloudWatch Logs when a log group is configured (the team stack's, from the runtime)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gpufleet.agent.aws import AwsClients
-from gpufleet.jobs.ops import log_key
+from gpufleet.aws import AwsClients
+from gpufleet.store.jobs import log_key
 
 _CW_BATCH = 5000   # put_log_events takes at most 10,000 events
 
@@ -36,11 +36,9 @@ class LogShipper:
 
     def _flush_cloudwatch(self, logs: Any) -> None:
         if not self._cw_ready:
-            for call, kwargs in ((logs.create_log_group, {"logGroupName": self.log_group}),
-                                 (logs.create_log_stream, {"logGroupName": self.log_group,
-                                                           "logStreamName": self.stream})):
-                with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
-                    call(**kwargs)
+            # The team stack owns the group (encrypted, retained); hosts may only add streams to it.
+            with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+                logs.create_log_stream(logGroupName=self.log_group, logStreamName=self.stream)
             self._cw_ready = True
         with self.path.open("rb") as f:
             f.seek(self._cw_offset)

@@ -9,8 +9,8 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from gpufleet.jobs.spec import MetricDefinition
 from gpufleet.schema import METRIC_NAMESPACE
+from gpufleet.schema.job_spec import MetricDefinition
 
 _MAX_PER_CALL = 1000   # put_metric_data's limit
 

@@ -12,9 +12,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from gpufleet.agent.aws import AwsClients
-from gpufleet.registry.models import artifact_key, register_model_version, update_artifact
-from gpufleet.runtime import TeamRuntime
+from gpufleet.aws import AwsClients
+from gpufleet.schema.registry import artifact_key
+from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.store.models import register_model_version, update_artifact
 
 log = logging.getLogger("gpufleet.agent.output")
 

@@ -22,8 +22,6 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gpufleet.agent.aws import AwsClients
-from gpufleet.agent.config import AgentConfig
 from gpufleet.agent.identity import Identity
 from gpufleet.agent.training.checkpoints import CheckpointSync
 from gpufleet.agent.training.claim import Claim, finish, heartbeat
@@ -41,10 +39,12 @@ from gpufleet.agent.training.output import publish_model
 from gpufleet.agent.training.periodic import Every
 from gpufleet.agent.training.process import JobProcess, direct_worker_env, kill_orphans, script_failure
 from gpufleet.agent.training.spot import Notice
-from gpufleet.jobs.spec import JobSpec
-from gpufleet.jobs.store import get_job, update_job
-from gpufleet.runtime import TeamRuntime
+from gpufleet.aws import AwsClients
 from gpufleet.schema import JOB_CLAIMABLE, JOB_FINAL
+from gpufleet.schema.agent_config import AgentConfig
+from gpufleet.schema.job_spec import JobSpec
+from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.store.jobs import get_job, update_job
 
 log = logging.getLogger("gpufleet.agent.runner")
 AWS_ERRORS = (ClientError, BotoCoreError)
@@ -181,7 +181,8 @@ def _prepare(ctx: AgentContext, claim: Claim) -> Attempt:
     """Fetch code and channels, restore checkpoints, write the input config. Raises InputError."""
     spec, layout = claim.spec, ctx.layout
     ship = LogShipper(ctx.clients, layout.job_log, ctx.runtime.buckets.logs, claim.job_id,
-                      ctx.identity.instance_id, ctx.config.training.cloudwatch_log_group)
+                      ctx.identity.instance_id,
+                      ctx.config.training.cloudwatch_log_group or ctx.runtime.training.log_group)
     ckpt = CheckpointSync(ctx.clients, layout.checkpoints,
                           *checkpoint_location(spec, ctx.runtime.buckets.checkpoints, claim.job_id))
     code_sha, inputs = fetch_inputs(ctx.clients, spec, layout)

@@ -1,4 +1,4 @@
-"""The serving role's settings: ``serving:`` in the agent config (``gpufleet.agent.config``).
+"""The serving role's settings: ``serving:`` in the agent config (``gpufleet.schema.agent_config``).
 
 Pydantic at the edge only: read once at start, never on the request path.
 """

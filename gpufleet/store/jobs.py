@@ -6,57 +6,14 @@ instead of overwriting, so two agents can never both own a job.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
-from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from gpufleet.agent.aws import AwsClients
-from gpufleet.runtime import TeamRuntime
-
-Record = dict[str, Any]
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def age_s(iso: str | None) -> float:
-    """Seconds since ``iso`` (infinite when missing or unreadable: treat as stale)."""
-    try:
-        then = datetime.strptime(str(iso), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        return float("inf")
-    return time.time() - then
-
-
-def to_item(value: Any) -> Any:
-    """Python -> DynamoDB: floats become Decimals (boto3 refuses floats)."""
-    if isinstance(value, float):
-        return Decimal(repr(value))
-    if isinstance(value, dict):
-        return {k: to_item(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_item(v) for v in value]
-    return value
-
-
-def from_item(value: Any) -> Any:
-    """DynamoDB -> Python: Decimals become ints or floats."""
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, dict):
-        return {k: from_item(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [from_item(v) for v in value]
-    return value
-
-
-def is_condition_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+from gpufleet.aws import AwsClients
+from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.store.dynamo import Record, from_item, is_condition_failure, now_iso, read_pages, to_item
 
 
 def jobs_table(clients: AwsClients, runtime: TeamRuntime) -> Any:
@@ -119,12 +76,9 @@ def update_job(clients: AwsClients, runtime: TeamRuntime, job_id: str, sets: Rec
 
 def scan_jobs(clients: AwsClients, runtime: TeamRuntime) -> list[Record]:
     """Every job record. A team's jobs table is small; the CLI pages through it once."""
-    table = jobs_table(clients, runtime)
-    items: list[Record] = []
-    kwargs: dict[str, Any] = {}
-    while True:
-        page = table.scan(**kwargs)
-        items.extend(from_item(i) for i in page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return read_pages(jobs_table(clients, runtime).scan)
+
+
+def log_key(job_id: str, host: str) -> str:
+    """Where a host's log of a job lives in the team's logs bucket."""
+    return f"jobs/{job_id}/{host}.log"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import urllib.error
 import urllib.request
 
-from gpufleet.cli.team_context import TeamContext
 from gpufleet.errors import RuntimeFailure, UserInputError
+from gpufleet.teams import TeamContext
 
 
 def endpoint_url(ctx: TeamContext, name: str) -> str:

@@ -1,7 +1,7 @@
 """The team runtime config: one JSON document per team, built from the team stack's outputs.
 
 The CLI writes it to a file (``.gpufleet/teams/<team>.json`` locally); user-data writes it, plus the
-agent's own fields (see ``gpufleet.agent.config``), to the agent's config. Neither side knows cdktf.
+agent's own fields (see ``gpufleet.schema.agent_config``), to the agent's config. Neither side knows cdktf.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class Tables(_Doc):
 
 class TrainingRuntime(_Doc):
     asg: str
+    log_group: str | None = None   # CloudWatch Logs group for job logs (the team stack makes one)
 
 
 class VariantPair(_Doc):

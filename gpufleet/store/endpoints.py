@@ -14,8 +14,8 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
 from gpufleet.errors import RuntimeFailure
-from gpufleet.jobs.store import from_item, to_item  # one DynamoDB <-> Python conversion
 from gpufleet.schema import VARIANTS, Variant
+from gpufleet.store.dynamo import from_item, to_item
 
 # Rollout states. ACTIVE ones mean a CLI is (or was, before crashing) driving the endpoint.
 ACTIVE = ("STARTING", "WAITING_HEALTHY", "BAKING", "FINALIZING", "ROLLING_BACK")

@@ -1,4 +1,6 @@
-"""What the job, model, endpoint and fleet commands resolve first: the team, its runtime config and AWS access."""
+"""A deployed team as operators reach it: its runtime config, AWS access and (locally) its router keys.
+
+The job, model, endpoint and fleet commands resolve this first; the demo and the DR drill use it too."""
 
 from __future__ import annotations
 
@@ -6,19 +8,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import click
-
-from gpufleet.agent.aws import AwsClients
+from gpufleet.aws import AwsClients
 from gpufleet.errors import RuntimeFailure, UserInputError
 from gpufleet.local import emulator
-from gpufleet.local.workspace import REGION_ENV, teams_dir, workspace
-from gpufleet.runtime import TeamRuntime, load_runtime
+from gpufleet.schema.runtime import TeamRuntime, load_runtime
 from gpufleet.target import target_kind
+from gpufleet.workspace import REGION_ENV, teams_dir, workspace
 
 TEAM_ENV = "GPUFLEET_TEAM"
-
-team_option = click.option("--team", default=None, help=f"Team (default: ${TEAM_ENV}, or the only deployed team).")
-
 
 @dataclass(frozen=True)
 class TeamContext:

@@ -1,7 +1,9 @@
-"""boto3 clients built from the agent's config (or a team runtime): the emulator's endpoint in local mode.
+"""boto3 clients for every part of gpufleet (agents, CLI, local cloud, DR): the lower floor's AWS access.
 
-One ``AwsClients`` per process. Creating clients is not thread-safe in boto3, so creation takes a lock;
-the clients themselves are safe to share between threads. The CLI builds one with ``AwsClients.create``.
+The endpoint is injected by the caller (the agent config's local overrides, or the workspace's emulator
+record), never found by importing local mode. One ``AwsClients`` per process. Creating clients is not
+thread-safe in boto3, so creation takes a lock; the clients themselves are safe to share between threads.
+The CLI builds one with ``AwsClients.create``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ import boto3
 from botocore.config import Config
 
 if TYPE_CHECKING:
-    from gpufleet.agent.config import AgentConfig
+    from gpufleet.schema.agent_config import AgentConfig
+
+# Credentials the emulator (moto) accepts; never real ones. Local mode hands them to every process it starts.
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 # Long polls wait up to 20 s, so reads must outlast them.
 _BOTO_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=30)
@@ -35,8 +40,6 @@ class AwsClients:
         and the environment has none."""
         kwargs: dict[str, str] = {"region_name": region}
         if endpoint_url and not os.environ.get("AWS_ACCESS_KEY_ID"):
-            from gpufleet.local.emulator import LOCAL_CREDENTIALS
-
             kwargs["aws_access_key_id"] = LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"]
             kwargs["aws_secret_access_key"] = LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
         return cls(region=region, endpoint_url=endpoint_url, _session=boto3.session.Session(**kwargs))

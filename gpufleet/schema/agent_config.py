@@ -9,12 +9,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from gpufleet.agent.serving.settings import ServingSettings
-from gpufleet.agent.training.settings import TrainingSettings
 from gpufleet.documents import read_document
 from gpufleet.errors import UserInputError
-from gpufleet.runtime import TeamRuntime
 from gpufleet.schema import Variant
+from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.schema.serving_settings import ServingSettings
+from gpufleet.schema.training_settings import TrainingSettings
 
 DEFAULT_AGENT_CONFIG = "/etc/gpufleet/agent.yaml"
 

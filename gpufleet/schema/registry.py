@@ -1,0 +1,37 @@
+"""The registry record: one item of a team's models table, and where its artifact lives.
+
+Hosts write it (``gpufleet.store.models``), the control plane approves it and exports it, serving reads it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+from gpufleet.schema import ModelStatus
+
+PENDING: ModelStatus = "PendingManualApproval"
+
+
+class Lineage(TypedDict, total=False):
+    job_id: str                        # the training job (absent for a model brought from elsewhere)
+    code_sha256: str                   # the job's source tarball
+    inputs: list[dict[str, str]]       # [{uri, version_id or etag}]
+    hyperparameters: dict[str, Any]
+    metrics: dict[str, float]
+
+
+class ModelVersionRecord(TypedDict, total=False):
+    model_name: str                    # hash key
+    version: int                       # range key, monotonic per model name
+    status: ModelStatus
+    sha256: str                        # of model.tar.gz
+    artifact_uri: str                  # s3://<artifacts>/models/<model>/<version>/model.tar.gz
+    lineage: Lineage
+    status_reason: str                 # why it was rejected
+    created_at: str
+    updated_at: str
+
+
+def artifact_key(model_name: str, version: int) -> str:
+    """The artifact's key in the team's artifacts bucket."""
+    return f"models/{model_name}/{version}/model.tar.gz"
