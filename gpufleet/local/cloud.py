@@ -27,21 +27,22 @@ from pathlib import Path
 from typing import Any
 
 from gpufleet.aws import AwsClients
+from gpufleet.callrecord import recording_env
 from gpufleet.errors import RuntimeFailure
 from gpufleet.local import emulator
-from gpufleet.local.alarms import AlarmEvaluator
+from gpufleet.local.alarms import LOCAL_PUBLISH_EVERY_S, LOCAL_TIME_SCALE, AlarmEvaluator
 from gpufleet.local.emulator import free_port
 from gpufleet.local.instances import AsgSpec, LocalFleet, pid_alive, read_instances
 from gpufleet.local.router import STATUS_PATH, EndpointRouter
 from gpufleet.rollout.fleet import TargetHealth
 from gpufleet.schema import VARIANTS, Variant
 from gpufleet.schema.runtime import TeamRuntime, load_runtime
-from gpufleet.workspace import teams_dir
+from gpufleet.workspace import calls_dir, teams_dir
 
 log = logging.getLogger("gpufleet.local.cloud")
 TICK_S = 1.0
-ALARM_EVERY_S = 2.0
-QUEUE_METRICS_EVERY_S = 5.0
+ALARM_EVERY_S = 1.0      # CloudWatch evaluates each minute; locally each scaled minute (5 s) is seen several times
+QUEUE_METRICS_EVERY_S = LOCAL_PUBLISH_EVERY_S
 EMULATOR_GONE_S = 15.0   # without its emulator the local cloud has nothing to follow (e.g. a killed test run)
 
 
@@ -77,7 +78,8 @@ def start(root: Path, emu: emulator.Emulator, timeout_s: float = 20.0) -> CloudR
         proc = subprocess.Popen([sys.executable, "-m", "gpufleet.local.cloud", "--root", str(root),
                                  "--endpoint", emu.endpoint], stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
-                                env={**os.environ, **emulator.LOCAL_CREDENTIALS})
+                                env={**os.environ, **emulator.LOCAL_CREDENTIALS,
+                                     **recording_env(calls_dir(root), "local-cloud")})
     rec: CloudRecord | None = emulator.poll_until(lambda: find(root), proc, timeout_s)
     if rec is None:
         with contextlib.suppress(ProcessLookupError):
@@ -210,7 +212,8 @@ class LocalCloud:
         key = f"{rt.region}/{prefix}"
         if key not in self.evaluators:  # one per team and region: it remembers when it last ran each alarm's actions
             aws = self._aws(rt.region)
-            self.evaluators[key] = AlarmEvaluator(aws.client("cloudwatch"), aws.client("autoscaling"), prefix)
+            self.evaluators[key] = AlarmEvaluator(aws.client("cloudwatch"), aws.client("autoscaling"), prefix,
+                                                  LOCAL_TIME_SCALE)
         self.evaluators[key].tick()
 
     def publish_queue_metrics(self, rt: TeamRuntime) -> None:

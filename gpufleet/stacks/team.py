@@ -120,7 +120,8 @@ class TeamStack(GpufleetStack):
                                                     else []))
                 if self.secure_bucket_policies else (),
                 noncurrent_expiry_days=CHECKPOINT_VERSION_DAYS if b == "checkpoints" else 90,
-                force_destroy=self.target.local)
+                force_destroy=self.target.local,
+                lifecycle_rules=self.bucket_lifecycle_rules)
             bucket.skip_checks({"CKV2_AWS_62": "no consumer of bucket events; the agents poll SQS and DynamoDB"})
             if b != "artifacts" or not self.cfg.platform.dr_region or self.rebuild:
                 bucket.skip_checks({"CKV_AWS_144": "only artifacts (models, registry export) are replicated, and "
@@ -141,7 +142,8 @@ class TeamStack(GpufleetStack):
             self, "bucket-artifacts-dr", name=self.aws_name("artifacts-dr", "s3"), key_arn=key.arn,
             access_logs=None, enforce_tls=self.secure_bucket_policies, provider=dr,
             only_principals=team_principals if self.secure_bucket_policies else (),
-            noncurrent_expiry_days=90, force_destroy=self.target.local)
+            noncurrent_expiry_days=90, force_destroy=self.target.local,
+            lifecycle_rules=self.bucket_lifecycle_rules)
         replica.skip_checks({
             "CKV_AWS_18": "the DR replica is written only by S3 replication; reads are logged on the source",
             "CKV_AWS_144": "this is the cross-region replica",

@@ -152,8 +152,12 @@ def test_local_mode_differs_from_real_aws_only_in_the_listed_ways(aws_stacks: Sy
     aws, local = _type_counts(aws_stacks), _type_counts(local_stacks)
     # Bucket policies: local keeps only the log bucket's (its statements are unconditional Allows).
     assert aws["aws_s3_bucket_policy"] == 13 and local["aws_s3_bucket_policy"] == 1  # 1 + 2 x (5 + DR replica)
-    assert {t: n for t, n in aws.items() if t != "aws_s3_bucket_policy"} == \
-        {t: n for t, n in local.items() if t != "aws_s3_bucket_policy"}
+    # Lifecycle configurations: one per bucket on real AWS, none locally.
+    assert aws["aws_s3_bucket_lifecycle_configuration"] == aws["aws_s3_bucket"] == 13
+    assert local["aws_s3_bucket_lifecycle_configuration"] == 0
+    differing = ("aws_s3_bucket_policy", "aws_s3_bucket_lifecycle_configuration")
+    assert {t: n for t, n in aws.items() if t not in differing} == \
+        {t: n for t, n in local.items() if t not in differing}
     team = local_stacks["team-vision"]
     assert all(b["force_destroy"] is True for b in resources(team, "aws_s3_bucket").values())
     assert all(t["deletion_protection_enabled"] is False for t in resources(team, "aws_dynamodb_table").values())
@@ -169,7 +173,7 @@ def test_local_mode_differs_from_real_aws_only_in_the_listed_ways(aws_stacks: Sy
     listed = " ".join(f for f, _ in LOCAL_MODE_DIFFERENCES)
     assert one(team, "aws_s3_bucket_replication_configuration")["lifecycle"]["ignore_changes"] == ["rule"]
     for phrase in ("force-destroyable", "deletion protection", "TLS-only and team-scope", "Deep Learning AMI",
-                   "tag_specifications", "redrive policy", "replication rule"):
+                   "tag_specifications", "redrive policy", "replication rule", "no lifecycle configuration"):
         assert phrase in listed
 
 

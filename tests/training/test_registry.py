@@ -70,3 +70,28 @@ def test_unknown_model_version_is_a_one_line_user_error(team: Team) -> None:
         approve_model_version(team.clients, team.runtime, "nope", 3)
     with pytest.raises(UserInputError, match="no such version"):
         get_model_version(team.clients, team.runtime, "nope", 1)
+
+
+def test_an_export_whose_scan_went_stale_meanwhile_writes_the_table_as_it_stands(
+        team: Team, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writer A scans, writer B registers a version and exports, then A puts its older scan last: A sees
+    on its check that the table moved and writes again, so the published snapshot holds B's version."""
+    from gpufleet.registry import export as export_module
+    from gpufleet.registry.export import export_registry, scan_models
+
+    table = team.clients.table(team.runtime.tables.models)
+    table.put_item(Item={"model_name": "race", "version": 1, "status": "Approved"})
+    calls = {"n": 0}
+
+    def scan_then_b_registers(clients, runtime):  # type: ignore[no-untyped-def]
+        items = scan_models(clients, runtime)
+        calls["n"] += 1
+        if calls["n"] == 1:   # B's registration and export land between A's scan and A's put
+            table.put_item(Item={"model_name": "race", "version": 2, "status": "PendingManualApproval"})
+            export_module.write_export(clients, runtime.buckets.artifacts, EXPORT_KEY, scan_models(clients, runtime))
+        return items
+
+    monkeypatch.setattr(export_module, "scan_models", scan_then_b_registers)
+    export_registry(team.clients, team.runtime)
+    versions = [r["version"] for r in read_export(team.clients, team.runtime) if r["model_name"] == "race"]
+    assert versions == [1, 2]

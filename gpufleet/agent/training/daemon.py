@@ -16,9 +16,9 @@ from gpufleet.agent.logs import configure_logging
 from gpufleet.agent.training.claim import Claim, claim_job
 from gpufleet.agent.training.layout import Layout
 from gpufleet.agent.training.process import become_subreaper
-from gpufleet.agent.training.runner import AWS_ERRORS, AgentContext, run_claimed_job
+from gpufleet.agent.training.runner import AgentContext, run_claimed_job
 from gpufleet.agent.training.spot import Notice, SpotWatcher, complete_lifecycle_action, scale_in_protection
-from gpufleet.aws import AwsClients
+from gpufleet.aws import AWS_ERRORS, AwsClients
 from gpufleet.errors import RuntimeFailure
 from gpufleet.schema import CHECKPOINT_HOOK_SUFFIX
 from gpufleet.schema.agent_config import AgentConfig

@@ -5,14 +5,13 @@ PendingManualApproval version with its lineage. The serving agent reads exactly 
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from gpufleet.aws import AwsClients
+from gpufleet.schema.model_archive import pack_model_dir
 from gpufleet.schema.registry import artifact_key
 from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.store.models import register_model_version, update_artifact
@@ -22,16 +21,7 @@ log = logging.getLogger("gpufleet.agent.output")
 
 def package_model(model_dir: Path, dest: Path) -> str:
     """Write ``dest`` (model.tar.gz) from ``model_dir``'s contents; returns the tarball's sha256."""
-    with tarfile.open(dest, "w:gz") as tar:
-        for path in sorted(model_dir.rglob("*")):
-            if path.is_symlink():
-                continue
-            tar.add(str(path), arcname=path.relative_to(model_dir).as_posix(), recursive=False)
-    digest = hashlib.sha256()
-    with dest.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return pack_model_dir(model_dir, dest)
 
 
 def publish_model(clients: AwsClients, runtime: TeamRuntime, model_dir: Path, model_name: str,

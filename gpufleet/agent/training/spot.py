@@ -14,10 +14,8 @@ import urllib.error
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from gpufleet.agent.identity import ImdsClient
-from gpufleet.aws import AwsClients
+from gpufleet.aws import AWS_ERRORS, AwsClients
 
 log = logging.getLogger("gpufleet.agent.spot")
 SPOT_PATH = "meta-data/spot/instance-action"
@@ -91,7 +89,7 @@ def set_scale_in_protection(clients: AwsClients, asg: str, instance_id: str, pro
     try:
         clients.client("autoscaling").set_instance_protection(
             InstanceIds=[instance_id], AutoScalingGroupName=asg, ProtectedFromScaleIn=protected)
-    except (ClientError, BotoCoreError) as exc:
+    except AWS_ERRORS as exc:
         log.warning("could not change scale-in protection",
                     extra={"asg": asg, "protected": protected, "error": str(exc)})
         return False
