@@ -38,6 +38,7 @@ from typing import Any
 
 import gpufleet
 from gpufleet.config import PlatformConfig, Team
+from gpufleet.errors import UserInputError
 from gpufleet.target import Target
 
 PROCESSES_ENV = "GPUFLEET_SYNTH_PROCESSES"
@@ -57,9 +58,12 @@ class SliceJob:
 
 def process_count(teams: int) -> int:
     """How many processes to synthesize ``teams`` team stacks with (this one included)."""
-    override = os.environ.get(PROCESSES_ENV)
+    override = os.environ.get(PROCESSES_ENV, "").strip()
     if override:
-        return max(1, int(override))
+        if not override.isdigit() or int(override) < 1:
+            raise UserInputError([f"{PROCESSES_ENV}: {override!r} is not a process count (use 1 or more; "
+                                  "1 synthesizes in one process)"])
+        return int(override)
     cores = len(os.sched_getaffinity(0))
     return max(1, min(cores, MAX_PROCESSES, teams // MIN_TEAMS_PER_SLICE))
 

@@ -11,6 +11,7 @@ import pytest
 
 from gpufleet.app import synth_app
 from gpufleet.config import PlatformConfig, parse_config
+from gpufleet.errors import UserInputError
 from gpufleet.synth_split import Helper, process_count, slices, stable_json, wait_helper
 from gpufleet.target import aws_target
 
@@ -52,6 +53,9 @@ def test_slices_are_contiguous_and_near_equal(example_cfg: PlatformConfig) -> No
 def test_process_count_follows_the_override_and_needs_teams_enough(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GPUFLEET_SYNTH_PROCESSES", "3")
     assert process_count(2) == 3
+    monkeypatch.setenv("GPUFLEET_SYNTH_PROCESSES", "two")
+    with pytest.raises(UserInputError, match="GPUFLEET_SYNTH_PROCESSES: 'two' is not a process count"):
+        process_count(2)
     monkeypatch.delenv("GPUFLEET_SYNTH_PROCESSES")
     assert process_count(2) == 1   # a helper's start-up costs more than two teams
 
