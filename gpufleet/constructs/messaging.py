@@ -42,6 +42,10 @@ class JobQueue(Construct):
     def grant_send(self, grantee: Grantee, label: str) -> None:
         grantee.add_to_policy(Statement(sid("Send", label), SEND_ACTIONS, (self.arn,)))
 
+    def grant_dead_letter(self, grantee: Grantee, label: str) -> None:
+        """Send to the DLQ only (a consumer moving a message it gave up on there)."""
+        grantee.add_to_policy(Statement(sid("DeadLetter", label), ("sqs:SendMessage",), (self.dlq_arn,)))
+
 
 class AlarmTopic(Construct):
     """An SNS topic encrypted with a customer-managed key, for CloudWatch alarm actions."""

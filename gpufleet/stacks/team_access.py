@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from gpufleet.constructs.endpoint import EndpointFleet
 from gpufleet.constructs.iam import PermissionBoundary, ScopedRole
+from gpufleet.constructs.images import ImageRepository
 from gpufleet.constructs.keys import EncryptionKey
 from gpufleet.constructs.logs import JobLogGroup
 from gpufleet.constructs.messaging import JobQueue
@@ -77,6 +78,7 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
     buckets["logs"].grant_write(t, "logs-bucket")   # the job log, shipped when the attempt ends
     queue.grant_consume(t, "job-queue")
     queue.grant_send(t, "job-queue")   # an interrupted job goes back as a fresh message
+    queue.grant_dead_letter(t, "job-queue")   # a job given up after max_attempts
     tables["jobs"].grant_read_write(t, "jobs-table")
     tables["models"].grant_read_write(t, "models-table")   # the next version number is a query
     training.grant_lifecycle(t, "training")
@@ -105,3 +107,10 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
     if alarm_arns:
         o.add_to_policy(Statement("ReadAlarms", ("cloudwatch:DescribeAlarms",), tuple(alarm_arns)))
     o.add_to_policy(DESCRIBE_FLEETS)
+
+
+def grant_images(roles: TeamRoles, images: ImageRepository) -> None:
+    """Hosts pull the team's images (container jobs and endpoints); operators push them."""
+    images.grant_pull(roles.training, "team-images")
+    images.grant_pull(roles.serving, "team-images")
+    images.grant_push(roles.operator, "team-images")

@@ -53,9 +53,9 @@ def test_model_from_the_training_agent_serves_predicts_and_reports(team: Team, d
     assert np.argmax(one.json()[0]) == digits.y_test[0]
 
     metrics = httpx.get(f"{agent.url}/metrics").text
-    assert 'gpufleet_requests_total{code="200"} 4' in metrics
-    assert 'gpufleet_model_info{model="digits",version="1"} 1' in metrics
-    assert "gpufleet_gpu_available 0" in metrics
+    assert 'gpufleet_requests_total{code="200"} 4.0' in metrics
+    assert 'gpufleet_model_info{model="digits",version="1"} 1.0' in metrics
+    assert "gpufleet_gpu_available 0.0" in metrics
 
     agent.process.send_signal(signal.SIGTERM)
     assert agent.process.wait(20) == 0
@@ -206,7 +206,7 @@ def test_tampered_artifact_is_refused_and_current_model_keeps_serving(team: Team
     team.point_endpoint("tamper", "blue", "tamper", 2)
 
     deadline = time.monotonic() + 20
-    while "gpufleet_model_load_failures_total 1" not in httpx.get(f"{agent.url}/metrics").text:
+    while "gpufleet_model_load_failures_total 1.0" not in httpx.get(f"{agent.url}/metrics").text:
         assert time.monotonic() < deadline, agent.log.read_text()[-2000:]
         time.sleep(0.1)
     r = httpx.post(f"{agent.url}/invocations", json=[[0.0]])
@@ -240,7 +240,7 @@ def test_sigterm_drains_in_flight_requests_then_exits(team: Team, start_agent, t
     for t in threads:
         t.start()
     deadline = time.monotonic() + 10
-    while "gpufleet_requests_in_flight 3" not in httpx.get(f"{agent.url}/metrics").text:
+    while "gpufleet_requests_in_flight 3.0" not in httpx.get(f"{agent.url}/metrics").text:
         assert time.monotonic() < deadline
         time.sleep(0.01)
     agent.process.send_signal(signal.SIGTERM)

@@ -45,7 +45,7 @@ class Team:
         assert rec is not None
         return rec
 
-    def submit(self, source: Path, **spec: Any) -> str:
+    def submit(self, source: Path | None, **spec: Any) -> str:
         base = {"name": "job", "team": self.runtime.team, "entry_point": "train.py"}
         return submit_job(self.clients, self.runtime, parse_job_spec({**base, **spec}), source)
 
@@ -90,14 +90,15 @@ def start_agent(team: Team, tmp_path: Path, repo_env: dict[str, str]) -> Iterato
     started: list[AgentProc] = []
 
     def start(name: str, imds_endpoint: str | None = None, health_port: int = 0, pip: dict[str, Any] | None = None,
-              **training: Any) -> AgentProc:
+              containers: dict[str, Any] | None = None, **training: Any) -> AgentProc:
         root = tmp_path / name
         root.mkdir(exist_ok=True)   # a test may have mounted a small disk at root/ml first
         local: dict[str, Any] = {"aws_endpoint_url": team.emu.endpoint, "instance_id": name}
         if imds_endpoint:
             local["imds_endpoint"] = imds_endpoint
         config = {"role": "training", "team": json.loads(team.runtime.to_json()), "work_root": str(root / "ml"),
-                  "health_port": health_port, "local": local, "training": {**FAST, **training}, "pip": pip or {}}
+                  "health_port": health_port, "local": local, "training": {**FAST, **training}, "pip": pip or {},
+                  "containers": containers or {}}
         (root / "agent.json").write_text(json.dumps(config))
         log_path = root / "agent.log"
         # two cores shared: no thread oversubscription; every agent records its calls for the audit
