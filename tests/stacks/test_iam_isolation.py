@@ -18,6 +18,7 @@ ACCOUNT, REGION = "123456789012", "us-east-1"
 NO_RESOURCE_ACTIONS = {
     "cloudwatch:PutMetricData", "elasticloadbalancing:DescribeListeners",
     "elasticloadbalancing:DescribeTargetHealth", "autoscaling:DescribeAutoScalingGroups",
+    "ecr:GetAuthorizationToken",
 }
 NAME_FIELDS = ("bucket", "name", "alarm_name", "description")
 
