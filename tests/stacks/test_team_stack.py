@@ -333,8 +333,15 @@ def test_roles_get_only_the_actions_their_calls_use(aws_stacks: Synth) -> None:
              "s3:ListMultipartUploadParts", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem",
              "dynamodb:DeleteItem", "dynamodb:DescribeTable", "dynamodb:ConditionCheckItem",
              "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "cloudwatch:GetMetricData"}
+    via_dynamodb = [{"test": "StringEquals", "variable": "kms:ViaService",
+                     "values": ["dynamodb.us-east-1.amazonaws.com"]}]
     for role, statements in roles.items():
-        assert not _actions(statements) & never, role
+        table_keys = {sid: s for sid, s in statements.items() if s.get("condition") == via_dynamodb}
+        assert table_keys, f"{role}: DynamoDB uses the table key for the caller: it needs a ViaService grant"
+        assert all(set(s["actions"]) == {"kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"}
+                   for s in table_keys.values())
+        others = {sid: s for sid, s in statements.items() if sid not in table_keys}
+        assert not _actions(others) & never, role
     assert {a for a in _actions(roles["serving"]) if a.startswith(("dynamodb:", "s3:"))} == {
         "dynamodb:GetItem", "s3:GetObject", "s3:PutObject"}
     assert "dynamodb:Scan" not in _actions(roles["training"])
