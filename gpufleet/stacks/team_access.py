@@ -28,11 +28,10 @@ PUT_METRICS = Statement("PutGpufleetMetrics", ("cloudwatch:PutMetricData",), ("*
                         conditions=(Condition("StringEquals", "cloudwatch:namespace", (METRIC_NAMESPACE,)),))
 # Describe calls of ELB and Auto Scaling support no resource-level permissions (AWS service
 # authorization reference), so they take "*"; they reveal configuration, never data.
+# Only what rollouts and `gpufleet fleet` read (rollout/fleet.py): listener weights, target health, capacity.
 DESCRIBE_FLEETS = Statement("DescribeFleets", (
-    "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules",
-    "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
-    "elasticloadbalancing:DescribeLoadBalancers", "autoscaling:DescribeAutoScalingGroups",
-    "autoscaling:DescribeAutoScalingInstances"), ("*",))
+    "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeTargetHealth",
+    "autoscaling:DescribeAutoScalingGroups"), ("*",))
 
 
 @dataclass(frozen=True)
@@ -77,24 +76,26 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
         key.grant_encrypt_decrypt(role, "team")
     # Training hosts: read data, write artifacts/checkpoints/logs, claim jobs, register models.
     buckets["data"].grant_read(t, "data-bucket")
-    for b in ("artifacts", "checkpoints", "logs"):
+    for b in ("artifacts", "checkpoints"):   # job code and models; checkpoints restored and synced
         buckets[b].grant_read_write(t, f"{b}-bucket")
+    buckets["logs"].grant_write(t, "logs-bucket")   # the job log, shipped when the attempt ends
     for priority, queue in queues.items():
         queue.grant_consume(t, f"{priority}-job-queue")
-        queue.grant_send(t, f"{priority}-job-queue")   # an interrupted or deferred job goes back as a fresh message
+        queue.grant_send(t, f"{priority}-job-queue")   # an interrupted or deferred job goes back, fresh
     shared_dlq = queues["normal"]   # all priorities share its DLQ
     shared_dlq.grant_dead_letter(t, "job-queue")   # a job given up after max_attempts
     tables["jobs"].grant_read_write(t, "jobs-table")
-    tables["models"].grant_read_write(t, "models-table")
+    tables["models"].grant_read_write(t, "models-table")   # the next version number is a query
     training.grant_lifecycle(t, "training")
     job_logs.grant_write(t, "job-logs")
     t.add_to_policy(PUT_METRICS)
-    # Serving hosts: read approved models, write captured requests and logs, read endpoint state.
-    buckets["artifacts"].grant_read(s, "model-artifacts", prefix="models/")
-    buckets["capture"].grant_write(s, "capture-bucket")
-    buckets["logs"].grant_write(s, "logs-bucket")
-    tables["endpoints"].grant_read(s, "endpoints-table")
-    tables["models"].grant_read(s, "models-table")
+    # Serving hosts: read approved models, write captured requests, read endpoint state.
+    # The agent fetches the one key the registry names; any failure rejects the artifact (serving/artifacts.py).
+    buckets["artifacts"].grant_read(s, "model-artifacts", prefix="models/", list_bucket=False)
+    # Captured requests go in batches of small JSON lines, one put_object each (agent/serving/capture.py).
+    buckets["capture"].grant_write(s, "capture-bucket", multipart=False)
+    tables["endpoints"].grant_get(s, "endpoints-table")   # the agent follows its endpoint's record
+    tables["models"].grant_get(s, "models-table")         # and the version it serves
     for fleet in endpoints.values():
         fleet.grant_report_health(s, f"endpoint-{fleet.name}")
     s.add_to_policy(PUT_METRICS)
@@ -103,16 +104,14 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
         bucket.grant_read_write(o, f"{name}-bucket")
     for priority, queue in queues.items():
         queue.grant_send(o, f"{priority}-job-queue")
-    shared_dlq.grant_redrive(o, "job-queue")
-    for name, table in tables.items():
-        table.grant_read_write(o, f"{name}-table")
+    for name, table in tables.items():   # job list, the registry and endpoint exports scan
+        table.grant_read_write(o, f"{name}-table", scan=True)
     training.grant_scale(o, "training")
     for fleet in endpoints.values():
         fleet.grant_shift_traffic(o, f"endpoint-{fleet.name}")
         fleet.grant_scale(o, f"endpoint-{fleet.name}")
     if alarm_arns:
         o.add_to_policy(Statement("ReadAlarms", ("cloudwatch:DescribeAlarms",), tuple(alarm_arns)))
-    o.add_to_policy(Statement("ReadMetrics", ("cloudwatch:GetMetricData",), ("*",)))  # no resource type
     o.add_to_policy(DESCRIBE_FLEETS)
 
 

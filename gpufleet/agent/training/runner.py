@@ -1,5 +1,6 @@
-"""One attempt of a claimed job: fetch inputs, restore checkpoints, run the script under torchrun with
-the SageMaker contract, heartbeat, sync checkpoints and logs, then conclude by the job lifecycle:
+"""One attempt of a claimed job: fetch inputs, restore checkpoints, run the script (under torchrun when it
+has several processes or hosts, directly when it has one) with the SageMaker contract, heartbeat, sync
+checkpoints and logs, then conclude by the job lifecycle:
 
 - exit 0: package, upload and register the model (on a multi-node job, the node that has one), SUCCEEDED,
   delete the message;
@@ -37,12 +38,13 @@ from gpufleet.agent.training.logship import LogShipper
 from gpufleet.agent.training.metrics import MetricParser
 from gpufleet.agent.training.output import publish_model
 from gpufleet.agent.training.periodic import Every
-from gpufleet.agent.training.process import JobProcess, kill_orphans, script_failure
+from gpufleet.agent.training.process import JobProcess, direct_worker_env, kill_orphans, script_failure
 from gpufleet.agent.training.queues import Receipt
 from gpufleet.agent.training.spot import Notice
 from gpufleet.aws import AWS_ERRORS, AwsClients
 from gpufleet.schema import JOB_CLAIMABLE, JOB_FINAL
 from gpufleet.schema.agent_config import AgentConfig
+from gpufleet.schema.job_spec import JobSpec
 from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.store.jobs import get_job, update_job
 
@@ -115,10 +117,18 @@ def _requeue(ctx: AgentContext, job_id: str, receipt: Receipt, delay_s: int = 0)
     ctx.message(receipt, delete=True)
 
 
+def runs_directly(spec: JobSpec) -> bool:
+    """One host and one process (at most one GPU): torchrun's launcher would only add its start-up."""
+    return spec.instance_count == 1 and spec.procs_per_host == 1
+
+
 def launcher_argv(ctx: AgentContext, claim: Claim) -> list[str]:
     spec = claim.spec
     assert spec.entry_point, "a spec without an image has an entry point (JobSpec checks it)"
-    argv = [ctx.job_python or ctx.config.training.python or sys.executable, "-m", "torch.distributed.run",
+    python = ctx.job_python or ctx.config.training.python or sys.executable
+    if runs_directly(spec):
+        return [python, "-u", spec.entry_point, *hyperparameter_args(spec)]   # as torchrun runs its worker
+    argv = [python, "-m", "torch.distributed.run",
             f"--nproc-per-node={spec.procs_per_host}", "--max-restarts=0"]
     if spec.instance_count == 1:
         argv += ["--standalone", "--nnodes=1"]
@@ -132,8 +142,11 @@ def launcher_argv(ctx: AgentContext, claim: Claim) -> list[str]:
 
 
 def job_env(ctx: AgentContext, claim: Claim) -> dict[str, str]:
-    return {**os.environ, **sm_environment(ctx.layout, claim.spec, claim.slot, claim.job_id),
-            "PYTHONUNBUFFERED": "1", "GPUFLEET_JOB_ID": claim.job_id, "GPUFLEET_ATTEMPT": str(claim.attempt)}
+    env = {**os.environ, **sm_environment(ctx.layout, claim.spec, claim.slot, claim.job_id),
+           "PYTHONUNBUFFERED": "1", "GPUFLEET_JOB_ID": claim.job_id, "GPUFLEET_ATTEMPT": str(claim.attempt)}
+    if runs_directly(claim.spec):
+        env.update(direct_worker_env(f"{claim.job_id}-{claim.attempt}"))
+    return env
 
 
 def run_claimed_job(ctx: AgentContext, claim: Claim, receipt: Receipt) -> str:
@@ -182,7 +195,7 @@ def _run(ctx: AgentContext, claim: Claim, receipt: Receipt) -> str:
     try:
         proc.start()
     except OSError as exc:
-        return _conclude_failure(ctx, claim, receipt, f"could not start the launcher: {exc}")
+        return _conclude_failure(ctx, claim, receipt, f"could not start the job's process: {exc}")
     outcome, code = _supervise(ctx, claim, receipt, proc, attempt)
     if outcome == "exited" and code == 0:
         return _conclude_success(ctx, claim, receipt, attempt.code_sha, attempt.inputs, attempt.metrics.snapshot())
