@@ -44,6 +44,7 @@ class VariantPair(_Doc):
 class EndpointRuntime(_Doc):
     alb_dns: str
     listener_arn: str
+    rule_arn: str            # the listener rule forwarding /ping and /invocations (rollouts set its weights)
     target_groups: VariantPair
     asgs: VariantPair
     alarms: list[str] = Field(default_factory=list)

@@ -171,7 +171,8 @@ class TeamStack(GpufleetStack):
             target_group_names={v: self.aws_name(f"{ep.name}-{v}", "target_group") for v in VARIANTS},
             vpc_id=net.vpc_id, vpc_cidr=net.cidr,
             subnet_ids=net.public_subnet_ids if ep.internet_facing else net.private_subnet_ids,
-            internal=not ep.internet_facing, certificate_arn=ep.certificate_arn,
+            internal=not ep.internet_facing, certificate_arn=ep.certificate_arn, client_cidrs=ep.client_cidrs,
+            waf=ep.internet_facing and ep.waf,
             access_logs_bucket=self.platform_stack.log_bucket.name,
             alarm_topic_arn=self.platform_stack.alarm_topic.arn, tags={TAG_ROLE: "serving", TAG_ENDPOINT: ep.name})
 
@@ -183,7 +184,7 @@ class TeamStack(GpufleetStack):
             "tables": {t: table.name for t, table in self.tables.items()},
             "training": {"asg": self.aws_name("training", "asg")},
             "endpoints": {name: {
-                "alb_dns": f.alb_dns, "listener_arn": f.listener_arn,
+                "alb_dns": f.alb_dns, "listener_arn": f.listener_arn, "rule_arn": f.rule_arn,
                 "target_groups": {v: f.target_groups[v].arn for v in VARIANTS},
                 "asgs": {v: self.aws_name(f"{name}-{v}", "asg") for v in VARIANTS},
                 "alarms": list(f.alarm_names)} for name, f in self.endpoints.items()},

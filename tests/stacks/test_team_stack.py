@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -169,12 +170,27 @@ def test_endpoint_has_an_internal_alb_with_weighted_blue_green_that_terraform_le
     assert alb["access_logs"]["enabled"] is True
     listener = one(doc, "aws_lb_listener")
     assert listener["protocol"] == "HTTP" and listener["port"] == 80  # no certificate configured
-    groups = listener["default_action"][0]["forward"]["target_group"]
+    rule = one(doc, "aws_lb_listener_rule")
+    groups = rule["action"][0]["forward"]["target_group"]
     assert [g["weight"] for g in groups] == [100, 0]
-    assert listener["lifecycle"]["ignore_changes"] == ["default_action"]
+    assert rule["lifecycle"]["ignore_changes"] == ["action"]
     tgs = {t["name"]: t for t in resources(doc, "aws_lb_target_group").values()}
     assert set(tgs) == {"acme-vision-digits-blue", "acme-vision-digits-green"}
     assert all(t["health_check"]["path"] == "/ping" for t in tgs.values())
+    sg = one(doc, "aws_security_group", lambda r: r["name"] == "acme-vision-digits-alb")
+    assert [(i["from_port"], len(i["cidr_blocks"])) for i in sg["ingress"]] == [(80, 1)]
+    assert "0.0.0.0/0" not in sg["ingress"][0]["cidr_blocks"]   # the VPC's range
+    assert resources(doc, "aws_wafv2_web_acl") == {}
+
+
+def test_clients_reach_only_ping_and_invocations_everything_else_is_a_fixed_404(aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    listener = one(doc, "aws_lb_listener")
+    assert listener["default_action"] == [{"type": "fixed-response", "fixed_response": {
+        "content_type": "text/plain", "message_body": "not found", "status_code": "404"}}]
+    rule = one(doc, "aws_lb_listener_rule")
+    assert rule["condition"] == [{"path_pattern": {"values": ["/ping", "/invocations"]}}]
+    assert "aws_lb_listener" in rule["listener_arn"]
 
 
 def test_each_variant_has_an_asg_with_target_tracking_and_alarms_on_errors_and_p99(aws_stacks: Synth) -> None:
@@ -201,24 +217,36 @@ def test_each_variant_has_an_asg_with_target_tracking_and_alarms_on_errors_and_p
         assert "terraform_remote_state" in rate["alarm_actions"][0], "routed to the platform SNS topic"
 
 
-def test_https_listener_and_internet_facing_alb_when_configured() -> None:
-    import tempfile
-    from pathlib import Path
-
-    from tests.stacks.conftest import config_with, synth
-
-    cfg = config_with({"teams": [{"name": "web", "training": {"instance_types": ["g5.xlarge"]}, "endpoints": [{
-        "name": "chat", "instance_type": "g5.xlarge", "internet_facing": True,
-        "certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/abc"}]}]})
-    with tempfile.TemporaryDirectory() as tmp:
-        _, stacks = synth(cfg, Path(tmp), "aws")
-    listener = one(stacks["team-web"], "aws_lb_listener")
-    assert listener["protocol"] == "HTTPS" and listener["port"] == 443
-    assert listener["ssl_policy"].startswith("ELBSecurityPolicy-TLS13")
-    assert one(stacks["team-web"], "aws_lb")["internal"] is False
-    assert len(resources(stacks["platform"], "aws_internet_gateway")) == 1
-    assert len([s for s in resources(stacks["platform"], "aws_subnet").values()
+def test_internet_facing_endpoint_is_https_only_allow_listed_and_behind_managed_waf_rules(
+        internet_facing_stacks: Synth) -> None:
+    doc = internet_facing_stacks["team-web"]
+    listeners = {r["port"]: r for r in resources(doc, "aws_lb_listener").values()}
+    assert listeners[443]["protocol"] == "HTTPS" and listeners[443]["ssl_policy"].startswith("ELBSecurityPolicy-TLS13")
+    assert listeners[443]["default_action"][0]["fixed_response"]["status_code"] == "404"
+    assert listeners[80]["default_action"] == [{"type": "redirect", "redirect": {
+        "port": "443", "protocol": "HTTPS", "status_code": "HTTP_301"}}]
+    rule = one(doc, "aws_lb_listener_rule")
+    assert "443" not in rule["listener_arn"] and rule["condition"][0]["path_pattern"]["values"] == [
+        "/ping", "/invocations"]
+    assert one(doc, "aws_lb")["internal"] is False
+    sg = one(doc, "aws_security_group", lambda r: r["name"] == "acme-web-chat-alb")
+    assert sorted((i["from_port"], tuple(i["cidr_blocks"])) for i in sg["ingress"]) == [
+        (80, ("203.0.113.0/24",)), (443, ("203.0.113.0/24",))]
+    acl = one(doc, "aws_wafv2_web_acl")
+    assert acl["scope"] == "REGIONAL" and acl["default_action"] == {"allow": {}}
+    groups = [r["statement"]["managed_rule_group_statement"] for r in acl["rule"]]
+    assert {g["vendor_name"] for g in groups} == {"AWS"}
+    assert {"AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet"} <= {g["name"] for g in groups}
+    association = one(doc, "aws_wafv2_web_acl_association")
+    assert "aws_lb." in association["resource_arn"] and "aws_wafv2_web_acl." in association["web_acl_arn"]
+    assert len(resources(internet_facing_stacks["platform"], "aws_internet_gateway")) == 1
+    assert len([s for s in resources(internet_facing_stacks["platform"], "aws_subnet").values()
                 if s["tags"]["gpufleet:tier"] == "public"]) == 2
+
+
+def test_no_checkov_skip_calls_an_internet_facing_endpoint_internal(internet_facing_stacks: Synth) -> None:
+    text = json.dumps(internet_facing_stacks["team-web"])
+    assert "internal endpoint" not in text and "internal load balancer" not in text
 
 
 def test_dashboard_and_runtime_output_cover_everything_the_agents_and_cli_read(aws_stacks: Synth) -> None:
