@@ -9,7 +9,6 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from gpufleet.aws import AwsClients
 from gpufleet.errors import RuntimeFailure, UserInputError
@@ -19,7 +18,10 @@ from gpufleet.rollout.fleet import TargetHealth
 from gpufleet.rollout.steps import traffic_steps
 from gpufleet.schema import Variant
 from gpufleet.schema.runtime import EndpointRuntime, TeamRuntime
+from gpufleet.store.approvals import decided_status, get_decision
+from gpufleet.store.dynamo import Record
 from gpufleet.store.endpoints import EndpointRecord, EndpointTable
+from gpufleet.store.models import get_model_version
 
 Report = Callable[[str], None]
 
@@ -65,7 +67,7 @@ class Rollout:
 
     # --- entry points -------------------------------------------------------------------------------
     def deploy(self, model: str, version: int) -> EndpointRecord:
-        require_approved(self.access.client("dynamodb"), self.runtime.tables.models, model, version)
+        require_approved(self.access, self.runtime, model, version)
         rec = self.table.get_or_new(self.name)
         if rec.active_rollout:
             r = rec.active_rollout
@@ -213,15 +215,16 @@ class _Trip(Exception):
         self.reason = reason
 
 
-def require_approved(dynamodb: Any, table: str, model: str, version: int) -> dict[str, Any]:
-    """The model version's registry item, if it is Approved; else a user error saying what to do."""
-    item = dynamodb.get_item(TableName=table, Key={"model_name": {"S": model}, "version": {"N": str(version)}},
-                             ConsistentRead=True).get("Item")
-    if item is None:
+def require_approved(access: AwsClients, runtime: TeamRuntime, model: str, version: int) -> Record:
+    """The model version's registry record, if the operator approved it (the approvals table, pinned to
+    the artifact's sha256); else a user error saying what to do."""
+    try:
+        record = get_model_version(access, runtime, model, version)
+    except UserInputError:
         raise UserInputError([f"--model: {model}:{version} is not in the registry "
-                              "(list versions with `gpufleet model list`)"])
-    status = item.get("status", {}).get("S")
+                              "(list versions with `gpufleet model list`)"]) from None
+    status = decided_status(record, get_decision(access, runtime, model, version))
     if status != "Approved":
         raise UserInputError([f"--model: {model}:{version} is {status}, only Approved models deploy "
                               f"(approve it with `gpufleet model approve {model}:{version}`)"])
-    return item
+    return record

@@ -30,6 +30,7 @@ class Tables(_Doc):
     jobs: str
     models: str
     endpoints: str
+    approvals: str
 
 
 class TrainingRuntime(_Doc):

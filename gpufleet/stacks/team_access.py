@@ -70,9 +70,13 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
     t, s, o = roles.training, roles.serving, roles.operator
     for role in (t, s, o):
         key.grant_encrypt_decrypt(role, "team")
-    # Training hosts: read data, write artifacts/checkpoints/logs, claim jobs, register models.
+    # Training hosts: read data and job code, add model artifacts (never delete one, never touch the
+    # registry export), write checkpoints/logs, claim jobs, register versions. No grant on approvals.
     buckets["data"].grant_read(t, "data-bucket")
-    for b in ("artifacts", "checkpoints", "logs"):
+    buckets["artifacts"].grant_read(t, "job-code", prefix="code/")
+    buckets["artifacts"].grant_read(t, "model-artifacts", prefix="models/")
+    buckets["artifacts"].grant_write(t, "model-artifacts", prefix="models/")
+    for b in ("checkpoints", "logs"):
         buckets[b].grant_read_write(t, f"{b}-bucket")
     queue.grant_consume(t, "job-queue")
     tables["jobs"].grant_read_write(t, "jobs-table")
@@ -85,8 +89,9 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
     buckets["logs"].grant_write(s, "logs-bucket")
     tables["endpoints"].grant_read(s, "endpoints-table")
     tables["models"].grant_read(s, "models-table")
+    tables["approvals"].grant_read(s, "approvals-table")
     s.add_to_policy(PUT_METRICS)
-    # Operators: everything of this team's data plane, plus rollouts and scaling.
+    # Operators: everything of this team's data plane (the only writer of approvals), plus rollouts and scaling.
     for name, bucket in buckets.items():
         bucket.grant_read_write(o, f"{name}-bucket")
     queue.grant_send(o, "job-queue")

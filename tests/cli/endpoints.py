@@ -110,4 +110,7 @@ def register_model(emu: Emulator, rt: TeamRuntime, name: str, version: int, tarb
             "artifact_uri": {"S": f"s3://{rt.buckets.artifacts}/{key}"},
             "sha256": {"S": hashlib.sha256(tarball).hexdigest()}, "created_at": {"S": time.strftime("%FT%TZ")}}
     client(emu, "dynamodb", rt.region).put_item(TableName=rt.tables.models, Item=item)
+    if status != "PendingManualApproval":   # the operator's decision, pinned to this artifact
+        client(emu, "dynamodb", rt.region).put_item(TableName=rt.tables.approvals, Item={
+            k: item[k] for k in ("model_name", "version", "status", "artifact_uri", "sha256")})
     return item
