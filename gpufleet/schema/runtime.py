@@ -61,6 +61,8 @@ class TeamRuntime(_Doc):
     tables: Tables
     training: TrainingRuntime
     endpoints: dict[str, EndpointRuntime] = Field(default_factory=dict)
+    # The role job code runs with (the training agent assumes it per job); None: jobs get no AWS credentials.
+    job_role_arn: str | None = None
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=2)

@@ -51,7 +51,8 @@ class TeamStack(GpufleetStack):
         self.key = EncryptionKey(self, "key", alias=f"{cfg.platform.name}/{team.name}",
                                  description=f"{team.name} team data key", account_root=self.account_root,
                                  account_id=self.account_id)
-        role_names = {r: self.aws_name(f"{r}", "iam_role") for r in ("boundary", "training", "serving", "operator")}
+        role_names = {r: self.aws_name(f"{r}", "iam_role")
+                      for r in ("boundary", "training", "serving", "operator", "job")}
         self.replication_role_name = self.aws_name("replication", "iam_role")
         principals = [role_arn(self, n) for r, n in role_names.items() if r != "boundary"]
         self.buckets = self._buckets(principals, role_arn(self, self.replication_role_name))
@@ -182,6 +183,7 @@ class TeamStack(GpufleetStack):
             "buckets": {b: bucket.name for b, bucket in self.buckets.items()},
             "queue_url": self.queue.url, "dlq_url": self.queue.dlq_url,
             "tables": {t: table.name for t, table in self.tables.items()},
+            "job_role_arn": self.roles.job.arn,
             "training": {"asg": self.aws_name("training", "asg")},
             "endpoints": {name: {
                 "alb_dns": f.alb_dns, "listener_arn": f.listener_arn, "rule_arn": f.rule_arn,

@@ -1,4 +1,5 @@
-"""A team's three roles (training hosts, serving hosts, human operators) and what each may touch.
+"""A team's roles (training hosts, serving hosts, human operators, and the job role that training hosts
+hand to job code) and what each may touch.
 
 Every grant names this team's own resources; ``*`` appears only where AWS has no narrower resource,
 each with its reason. The roles share one permission boundary built from the same grants.
@@ -36,6 +37,7 @@ class TeamRoles:
     training: ScopedRole
     serving: ScopedRole
     operator: ScopedRole
+    job: ScopedRole
     boundary: PermissionBoundary
 
 
@@ -45,8 +47,9 @@ def role_arn(stack: GpufleetStack, name: str) -> str:
 
 
 def build_roles(stack: GpufleetStack, names: dict[str, str], operators: list[str]) -> TeamRoles:
-    """``names`` has keys boundary, training, serving, operator. With no operators configured, the
-    operator role trusts this account's principals that have MFA."""
+    """``names`` has keys boundary, training, serving, operator, job. With no operators configured, the
+    operator role trusts this account's principals that have MFA. The job role trusts the training role
+    alone: the agent assumes it for each job with a session policy narrowing it to that job's prefixes."""
     boundary = PermissionBoundary(stack, "boundary", name=names["boundary"],
                                   description=f"Ceiling of {stack.team}'s roles: its own resources only")
     training = ScopedRole(stack, "training-role", name=names["training"], boundary=boundary,
@@ -58,18 +61,26 @@ def build_roles(stack: GpufleetStack, names: dict[str, str], operators: list[str
     operator = ScopedRole(stack, "operator-role", name=names["operator"], boundary=boundary,
                           principals=operators or [stack.account_root], mfa=not operators,
                           description=f"{stack.team} operators (CLI: jobs, models, rollouts)")
+    job = ScopedRole(stack, "job-role", name=names["job"], boundary=boundary, principals=[training.arn],
+                     description=f"{stack.team} job code (assumed per job by the training agent)")
     if not operators:
         operator.skip_checks({"CKV_AWS_61": "no teams[].operators configured: principals of this account that IAM "
                                             "lets assume the role, with MFA; list operators to narrow it"})
-    return TeamRoles(training, serving, operator, boundary)
+    return TeamRoles(training, serving, operator, job, boundary)
 
 
 def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, SecureBucket], queue: JobQueue,
                       tables: dict[str, Table], training: GpuTrainingFleet,
                       endpoints: dict[str, EndpointFleet], alarm_arns: list[str]) -> None:
-    t, s, o = roles.training, roles.serving, roles.operator
-    for role in (t, s, o):
+    t, s, o, j = roles.training, roles.serving, roles.operator, roles.job
+    for role in (t, s, o, j):
         key.grant_encrypt_decrypt(role, "team")
+    # Job code: read inputs, write its checkpoints and logs; nothing of the registry, queue or tables.
+    # The agent's session policy narrows each job to its own checkpoint and log prefixes.
+    buckets["data"].grant_read(j, "data-bucket")
+    buckets["checkpoints"].grant_read_write(j, "checkpoints-bucket")
+    buckets["logs"].grant_write(j, "job-logs", prefix="jobs/")
+    t.add_to_policy(Statement("AssumeJobRole", ("sts:AssumeRole",), (j.arn,)))
     # Training hosts: read data and job code, add model artifacts (never delete one, never touch the
     # registry export), write checkpoints/logs, claim jobs, register versions. No grant on approvals.
     buckets["data"].grant_read(t, "data-bucket")

@@ -25,7 +25,10 @@ from gpufleet.agent.identity import Identity
 from gpufleet.agent.training.checkpoints import CheckpointSync
 from gpufleet.agent.training.claim import Claim, finish, heartbeat
 from gpufleet.agent.training.inputs import InputError, fetch_inputs
+from gpufleet.agent.training.isolation import JobUser, hand_over, resolve_job_user
+from gpufleet.agent.training.jobcreds import job_environment, start_job_credentials
 from gpufleet.agent.training.layout import (
+    JOB_DIRS,
     Layout,
     checkpoint_location,
     hyperparameter_args,
@@ -60,6 +63,7 @@ class AgentContext:
     current_job: str | None = None
     jobs_run: int = 0
     poll_failures: int = 0     # consecutive; /healthz turns unhealthy when the queue stays unreachable
+    job_user: JobUser | None = None   # who job code runs as (None: the agent's user, as before isolation)
 
     @property
     def runtime(self) -> TeamRuntime:
@@ -142,13 +146,25 @@ def _run(ctx: AgentContext, claim: Claim, receipt: str) -> str:
         attempt = _prepare(ctx, claim)
     except (InputError, *AWS_ERRORS) as exc:
         return _conclude_failure(ctx, claim, receipt, f"inputs: {exc}")
-    proc = JobProcess(launcher_argv(ctx, claim), job_env(ctx, claim), ctx.layout.code, ctx.layout.job_log,
-                      attempt.metrics.feed, ctx.config.training.log_tail_lines)
+    user = ctx.job_user or resolve_job_user(ctx.config.training.job_user, local=True)
     try:
-        proc.start()
-    except OSError as exc:
-        return _conclude_failure(ctx, claim, receipt, f"could not start the launcher: {exc}")
-    outcome, code = _supervise(ctx, claim, receipt, proc, attempt)
+        creds, creds_env = start_job_credentials(
+            ctx.clients.client("sts"), ctx.runtime, claim.spec, claim.job_id, ctx.layout.root / "credentials",
+            ctx.config.training.job_credentials_s, user.owner)
+    except AWS_ERRORS as exc:
+        return _conclude_failure(ctx, claim, receipt, f"job role: {exc}")
+    hand_over([ctx.layout.root / d for d in JOB_DIRS], user)
+    proc = JobProcess(launcher_argv(ctx, claim), job_environment(job_env(ctx, claim), creds_env), ctx.layout.code,
+                      ctx.layout.job_log, attempt.metrics.feed, ctx.config.training.log_tail_lines, user.popen_args())
+    try:
+        try:
+            proc.start()
+        except OSError as exc:
+            return _conclude_failure(ctx, claim, receipt, f"could not start the launcher: {exc}")
+        outcome, code = _supervise(ctx, claim, receipt, proc, attempt)
+    finally:
+        if creds:   # the session still expires on its own; stopping just ends the refreshes
+            creds.stop()
     if outcome == "exited" and code == 0:
         return _conclude_success(ctx, claim, receipt, attempt.code_sha, attempt.inputs, attempt.metrics.snapshot())
     if outcome == "exited":
