@@ -265,7 +265,8 @@ def test_serving_user_data_without_an_endpoint_is_rejected_at_synth() -> None:
 
     runtime = {"platform": "p", "team": "t", "region": "us-east-1",
                "buckets": {b: f"p-t-{b}" for b in BUCKETS}, "queue_url": "q", "dlq_url": "d",
-               "tables": {"jobs": "j", "models": "m", "endpoints": "e", "approvals": "a"}, "training": {"asg": "p-t-training"}}
+               "tables": {"jobs": "j", "models": "m", "endpoints": "e", "approvals": "a"},
+               "training": {"asg": "p-t-training"}}
     with pytest.raises(ValueError, match="endpoint"):
         agent_user_data(runtime, "serving")
 
