@@ -134,7 +134,7 @@ def test_every_role_has_the_team_boundary_and_no_wildcard_actions(two_teams: Syn
     for team in ("ml", "ml-ops"):
         doc = two_teams[f"team-{team}"]
         roles = resources(doc, "aws_iam_role").values()
-        assert len(roles) == 3
+        assert len(roles) == 4   # training, serving, operator, job
         assert all("aws_iam_policy.boundary" in r["permissions_boundary"] for r in roles)
         for _, statement in _statements(doc):
             assert not any(a == "*" or a.endswith(":*") for a in statement["actions"]), statement["sid"]

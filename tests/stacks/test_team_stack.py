@@ -70,7 +70,7 @@ def test_bucket_policies_deny_plain_http_and_object_access_outside_the_team(aws_
         allowed = scope["condition"][0]["values"]
         assert scope["condition"][0]["test"] == "ArnNotLike", name
         roles = {a.rsplit("/", 1)[-1] for a in allowed}
-        team_roles = {"acme-vision-training", "acme-vision-serving", "acme-vision-operator"}
+        team_roles = {"acme-vision-training", "acme-vision-serving", "acme-vision-operator", "acme-vision-job"}
         assert roles == (team_roles | {"acme-vision-replication"} if name == "acme-vision-artifacts" else team_roles)
 
 
@@ -86,7 +86,8 @@ def test_job_queue_is_encrypted_with_a_dead_letter_queue_and_heartbeat_friendly_
 
 def test_tables_are_on_demand_with_point_in_time_recovery_kms_and_deletion_protection(aws_stacks: Synth) -> None:
     tables = resources(aws_stacks[TEAM], "aws_dynamodb_table").values()
-    assert {t["name"] for t in tables} == {"acme-vision-jobs", "acme-vision-models", "acme-vision-endpoints"}
+    assert {t["name"] for t in tables} == {"acme-vision-jobs", "acme-vision-models", "acme-vision-endpoints",
+                                           "acme-vision-approvals"}
     for t in tables:
         assert t["billing_mode"] == "PAY_PER_REQUEST"
         assert t["point_in_time_recovery"] == {"enabled": True}
@@ -300,3 +301,52 @@ def test_without_a_dr_region_nothing_replicates(tmp_path_factory: pytest.TempPat
     _, stacks = synth(config_with({"platform": data["platform"]}), tmp_path_factory.mktemp("nodr"), "aws")
     assert not resources(stacks[TEAM], "aws_s3_bucket_replication_configuration")
     assert len(stacks[TEAM]["provider"]["aws"]) == 1
+
+
+def _role_grants(doc: dict[str, Any], role: str) -> list[tuple[str, str]]:
+    """(action, resource expression) pairs of a role's inline policy."""
+    role_res = one(doc, "aws_iam_role", lambda r: r["name"] == role)
+    inline = [p for p in resources(doc, "aws_iam_role_policy").values()
+              if referenced(doc, p["role"]) is role_res]
+    return [(a, r) for p in inline for s in policy_statements(doc, p["policy"]) for a in s["actions"]
+            for r in s.get("resources", [])]
+
+
+def _table(doc: dict[str, Any], name: str) -> str:
+    return next(k for k, t in resources(doc, "aws_dynamodb_table").items() if t["name"] == name)
+
+
+def _bucket(doc: dict[str, Any], name: str) -> str:
+    return next(k for k, b in resources(doc, "aws_s3_bucket").items() if b["bucket"] == name)
+
+
+def test_only_the_operator_role_writes_approvals_and_serving_reads_them(aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    approvals = _table(doc, "acme-vision-approvals")
+    writers = {role for role in ("acme-vision-training", "acme-vision-serving", "acme-vision-operator",
+                                 "acme-vision-job")
+               if any(a == "dynamodb:PutItem" and approvals in r for a, r in _role_grants(doc, role))}
+    assert writers == {"acme-vision-operator"}
+    assert any(a == "dynamodb:GetItem" and approvals in r for a, r in _role_grants(doc, "acme-vision-serving"))
+    assert not any(approvals in r for _, r in _role_grants(doc, "acme-vision-training"))
+
+
+def test_training_hosts_add_artifacts_but_never_delete_or_touch_the_registry_export(aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    artifacts = _bucket(doc, "acme-vision-artifacts")
+    on_artifacts = [(a, r) for a, r in _role_grants(doc, "acme-vision-training") if artifacts in r]
+    assert {r.split("}", 1)[1] for _, r in on_artifacts if "}/" in r} == {"/code/*", "/models/*"}
+    assert not any(a.startswith("s3:Delete") for a, _ in on_artifacts)
+    assert not any(a == "s3:PutObject" and r.endswith("/code/*") for a, r in on_artifacts)
+
+
+def test_the_job_role_is_assumable_by_training_hosts_and_reaches_no_registry_queue_or_artifact(
+        aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    job = one(doc, "aws_iam_role", lambda r: r["name"] == "acme-vision-job")
+    trust = referenced(doc, job["assume_role_policy"])["statement"][0]
+    assert trust["principals"][0]["identifiers"][0].startswith("${aws_iam_role.training-role")
+    grants = _role_grants(doc, "acme-vision-job")
+    assert grants and not {a.split(":")[0] for a, _ in grants} & {"dynamodb", "sqs", "sts", "iam", "autoscaling"}
+    assert not any(_bucket(doc, "acme-vision-artifacts") in r for _, r in grants)
+    assert any(a == "sts:AssumeRole" and "job-role" in r for a, r in _role_grants(doc, "acme-vision-training"))

@@ -25,7 +25,7 @@ from gpufleet.agent.identity import Identity
 from gpufleet.agent.training.checkpoints import CheckpointSync
 from gpufleet.agent.training.claim import Claim, finish, heartbeat
 from gpufleet.agent.training.inputs import InputError, fetch_inputs
-from gpufleet.agent.training.isolation import JobUser, hand_over, resolve_job_user
+from gpufleet.agent.training.isolation import JobUser, hand_back, hand_over, resolve_job_user
 from gpufleet.agent.training.jobcreds import job_environment, start_job_credentials
 from gpufleet.agent.training.layout import (
     JOB_DIRS,
@@ -165,6 +165,7 @@ def _run(ctx: AgentContext, claim: Claim, receipt: str) -> str:
     finally:
         if creds:   # the session still expires on its own; stopping just ends the refreshes
             creds.stop()
+        hand_back([ctx.layout.root / d for d in JOB_DIRS], user)
     if outcome == "exited" and code == 0:
         return _conclude_success(ctx, claim, receipt, attempt.code_sha, attempt.inputs, attempt.metrics.snapshot())
     if outcome == "exited":
