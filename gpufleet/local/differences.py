@@ -30,6 +30,9 @@ LOCAL_MODE_DIFFERENCES: list[tuple[str, str]] = [
      "alarms are evaluated as Maximum", "moto evaluates no alarms, runs no policies and ignores extended statistics"),
     ("target-tracking policies do not run locally", "moto does not run them and the local cloud does not emulate them"),
     ("SQS queue-depth metrics are published by the local cloud every 5 s", "moto publishes no SQS metrics"),
+    ("jobs run as the local agent's own user, with no IMDS firewall rule",
+     "local agents stand in for hosts on one machine and switch no users; job code still gets only the job "
+     "role's credentials"),
 ]
 
 
