@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,6 +153,7 @@ def test_job_code_cannot_approve_its_model_or_overwrite_an_artifact_and_the_regi
         creds.stop()
         _set_enforcement(emu, False)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert not (tmp_path / "creds").exists(), "the session is deleted when the job ends"
     results = json.loads(done.stdout.strip().splitlines()[-1])
     assert results["identity"].endswith(f":assumed-role/iam-alpha-job/job-{JOB_ID}")
     assert {k: results[k] for k in ("approve_own_model", "mark_approved_in_models", "overwrite_artifact")} == {
@@ -178,3 +180,35 @@ def test_the_session_policy_narrows_a_job_to_its_channels_checkpoints_and_logs()
     actions = {a for s in statements.values() for a in s["Action"]}
     assert not {a for a in actions if a.split(":")[0] in ("dynamodb", "sqs", "sts", "iam")}
     assert all("p-t-artifacts" not in r for s in statements.values() for r in s["Resource"])
+
+
+def test_the_agent_refreshes_the_session_and_the_job_sdk_picks_up_the_new_one(
+        moto_server: Emulator, tmp_path: Path) -> None:
+    rt = create_team_resources(moto_server, platform="refresh", team="alpha")
+    role_arn = client(moto_server, "iam").create_role(RoleName="refresh-alpha-job", AssumeRolePolicyDocument="{}")[
+        "Role"]["Arn"]
+    spec = parse_job_spec({"name": "n", "team": "alpha", "entry_point": "train.py"})
+    creds = JobCredentials(client(moto_server, "sts"), role_arn, "job-r", session_policy(rt, spec, "job-r"),
+                           tmp_path / "creds", rt.region, duration_s=900, refresh_s=0.3)
+    env = creds.start()
+    session = tmp_path / "creds" / "session.json"
+    try:
+        first = json.loads(session.read_text())["AccessKeyId"]
+        deadline = time.monotonic() + 20
+        while json.loads(session.read_text())["AccessKeyId"] == first:
+            assert time.monotonic() < deadline, "the session was not refreshed"
+            time.sleep(0.1)
+        creds.refresh_s = 3600      # hold still after the refresh in flight, so the file and the SDK can agree
+        time.sleep(2)
+        current = json.loads(session.read_text())["AccessKeyId"]
+        assert _credential_process_key(env) == current != first
+    finally:
+        creds.stop()
+
+
+def _credential_process_key(env: dict[str, str]) -> str:
+    """The access key a fresh SDK session resolves with the job's environment."""
+    done = subprocess.run([sys.executable, "-c", "import boto3; print(boto3.Session().get_credentials().access_key)"],
+                          env={**job_environment(dict(os.environ), env)}, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-1000:]
+    return done.stdout.strip()

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shlex
+import shutil
 import sys
 import threading
 from pathlib import Path
@@ -54,9 +55,11 @@ class JobCredentials:
     """Assumes the job role for one job, writes the credential files, refreshes them until ``stop``."""
 
     def __init__(self, sts: Any, role_arn: str, job_id: str, policy: dict[str, Any], directory: Path,
-                 region: str, duration_s: int, owner: tuple[int, int] | None = None) -> None:
+                 region: str, duration_s: int, owner: tuple[int, int] | None = None,
+                 refresh_s: float | None = None) -> None:
         self.sts, self.role_arn, self.job_id, self.policy = sts, role_arn, job_id, policy
         self.directory, self.region, self.duration_s, self.owner = directory, region, duration_s, owner
+        self.refresh_s = refresh_s or duration_s * REFRESH_AT
         self.session_file = directory / "session.json"
         self.config_file = directory / "config"
         self._stop = threading.Event()
@@ -76,9 +79,11 @@ class JobCredentials:
                 "AWS_EC2_METADATA_DISABLED": "true", "AWS_DEFAULT_REGION": self.region}
 
     def stop(self) -> None:
+        """End the refreshes and delete the files, so no later job finds this one's session."""
         self._stop.set()
         if self._thread:
             self._thread.join(5)
+        shutil.rmtree(self.directory, ignore_errors=True)
 
     def _issue(self) -> None:
         creds = self.sts.assume_role(RoleArn=self.role_arn, RoleSessionName=f"job-{self.job_id}"[:64],
@@ -98,7 +103,7 @@ class JobCredentials:
         os.replace(tmp, path)
 
     def _refresh(self) -> None:
-        while not self._stop.wait(self.duration_s * REFRESH_AT):
+        while not self._stop.wait(self.refresh_s):
             try:
                 self._issue()
             except Exception as exc:   # STS briefly unreachable: the current session is still valid
