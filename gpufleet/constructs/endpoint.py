@@ -58,6 +58,8 @@ class EndpointFleet(Construct):
                  access_logs_bucket: str | None = None, alarm_topic_arn: str | None = None,
                  alarms: EndpointAlarms = EndpointAlarms(), tags: Mapping[str, str] | None = None) -> None:
         super().__init__(scope, fleet_id)
+        if not internal and certificate_arn is None:
+            raise ValueError(f"endpoint {name}: an internet-facing load balancer needs a certificate_arn (HTTPS only)")
         self.name, self.serving_port, self.subnet_ids = name, serving_port, list(subnet_ids)
         self.tags = dict(tags or {})
         self.alb_sg = self._alb_security_group(vpc_id, vpc_cidr, list(client_cidrs) or [vpc_cidr],
