@@ -41,6 +41,12 @@ class TeamRoles:
     boundary: PermissionBoundary
 
 
+def role_arn_of(role: ScopedRole) -> str:
+    stack = GpufleetStack.of(role)
+    assert isinstance(stack, GpufleetStack)
+    return role_arn(stack, role.name)
+
+
 def role_arn(stack: GpufleetStack, name: str) -> str:
     """A role's ARN from its name, so bucket policies can name roles before they exist."""
     return f"arn:{stack.partition}:iam::{stack.account_id}:role/{name}"
@@ -80,7 +86,9 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
     buckets["data"].grant_read(j, "data-bucket")
     buckets["checkpoints"].grant_read_write(j, "checkpoints-bucket")
     buckets["logs"].grant_write(j, "job-logs", prefix="jobs/")
-    t.add_to_policy(Statement("AssumeJobRole", ("sts:AssumeRole",), (j.arn,)))
+    # By name, not the role's ARN attribute: the shared boundary holds this statement, and the job role's
+    # trust names the training role, whose boundary that is (a reference would be a dependency cycle).
+    t.add_to_policy(Statement("AssumeJobRole", ("sts:AssumeRole",), (role_arn_of(j),)))
     # Training hosts: read data and job code, add model artifacts (never delete one, never touch the
     # registry export), write checkpoints/logs, claim jobs, register versions. No grant on approvals.
     buckets["data"].grant_read(t, "data-bucket")

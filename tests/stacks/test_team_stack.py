@@ -349,4 +349,5 @@ def test_the_job_role_is_assumable_by_training_hosts_and_reaches_no_registry_que
     grants = _role_grants(doc, "acme-vision-job")
     assert grants and not {a.split(":")[0] for a, _ in grants} & {"dynamodb", "sqs", "sts", "iam", "autoscaling"}
     assert not any(_bucket(doc, "acme-vision-artifacts") in r for _, r in grants)
-    assert any(a == "sts:AssumeRole" and "job-role" in r for a, r in _role_grants(doc, "acme-vision-training"))
+    assert any(a == "sts:AssumeRole" and r.endswith(":role/acme-vision-job")
+               for a, r in _role_grants(doc, "acme-vision-training"))
