@@ -15,12 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 if TYPE_CHECKING:
     from gpufleet.schema.agent_config import AgentConfig
 
 # Credentials the emulator (moto) accepts; never real ones. Local mode hands them to every process it starts.
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+# Every error an AWS call can end with once botocore's own retries are spent: an answer (ClientError), a
+# transport or credential problem (BotoCoreError), or an answer botocore cannot parse (ResponseParserError,
+# not a BotoCoreError: moto answers some unsupported calls with an HTML 500).
+AWS_ERRORS = (ClientError, BotoCoreError, ResponseParserError)
 
 # Long polls wait up to 20 s, so reads must outlast them.
 _BOTO_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=30)

@@ -7,11 +7,15 @@ It knows nothing of cdktf. ``load_config`` either returns a valid ``PlatformConf
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
+import botocore
+import botocore.loaders
 import yaml
 from pydantic import (
     AfterValidator,
@@ -28,13 +32,6 @@ from gpufleet.errors import UserInputError
 
 DEFAULT_CONFIG = "gpufleet.yaml"
 DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
-REGION = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
-KNOWN_REGIONS = [
-    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "eu-west-1", "eu-west-2",
-    "eu-west-3", "eu-central-1", "eu-central-2", "eu-north-1", "eu-south-1", "eu-south-2",
-    "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-1", "ap-southeast-2",
-    "ap-south-1", "sa-east-1", "me-central-1", "il-central-1", "af-south-1",
-]
 ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:(root|(role|user)/[\w+=,.@/-]+)$")
 
 
@@ -52,15 +49,32 @@ def _dns_name(value: str, max_len: int) -> str:
     return value
 
 
+@functools.cache
+def aws_regions() -> tuple[frozenset[str], tuple[re.Pattern[str], ...]]:
+    """Every region of every AWS partition (aws, aws-cn, aws-us-gov, the ISO ones) and each partition's
+    region pattern, from botocore's endpoint data: a region AWS launches validates once botocore knows it."""
+    data = botocore.loaders.create_loader().load_data("endpoints")
+    partitions = data["partitions"]
+    return (frozenset(r for p in partitions for r in p["regions"]),
+            tuple(re.compile(p["regionRegex"]) for p in partitions))
+
+
+def _closest(value: str, names: frozenset[str], cutoff: float = 0.8) -> str | None:
+    """The most similar name (ties go to the first in order: 'us-east-l' is 'us-east-1', not '-2')."""
+    best = min(names, key=lambda n: (-difflib.SequenceMatcher(None, value, n).ratio(), n))
+    return best if difflib.SequenceMatcher(None, value, best).ratio() >= cutoff else None
+
+
 def _region(value: str) -> str:
-    if value in KNOWN_REGIONS:
+    known, patterns = aws_regions()
+    if value in known:
         return value
-    close = difflib.get_close_matches(value, KNOWN_REGIONS, n=1, cutoff=0.8)
-    if close or not REGION.match(value):
-        # A near miss of a known region is a typo; a well-formed unknown one may be a new region.
-        hint = f"did you mean {close[0]!r}?" if close else "use an AWS region such as 'us-east-1'"
+    close = _closest(value, known)
+    if close or not any(p.match(value) for p in patterns):
+        # A near miss of a known region is a typo (a region newer than botocore needs a botocore upgrade).
+        hint = f"did you mean {close!r}?" if close else "use an AWS region such as 'us-east-1'"
         raise ValueError(f"{value!r} is not an AWS region ({hint})")
-    return value
+    return value   # well-formed and like no known region: a region newer than botocore
 
 
 class GpuAmi(_Strict):
@@ -231,34 +245,106 @@ class PlatformConfig(_Strict):
         return [t.name for t in self.teams]
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def _validate_leniently(model: type[M], raw: Any) -> tuple[M | None, frozenset[str]]:
+    """``raw`` as ``model``, else as ``model`` without its invalid top-level fields (which are named), so
+    checks across fields can run on what is valid while the field errors are reported."""
+    try:
+        return model.model_validate(raw), frozenset()
+    except ValidationError as exc:
+        bad = frozenset(str(e["loc"][0]) for e in exc.errors() if e["loc"])
+    if not isinstance(raw, dict) or not bad:
+        return None, bad
+    try:
+        return model.model_validate({k: v for k, v in raw.items() if k not in bad}), bad
+    except ValidationError:
+        return None, bad
+
+
+@dataclass(frozen=True)
+class _Validated:
+    """What a config's checks across fields read: the valid parts of it, and names as they were given."""
+
+    platform: Platform | None
+    invalid_platform_fields: frozenset[str]
+    team_names: list[tuple[int, str]]                          # (team index, name)
+    endpoint_names: list[tuple[int, str, list[tuple[int, str]]]]  # (team index, team name, [(index, name)])
+    fleets: list[TrainingFleet]                                 # the training fleets that are valid
+    valid_endpoints: list[tuple[str, Endpoint]]                 # (path, endpoint) of those that are valid
+
+    @classmethod
+    def of_config(cls, cfg: PlatformConfig) -> _Validated:
+        return cls(cfg.platform, frozenset(), list(enumerate(cfg.team_names)),
+                   [(i, t.name, list(enumerate(e.name for e in t.endpoints))) for i, t in enumerate(cfg.teams)],
+                   [t.training for t in cfg.teams],
+                   [(f"teams[{i}].endpoints[{j}]", e) for i, t in enumerate(cfg.teams)
+                    for j, e in enumerate(t.endpoints)])
+
+    @classmethod
+    def of_data(cls, data: dict[str, Any]) -> _Validated:
+        """From a config that failed validation: its names as given, and whatever parts validate."""
+        platform, invalid = _validate_leniently(Platform, data.get("platform"))
+        raw_teams = data.get("teams")
+        teams = [(i, t) for i, t in enumerate(raw_teams) if isinstance(t, dict)] if isinstance(raw_teams, list) else []
+        names = [(i, t["name"]) for i, t in teams if isinstance(t.get("name"), str)]
+        endpoints = [(i, str(t.get("name")), [(j, e["name"]) for j, e in enumerate(t["endpoints"])
+                                              if isinstance(e, dict) and isinstance(e.get("name"), str)])
+                     for i, t in teams if isinstance(t.get("endpoints"), list)]
+        fleets = []
+        for _, t in teams:
+            fleet, bad = _validate_leniently(TrainingFleet, t.get("training"))
+            if fleet is not None and not bad & {"instance_types", "max_instances"}:
+                fleets.append(fleet)
+        valid_endpoints = []
+        for i, t in teams:
+            for j, raw in enumerate(t["endpoints"] if isinstance(t.get("endpoints"), list) else []):
+                ep, bad = _validate_leniently(Endpoint, raw)
+                if ep is not None and not bad:
+                    valid_endpoints.append((f"teams[{i}].endpoints[{j}]", ep))
+        return cls(platform, invalid, names, endpoints, fleets, valid_endpoints)
+
+
 def cross_field_problems(cfg: PlatformConfig) -> list[str]:
     """Checks that span several fields, each as a one-line problem with its path."""
+    return _problems_across(_Validated.of_config(cfg))
+
+
+def _problems_across(v: _Validated) -> list[str]:
+    problems = _platform_problems(v.platform, v.invalid_platform_fields) if v.platform else []
+    seen: dict[str, int] = {}
+    for i, name in v.team_names:
+        if name in seen:
+            problems.append(f"teams[{i}].name: {name!r} is already used by teams[{seen[name]}] "
+                            "(team names must be unique)")
+        seen.setdefault(name, i)
+    for i, team, endpoints in v.endpoint_names:
+        endpoint_seen: set[str] = set()
+        for j, name in endpoints:
+            if name in endpoint_seen:
+                problems.append(f"teams[{i}].endpoints[{j}].name: {name!r} is used twice in team "
+                                f"{team!r} (endpoint names must be unique per team)")
+            endpoint_seen.add(name)
+    for where, ep in v.valid_endpoints:
+        problems += exposure_problems(ep, where)
+    if v.platform and v.platform.max_gpus is not None and "max_gpus" not in v.invalid_platform_fields:
+        # With invalid fleets left out the sum is a lower bound: over the quota is still over.
+        total = sum(f.max_gpus for f in v.fleets)
+        if total > v.platform.max_gpus:
+            problems.append(f"teams: training fleets may use {total} GPUs in all, over platform.max_gpus "
+                            f"{v.platform.max_gpus} (lower teams[*].training.max_instances or raise max_gpus)")
+    return problems
+
+
+def _platform_problems(p: Platform, invalid: frozenset[str]) -> list[str]:
     problems: list[str] = []
-    p = cfg.platform
-    if p.dr_region and p.dr_region == p.region:
+    if not invalid & {"region", "dr_region"} and p.dr_region and p.dr_region == p.region:
         problems.append(f"platform.dr_region: {p.dr_region!r} equals platform.region "
                         "(pick a different region for disaster recovery, or remove dr_region)")
-    seen: dict[str, int] = {}
-    for i, team in enumerate(cfg.teams):
-        if team.name in seen:
-            problems.append(f"teams[{i}].name: {team.name!r} is already used by teams[{seen[team.name]}] "
-                            "(team names must be unique)")
-        seen.setdefault(team.name, i)
-        endpoint_seen: set[str] = set()
-        for j, ep in enumerate(team.endpoints):
-            if ep.name in endpoint_seen:
-                problems.append(f"teams[{i}].endpoints[{j}].name: {ep.name!r} is used twice in team "
-                                f"{team.name!r} (endpoint names must be unique per team)")
-            endpoint_seen.add(ep.name)
-            problems += exposure_problems(ep, f"teams[{i}].endpoints[{j}]")
-    if p.max_gpus is not None:
-        total = sum(t.training.max_gpus for t in cfg.teams)
-        if total > p.max_gpus:
-            problems.append(f"teams: training fleets may use {total} GPUs in all, over platform.max_gpus "
-                            f"{p.max_gpus} (lower teams[*].training.max_instances or raise max_gpus)")
     subnets_needed = p.az_count * 2
     prefix = ipaddress.IPv4Network(p.vpc_cidr).prefixlen
-    if 2 ** (24 - prefix) < subnets_needed:
+    if not invalid & {"vpc_cidr", "az_count"} and 2 ** (24 - prefix) < subnets_needed:
         problems.append(f"platform.vpc_cidr: {p.vpc_cidr} has room for {2 ** (24 - prefix)} /24 subnets, "
                         f"{subnets_needed} needed for {p.az_count} AZs (use a larger range or fewer AZs)")
     return problems
@@ -356,7 +442,9 @@ def parse_config(data: Any, source: str = DEFAULT_CONFIG) -> PlatformConfig:
     try:
         cfg = PlatformConfig.model_validate(data)
     except ValidationError as exc:
-        lines = (_error_line(PlatformConfig, e) for e in exc.errors())
+        lines = [_error_line(PlatformConfig, e) for e in exc.errors()]
+        # The checks across fields run on the valid parts, so one run reports every problem.
+        lines += _problems_across(_Validated.of_data(data))
         raise UserInputError(list(dict.fromkeys(lines))) from None
     problems = cross_field_problems(cfg)
     if problems:

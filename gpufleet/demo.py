@@ -124,11 +124,12 @@ def job_spec(name: str, hyperparameters: dict[str, Any]) -> dict[str, Any]:
             "metric_definitions": [{"name": "test_accuracy", "regex": "test_accuracy=([0-9.]+)"}]}
 
 
-def run_demo(root: Path, say: Say, sink: Any = None, bake_s: float = 15.0, job_timeout_s: float = 600.0,
+def run_demo(root: Path, say: Say, sink: Any = None, bake_s: float | None = None, job_timeout_s: float = 600.0,
              cfg: PlatformConfig | None = None) -> DemoResult:
     from gpufleet.aws import AwsClients
     from gpufleet.jobs.submit import submit_job
     from gpufleet.jobs.wait import wait_for_job
+    from gpufleet.local.alarms import LOCAL_TIME_SCALE
     from gpufleet.local.cloud import router_target_health, router_urls
     from gpufleet.local.lifecycle import local_up
     from gpufleet.registry.models import approve_model_version
@@ -165,11 +166,12 @@ def run_demo(root: Path, say: Say, sink: Any = None, bake_s: float = 15.0, job_t
     health = router_target_health(root, TEAM, ENDPOINT)
     small, big = result.versions["digits-small"], result.versions["digits"]
     with phase(f"deploy {MODEL}:{small}"):
-        Rollout(ctx.aws, runtime, ENDPOINT, health, RolloutOptions("all-at-once", bake_s=3.0, poll_s=1.0),
+        Rollout(ctx.aws, runtime, ENDPOINT, health, RolloutOptions("all-at-once", bake_s=bake_s, poll_s=1.0,
+                                                                      time_scale=LOCAL_TIME_SCALE),
                 lambda line: say(f"  {line}")).deploy(MODEL, small)
     with phase(f"canary {MODEL}:{big}"):
         Rollout(ctx.aws, runtime, ENDPOINT, health, RolloutOptions("canary", canary_percent=10, bake_s=bake_s,
-                                                                   poll_s=1.0),
+                                                                   poll_s=1.0, time_scale=LOCAL_TIME_SCALE),
                 lambda line: say(f"  {line}")).deploy(MODEL, big)
     result.url = router_urls(root)[f"{TEAM}/{ENDPOINT}"]
     with phase("invoke held-out digits"):

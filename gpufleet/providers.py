@@ -43,6 +43,7 @@ from cdktf_cdktf_provider_aws.autoscaling_group import AutoscalingGroup  # noqa:
 from cdktf_cdktf_provider_aws.autoscaling_lifecycle_hook import AutoscalingLifecycleHook  # noqa: E402
 from cdktf_cdktf_provider_aws.autoscaling_policy import AutoscalingPolicy  # noqa: E402
 from cdktf_cdktf_provider_aws.cloudwatch_dashboard import CloudwatchDashboard  # noqa: E402
+from cdktf_cdktf_provider_aws.cloudwatch_log_group import CloudwatchLogGroup  # noqa: E402
 from cdktf_cdktf_provider_aws.cloudwatch_metric_alarm import CloudwatchMetricAlarm  # noqa: E402
 from cdktf_cdktf_provider_aws.data_aws_ami import DataAwsAmi  # noqa: E402
 from cdktf_cdktf_provider_aws.data_aws_availability_zones import DataAwsAvailabilityZones  # noqa: E402
@@ -103,6 +104,7 @@ __all__ = [
     "AwsProviderDefaultTags",
     "AwsProviderEndpoints",
     "CloudwatchDashboard",
+    "CloudwatchLogGroup",
     "CloudwatchMetricAlarm",
     "DataAwsAmi",
     "DataAwsAvailabilityZones",

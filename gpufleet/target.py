@@ -24,6 +24,9 @@ class Target:
     kind: TargetKind
     state_dir: Path
     emulator_endpoint: str | None = None
+    # Local mode only: leave out what makes the AWS provider wait on fixed timers and the emulator cannot
+    # use (see gpufleet.local.differences). False reproduces the plain emulator, for the bench.
+    skip_provider_waits: bool = True
 
     @property
     def local(self) -> bool:
@@ -37,8 +40,8 @@ def target_kind(value: str | None = None) -> TargetKind:
     return "local" if kind == "local" else "aws"
 
 
-def local_target(state_dir: Path, endpoint: str | None) -> Target:
-    return Target("local", state_dir.absolute(), endpoint or PLACEHOLDER_ENDPOINT)
+def local_target(state_dir: Path, endpoint: str | None, skip_provider_waits: bool = True) -> Target:
+    return Target("local", state_dir.absolute(), endpoint or PLACEHOLDER_ENDPOINT, skip_provider_waits)
 
 
 def aws_target(state_dir: Path) -> Target:

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from gpufleet.errors import RuntimeFailure
+
 StatusFn = Callable[[], dict[str, Any]]
 
 
@@ -33,7 +35,11 @@ def start_health_server(port: int, status: StatusFn, host: str = "0.0.0.0") -> T
         def log_message(self, format: str, *args: Any) -> None:  # quiet: the agent logs JSON itself
             return
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as exc:  # in use, or not ours to take: say so in one line, not a traceback
+        raise RuntimeFailure("health", f"could not listen on port {port}: {exc.strerror or exc}",
+                             "free the port or set health_port in the agent config") from None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="healthz", daemon=True).start()
     return server

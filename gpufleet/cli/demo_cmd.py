@@ -29,10 +29,11 @@ def _log_lines(sink: Callable[[str, dict[str, Any]], None]) -> Callable[[str, di
 
 
 @click.command()
-@click.option("--bake-seconds", default=15.0, show_default=True, help="Canary bake time per step.")
+@click.option("--bake-seconds", type=float, default=None,
+              help="Canary bake time per step.  [default: the endpoint alarms' detection window]")
 @json_option
 @handle_errors
-def demo(bake_seconds: float, as_json: bool) -> None:
+def demo(bake_seconds: float | None, as_json: bool) -> None:
     """Local cloud up, train digits through the queue, approve, canary-deploy, invoke; then a summary."""
     from gpufleet.cli.progress import TerraformProgress
     from gpufleet.demo import ENDPOINT, MODEL, TEAM, run_demo

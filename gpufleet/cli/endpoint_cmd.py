@@ -18,7 +18,7 @@ from gpufleet.rollout import fleet
 from gpufleet.rollout.engine import Rollout, RolloutOptions
 from gpufleet.rollout.steps import STRATEGIES
 from gpufleet.schema import VARIANTS
-from gpufleet.store.endpoints import EndpointTable
+from gpufleet.store.endpoints import EndpointRecord, EndpointTable
 from gpufleet.teams import TeamContext, parse_model_ref, team_context
 
 
@@ -33,6 +33,15 @@ def target_health(ctx: TeamContext, name: str) -> fleet.TargetHealth:
 
         return router_target_health(ctx.root, ctx.router_team, name)
     return fleet.elb_target_health(ctx.aws.client("elbv2"), ctx.runtime.endpoints[name])
+
+
+def rollout_options(ctx: TeamContext, **options: Any) -> RolloutOptions:
+    """Options for a rollout in this context: local mode runs alarms, and so bakes, on its time scale."""
+    if ctx.local:
+        from gpufleet.local.alarms import LOCAL_TIME_SCALE
+
+        options["time_scale"] = LOCAL_TIME_SCALE
+    return RolloutOptions(**options)
 
 
 def _rollout(ctx: TeamContext, name: str, options: RolloutOptions | None = None) -> Rollout:
@@ -53,20 +62,22 @@ def _rollout(ctx: TeamContext, name: str, options: RolloutOptions | None = None)
 @click.option("--strategy", type=click.Choice(STRATEGIES), default="canary", show_default=True)
 @click.option("--canary-percent", default=10, show_default=True, help="Canary's share of traffic.")
 @click.option("--linear-step", default=25, show_default=True, help="Linear's share moved per step.")
-@click.option("--bake-seconds", default=60.0, show_default=True, help="Watch time per step.")
+@click.option("--bake-seconds", type=float, default=None,
+              help="Watch time per step.  [default: the endpoint alarms' detection window]")
 @click.option("--healthy-timeout", default=600.0, show_default=True, help="Seconds to wait for healthy targets.")
 @click.option("--resume", is_flag=True, help="Continue the rollout a crashed CLI left in progress.")
 @team_option
 @json_option
 @handle_errors
 def deploy(name: str, model_ref: str | None, strategy: str, canary_percent: int, linear_step: int,
-           bake_seconds: float, healthy_timeout: float, resume: bool, team: str | None, as_json: bool) -> None:
+           bake_seconds: float | None, healthy_timeout: float, resume: bool, team: str | None,
+           as_json: bool) -> None:
     """Roll NAME to --model with STRATEGY; roll back on alarm or unhealthy targets (exit 1)."""
     if not resume and model_ref is None:
         raise UserInputError(["--model: missing (pass NAME:VERSION, or --resume to continue a rollout)"])
     ctx = team_context(team)
-    opts = RolloutOptions(strategy=strategy, canary_percent=canary_percent, linear_step=linear_step,
-                          bake_s=bake_seconds, healthy_timeout_s=healthy_timeout)
+    opts = rollout_options(ctx, strategy=strategy, canary_percent=canary_percent, linear_step=linear_step,
+                           bake_s=bake_seconds, healthy_timeout_s=healthy_timeout)
     rollout = _rollout(ctx, name, opts)
     if resume:
         rec = rollout.resume()
@@ -81,13 +92,34 @@ def deploy(name: str, model_ref: str | None, strategy: str, canary_percent: int,
 
 @endpoint.command()
 @click.argument("name")
+@click.option("--to", "to_ref", help="NAME:VERSION of an Approved model to go back to.  [default: the version "
+                                     "the last rollout replaced]")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default="all-at-once", show_default=True)
+@click.option("--bake-seconds", type=float, default=None,
+              help="Watch time per step.  [default: the endpoint alarms' detection window]")
+@click.option("--healthy-timeout", default=600.0, show_default=True, help="Seconds to wait for healthy targets.")
 @team_option
 @handle_errors
-def rollback(name: str, team: str | None) -> None:
-    """Abort NAME's rollout in progress: traffic back to the live variant, candidate scaled to zero."""
+def rollback(name: str, to_ref: str | None, strategy: str, bake_seconds: float | None, healthy_timeout: float,
+             team: str | None) -> None:
+    """Abort NAME's rollout in progress; or move a live NAME back to the previous version (or --to one)
+    through a guarded rollout."""
     ctx = team_context(team)
-    rec = _rollout(ctx, name).rollback()
-    console.print(f"{name}: rolled back; {rec.variants[rec.live].label} serves on {rec.live}")
+    to = parse_model_ref(to_ref, "--to") if to_ref else None
+    opts = rollout_options(ctx, strategy=strategy, bake_s=bake_seconds, healthy_timeout_s=healthy_timeout)
+    rec = _rollout(ctx, name, opts).rollback(to)
+    state = (rec.rollout or {}).get("state", "")
+    console.print(f"{name}: {state.lower().replace('_', ' ')}; {rec.variants[rec.live].label} serves on {rec.live}")
+
+
+def endpoint_status(rec: EndpointRecord) -> str:
+    """SageMaker's words for where an endpoint stands."""
+    r = rec.rollout or {}
+    if rec.active_rollout:
+        return "RollingBack" if r.get("state") == "ROLLING_BACK" else "Updating"
+    if rec.variants[rec.live].model is not None:
+        return "InService"
+    return "Failed" if r.get("state") == "FAILED" else "NotDeployed"
 
 
 def _status_doc(ctx: TeamContext, name: str) -> dict[str, Any]:
@@ -103,7 +135,8 @@ def _status_doc(ctx: TeamContext, name: str) -> dict[str, Any]:
         s = rec.variants[v]
         variants[v] = {"model": s.model, "version": s.version, "weight": weights[v], "desired": desired,
                        "healthy": healthy, "targets": total}
-    doc: dict[str, Any] = {"endpoint": name, "team": ctx.runtime.team, "live": rec.live, "variants": variants,
+    doc: dict[str, Any] = {"endpoint": name, "team": ctx.runtime.team, "status": endpoint_status(rec),
+                           "reason": (rec.rollout or {}).get("reason"), "live": rec.live, "variants": variants,
                            "alarms": {a["AlarmName"]: a["StateValue"] for a in alarms}, "rollout": rec.rollout}
     if ctx.local:
         from gpufleet.local.cloud import router_urls
@@ -127,7 +160,7 @@ def status(name: str, team: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(doc, default=str))
         return
-    table = Table(title=f"endpoint {name} (team {ctx.runtime.team}) · live: {doc['live']}")
+    table = Table(title=f"endpoint {name} (team {ctx.runtime.team}) · {doc['status']} · live: {doc['live']}")
     for col in ("variant", "model", "weight %", "desired", "healthy/targets"):
         table.add_column(col)
     for v, s in doc["variants"].items():

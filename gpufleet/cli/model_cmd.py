@@ -1,8 +1,9 @@
-"""``gpufleet model list|show|approve|reject``: the team's model registry."""
+"""``gpufleet model list|show|approve|reject|register|package``: the team's model registry."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 from rich.table import Table
@@ -14,7 +15,7 @@ from gpufleet.teams import parse_model_ref, team_context
 
 @click.group()
 def model() -> None:
-    """List, inspect, approve and reject registered model versions."""
+    """List, inspect, approve and reject model versions; register models trained elsewhere."""
 
 
 @model.command(name="list")
@@ -82,3 +83,54 @@ def reject(ref: str, reason: str | None, team: str | None) -> None:
     ctx = team_context(team)
     reject_model_version(ctx.aws, ctx.runtime, name, version, reason)
     console.print(f"{name}:{version}: Rejected")
+
+
+_code_option = click.option("--code", "code", type=click.Path(path_type=Path),
+                            help="A SageMaker code folder (inference.py, optionally requirements.txt): packed "
+                                 "as the artifact's code/.")
+
+
+@model.command()
+@click.argument("name")
+@click.option("--artifact", required=True, help="model.tar.gz, a model folder, or s3://bucket/key.")
+@_code_option
+@click.option("--metric", "metrics", multiple=True, metavar="NAME=NUMBER", help="Recorded in the lineage; repeat.")
+@click.option("--description", default=None, help="Recorded in the lineage.")
+@team_option
+@json_option
+@handle_errors
+def register(name: str, artifact: str, code: Path | None, metrics: tuple[str, ...], description: str | None,
+             team: str | None, as_json: bool) -> None:
+    """Register a model trained elsewhere as a new PendingManualApproval version of NAME."""
+    from gpufleet.registry.bring import parse_metrics, register_external_model
+
+    values = parse_metrics(metrics)
+    ctx = team_context(team)
+    record = register_external_model(ctx.aws, ctx.runtime, name, artifact, code=code, metrics=values,
+                                     description=description)
+    _print_new_version(record, as_json)
+
+
+@model.command()
+@click.argument("ref", metavar="NAME:VERSION")
+@click.option("--code", "code", type=click.Path(path_type=Path), required=True,
+              help="A SageMaker code folder (inference.py, optionally requirements.txt).")
+@team_option
+@json_option
+@handle_errors
+def package(ref: str, code: Path, team: str | None, as_json: bool) -> None:
+    """A new version of a registered model with the inference code of --code attached."""
+    from gpufleet.registry.bring import package_model_version
+
+    name, version = parse_model_ref(ref, "NAME:VERSION")
+    ctx = team_context(team)
+    _print_new_version(package_model_version(ctx.aws, ctx.runtime, name, version, code), as_json)
+
+
+def _print_new_version(record: dict[str, object], as_json: bool) -> None:
+    ref = f"{record['model_name']}:{record['version']}"
+    if as_json:
+        click.echo(json.dumps(record, default=str))
+        return
+    console.print(f"{ref}: {record['status']} (sha256 {record['sha256']}); approve it with "
+                  f"`gpufleet model approve {ref}`")

@@ -198,6 +198,11 @@ class EndpointFleet(Construct):
         grantee.add_to_policy(Statement(sid("Scale", label), (
             "autoscaling:SetDesiredCapacity", "autoscaling:UpdateAutoScalingGroup"), tuple(self.asg_arn_patterns)))
 
+    def grant_report_health(self, grantee: Grantee, label: str) -> None:
+        """Mark a host of the variants' ASGs unhealthy (a serving agent on a GPU fault), so it is replaced."""
+        grantee.add_to_policy(Statement(sid("ReportHealth", label), ("autoscaling:SetInstanceHealth",),
+                                        tuple(self.asg_arn_patterns)))
+
     def grant_shift_traffic(self, grantee: Grantee, label: str) -> None:
         """Change the forward rule's weights (rollouts)."""
         grantee.add_to_policy(Statement(sid("ShiftTraffic", label), ("elasticloadbalancing:ModifyRule",),

@@ -20,6 +20,8 @@ ADMIN_ACTIONS = (
     "kms:RetireGrant", "kms:RevokeGrant", "kms:ScheduleKeyDeletion", "kms:TagResource", "kms:UntagResource",
     "kms:UpdateAlias", "kms:UpdateKeyDescription",
 )
+# No DescribeKey: it takes no encryption context, so the condition that pins the group could never match.
+LOG_SERVICE_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom", "kms:ReEncryptTo")
 USE_ACTIONS = ("kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom",
                "kms:ReEncryptTo")
 
@@ -39,11 +41,11 @@ class EncryptionKey(Construct):
                 principals={"Service": tuple(services)},
                 conditions=(Condition("StringEquals", "aws:SourceAccount", (account_id,)),)))
         # In a key policy "*" means this key only.
-        policy = PolicyDocument(self, "policy", statements)
+        self.policy = PolicyDocument(self, "policy", statements)
         reason = 'a key policy\'s "*" resource is this key only; IAM policies in the account grant the rest'
-        policy.skip_checks({"CKV_AWS_109": reason, "CKV_AWS_111": reason, "CKV_AWS_356": reason})
+        self.policy.skip_checks({"CKV_AWS_109": reason, "CKV_AWS_111": reason, "CKV_AWS_356": reason})
         self.key = KmsKey(self, "key", provider=provider, description=description, enable_key_rotation=True,
-                          deletion_window_in_days=deletion_window_days, policy=policy.json)
+                          deletion_window_in_days=deletion_window_days, policy=self.policy.json)
         KmsAlias(self, "alias", provider=provider, name=f"alias/{alias}", target_key_id=self.key.key_id)
         self.arn: str = self.key.arn
         self.key_id: str = self.key.key_id
@@ -54,3 +56,12 @@ class EncryptionKey(Construct):
     def grant_decrypt(self, grantee: Grantee, label: str) -> None:
         grantee.add_to_policy(Statement(sid("Decrypt", label, "Key"), ("kms:Decrypt", "kms:DescribeKey"),
                                         (self.arn,)))
+
+    def allow_log_group(self, region: str, log_group_arn: str, label: str) -> None:
+        """Let CloudWatch Logs encrypt and read one log group's events with this key (AWS docs, "Encrypt log
+        data in CloudWatch Logs using AWS KMS"); the encryption context pins it to that group."""
+        self.policy.add(Statement(
+            "CloudWatchLogsUse" + sid(label), LOG_SERVICE_ACTIONS, ("*",),
+            principals={"Service": (f"logs.{region}.amazonaws.com",)},
+            # The context key is a String to IAM, so StringEquals (exact), not ArnEquals.
+            conditions=(Condition("StringEquals", "kms:EncryptionContext:aws:logs:arn", (log_group_arn,)),)))

@@ -1,5 +1,5 @@
-"""Network: a VPC across several AZs with private subnets, optional public subnets and NAT, an S3
-gateway endpoint, a locked-down default security group, and flow logs to S3."""
+"""Network: a VPC across several AZs with private subnets, optional public subnets and NAT, VPC endpoints
+for every AWS service the hosts call, a locked-down default security group, and flow logs to S3."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import ipaddress
 from cdktf import Fn
 from constructs import Construct
 
+from gpufleet.constructs.blocks import blocks
 from gpufleet.constructs.suppress import skip_checks
 from gpufleet.providers import (
     DataAwsAvailabilityZones,
@@ -19,17 +20,31 @@ from gpufleet.providers import (
     Route,
     RouteTable,
     RouteTableAssociation,
+    SecurityGroup,
     Subnet,
     Vpc,
     VpcEndpoint,
 )
+
+# Every AWS service the host agents call (gpufleet/agent/**), as boto3 client name -> VPC endpoint service
+# (com.amazonaws.<region>.<service>). Private hosts reach them through these endpoints; without a NAT
+# gateway nothing else is reachable. Not listed, because hosts never call them: KMS (S3, SQS and DynamoDB
+# call it for the hosts, server-side), STS (instance-profile credentials come from IMDS) and EC2 (the
+# identity comes from IMDS).
+HOST_SERVICES = {"s3": "s3", "dynamodb": "dynamodb", "sqs": "sqs", "cloudwatch": "monitoring", "logs": "logs",
+                 "autoscaling": "autoscaling"}
+# Free and routed by the private route table: always made, so S3 and DynamoDB traffic never pays NAT.
+GATEWAY_SERVICES = ("s3", "dynamodb")
+# Interface endpoints (an ENI per AZ, billed hourly): made only when there is no NAT gateway.
+INTERFACE_SERVICES = tuple(v for v in HOST_SERVICES.values() if v not in GATEWAY_SERVICES)
 
 
 class Network(Construct):
     """Subnets are /24s: private ``i`` at offset ``i``, public ``i`` at offset ``az_count + i``.
 
     ``public_subnets`` adds an internet gateway and public subnets (for internet-facing load balancers);
-    ``nat`` adds one NAT gateway so private hosts reach the internet (needs ``public_subnets``).
+    ``nat`` adds one NAT gateway so private hosts reach the internet (needs ``public_subnets``); without
+    it, interface endpoints (private DNS on, HTTPS from the VPC only) serve ``INTERFACE_SERVICES``.
     """
 
     def __init__(self, scope: Construct, net_id: str, *, name: str, cidr: str, az_count: int, region: str,
@@ -47,17 +62,38 @@ class Network(Construct):
         azs = DataAwsAvailabilityZones(self, "azs", state="available")
         skip_checks(azs, {"CKV_AWS_394": "subnets use the first az_count zones by index; AWS appends new zones "
                                          "after existing ones, so the chosen zones do not move"})
-        blocks = list(ipaddress.IPv4Network(cidr).subnets(new_prefix=24))
+        cidrs = list(ipaddress.IPv4Network(cidr).subnets(new_prefix=24))
         self.private_route_table = RouteTable(self, "private-rt", vpc_id=self.vpc.id,
                                               tags={"Name": f"{name}-private"})
-        self.private_subnets = [self._subnet(f"private-{i}", str(blocks[i]), Fn.element(azs.names, i),
+        self.private_subnets = [self._subnet(f"private-{i}", str(cidrs[i]), Fn.element(azs.names, i),
                                              self.private_route_table, name) for i in range(az_count)]
         self.public_subnets: list[Subnet] = []
         if public_subnets:
-            self._public(name, blocks[az_count:2 * az_count], azs, nat)
-        VpcEndpoint(self, "s3-endpoint", vpc_id=self.vpc.id, service_name=f"com.amazonaws.{region}.s3",
-                    vpc_endpoint_type="Gateway", route_table_ids=[self.private_route_table.id],
-                    tags={"Name": f"{name}-s3"})
+            self._public(name, cidrs[az_count:2 * az_count], azs, nat)
+        self.endpoint_services: list[str] = []
+        for service in GATEWAY_SERVICES:
+            VpcEndpoint(self, f"{service}-endpoint", vpc_id=self.vpc.id,
+                        service_name=f"com.amazonaws.{region}.{service}", vpc_endpoint_type="Gateway",
+                        route_table_ids=[self.private_route_table.id],
+                        tags={"Name": f"{name}-{service}"})
+            self.endpoint_services.append(service)
+        if not nat:
+            self._interface_endpoints(name, region)
+
+    def _interface_endpoints(self, name: str, region: str) -> None:
+        """One endpoint per service in every private subnet; private DNS makes the regional API names
+        resolve to them, so agents need no endpoint configuration."""
+        sg = SecurityGroup(self, "endpoints-sg", name=f"{name}-aws-endpoints", vpc_id=self.vpc.id,
+                           description="Interface VPC endpoints: HTTPS from hosts in this VPC only",
+                           ingress=blocks([{"description": "HTTPS from hosts in this VPC", "protocol": "tcp",
+                                            "from_port": 443, "to_port": 443, "cidr_blocks": [self.cidr]}]),
+                           tags={"Name": f"{name}-aws-endpoints"})
+        for service in INTERFACE_SERVICES:
+            VpcEndpoint(self, f"{service}-endpoint", vpc_id=self.vpc.id,
+                        service_name=f"com.amazonaws.{region}.{service}", vpc_endpoint_type="Interface",
+                        private_dns_enabled=True, subnet_ids=self.private_subnet_ids, security_group_ids=[sg.id],
+                        tags={"Name": f"{name}-{service}"})
+            self.endpoint_services.append(service)
 
     def _subnet(self, sub_id: str, cidr: str, az: str, table: RouteTable, name: str, public: bool = False) -> Subnet:
         subnet = Subnet(self, sub_id, vpc_id=self.vpc.id, cidr_block=cidr, availability_zone=az,

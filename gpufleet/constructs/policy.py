@@ -35,8 +35,12 @@ class Statement:
     conditions: tuple[Condition, ...] = ()
 
     def __post_init__(self) -> None:
-        if any(a == "*" or a.endswith(":*") for a in self.actions):
-            raise ValueError(f"statement {self.sid}: wildcard actions are not allowed ({self.actions})")
+        if self.effect not in ("Allow", "Deny"):
+            raise ValueError(f"statement {self.sid}: effect must be Allow or Deny, not {self.effect!r}")
+        # A wildcard widens an Allow past least privilege but closes gaps in a Deny (an action a list
+        # forgot stays denied), so only Allows must name their actions.
+        if self.effect == "Allow" and any(a == "*" or a.endswith(":*") for a in self.actions):
+            raise ValueError(f"statement {self.sid}: wildcard actions are not allowed in an Allow ({self.actions})")
 
     def render(self) -> dict[str, Any]:
         out: dict[str, Any] = {"sid": self.sid, "effect": self.effect, "actions": sorted(self.actions)}

@@ -50,7 +50,8 @@ class SecureBucket(Construct):
                  access_logs: AccessLogs | None, enforce_tls: bool = True,
                  only_principals: Sequence[str] = (), noncurrent_expiry_days: int | None = None,
                  abort_multipart_days: int = 7, expire_days: int | None = None,
-                 force_destroy: bool = False, provider: TerraformProvider | None = None) -> None:
+                 force_destroy: bool = False, lifecycle_rules: bool = True,
+                 provider: TerraformProvider | None = None) -> None:
         super().__init__(scope, bucket_id)
         self.provider = provider
         self.bucket = S3Bucket(self, "bucket", provider=self.provider, bucket=name, force_destroy=force_destroy)
@@ -71,11 +72,15 @@ class SecureBucket(Construct):
         if access_logs:
             S3BucketLogging(self, "logging", provider=self.provider, bucket=b, target_bucket=access_logs.bucket,
                             target_prefix=access_logs.prefix)
-        self._lifecycle(abort_multipart_days, noncurrent_expiry_days, expire_days)
+        if lifecycle_rules:
+            self._lifecycle(abort_multipart_days, noncurrent_expiry_days, expire_days)
+        else:
+            skip_checks(self.bucket, {"CKV2_AWS_61": "local mode only: the emulator runs no lifecycle rules "
+                                                     "(gpufleet/local/differences.py)"})
         self.policy = PolicyDocument(self, "policy")
         if enforce_tls:
             self.policy.add(Statement(
-                "DenyInsecureTransport", ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"),
+                "DenyInsecureTransport", ("s3:*",),
                 (self.arn, f"{self.arn}/*"), effect="Deny", principals={"AWS": ("*",)},
                 conditions=(Condition("Bool", "aws:SecureTransport", ("false",)),)))
         if only_principals:

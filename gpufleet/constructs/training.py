@@ -13,8 +13,10 @@ from gpufleet.constructs.policy import Grantee, Statement, sid
 from gpufleet.providers import AutoscalingGroup, AutoscalingLifecycleHook, AutoscalingPolicy, CloudwatchMetricAlarm
 from gpufleet.schema import CHECKPOINT_HOOK_SUFFIX
 
-LIFECYCLE_ACTIONS = ("autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat",
-                     "autoscaling:SetInstanceProtection")
+# The agent completes the checkpoint hook after its drain and protects its host from scale-in while a
+# job runs. No RecordLifecycleActionHeartbeat: the drain (stop_grace_s plus a final sync) fits in the
+# hook's timeout, and the hook's default result CONTINUE ends it anyway.
+LIFECYCLE_ACTIONS = ("autoscaling:CompleteLifecycleAction", "autoscaling:SetInstanceProtection")
 # Hook and policy names start with the ASG name: AWS scopes them per ASG, moto per account.
 # moto invents a notification target and role for hooks and reports policies as disabled; neither
 # is set by gpufleet, so Terraform leaves them alone.
@@ -96,7 +98,7 @@ class GpuTrainingFleet(Construct):
                  "return_data": True}]))
 
     def grant_lifecycle(self, grantee: Grantee, label: str) -> None:
-        """Let the host agent heartbeat and complete the checkpoint hook and protect itself while busy."""
+        """Let the host agent complete the checkpoint hook, and protect itself from scale-in while busy."""
         grantee.add_to_policy(Statement(sid("Lifecycle", label), LIFECYCLE_ACTIONS, (self.asg_arn_pattern,)))
 
     def grant_scale(self, grantee: Grantee, label: str) -> None:

@@ -13,9 +13,7 @@ import tarfile
 import time
 from pathlib import Path
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from gpufleet.aws import AwsClients
+from gpufleet.aws import AWS_ERRORS, AwsClients
 from gpufleet.errors import RuntimeFailure, UserInputError
 from gpufleet.schema.job_spec import JobSpec
 from gpufleet.schema.runtime import TeamRuntime
@@ -85,7 +83,7 @@ def submit_job(clients: AwsClients, runtime: TeamRuntime, spec: JobSpec, source_
     try:
         for _ in range(spec.instance_count):
             clients.sqs.send_message(QueueUrl=runtime.queue_url, MessageBody=json.dumps({"job_id": job_id}))
-    except (ClientError, BotoCoreError) as exc:
+    except AWS_ERRORS as exc:
         update_job(clients, runtime, job_id, {"status": "FAILED", "reason": f"enqueue failed: {exc}"},
                    expect_status=["QUEUED"])
         raise RuntimeFailure("submit", f"the team queue refused job {job_id} ({exc})",

@@ -1,9 +1,14 @@
 """Local CloudWatch alarm evaluation and Auto Scaling policy execution (the emulator does neither).
 
 Each tick reads every alarm of the platform, computes its metric (or metric-math expression) from the
-data points in the emulated CloudWatch over windows that end now, sets the alarm state, and runs the
-alarm's scaling-policy actions as Auto Scaling would. Windows slide with the clock instead of aligning
-to period boundaries, so an alarm reacts within seconds of its data rather than at the next period.
+data points in the emulated CloudWatch, sets the alarm state, and runs the alarm's scaling-policy actions
+as Auto Scaling would. It follows CloudWatch's semantics: windows of the alarm's period aligned to period
+boundaries, only complete periods evaluated, ``DatapointsToAlarm`` of the last ``EvaluationPeriods``
+(M of N), and ``TreatMissingData``.
+
+Local mode runs on a time scale (``LOCAL_TIME_SCALE``): one CloudWatch minute lasts 5 s, so a period of
+60 s is evaluated over 5 s windows. Everything that waits on alarms locally (a rollout's bake) scales
+by the same factor, so the ratio between a bake and the alarms' detection window is the one real AWS has.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ _COMPARE = {"GreaterThanThreshold": operator.gt, "GreaterThanOrEqualToThreshold"
 _AGGREGATES: dict[str, Callable[[list[float]], float]] = {
     "MAX": max, "MIN": min, "SUM": sum, "AVG": lambda v: sum(v) / len(v)}
 REPEAT_ACTIONS_S = 60.0   # Auto Scaling re-runs a policy while its alarm stays in ALARM, at most this often
+LOCAL_TIME_SCALE = 12.0   # local seconds are CloudWatch seconds / 12: a 60 s period lasts 5 s
+# Metrics that AWS publishes once a minute (ALB, SQS) are published locally twice per scaled minute, so that
+# every scaled period holds at least one data point whatever the phase of the publisher.
+LOCAL_PUBLISH_EVERY_S = 60.0 / LOCAL_TIME_SCALE / 2
 
 
 def expression_value(expr: str, values: dict[str, Value]) -> Value:
@@ -123,36 +132,47 @@ def alarm_period(alarm: dict[str, Any]) -> int:
     return max(periods or [60])
 
 
-def next_state(alarm: dict[str, Any], reader: MetricReader, now: dt.datetime) -> tuple[str, str, Value]:
-    """The alarm's state from its last ``EvaluationPeriods`` windows: (state, reason, latest value)."""
-    period = dt.timedelta(seconds=alarm_period(alarm))
+def evaluation_windows(period_s: float, n: int, now: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The last ``n`` complete periods before ``now``, newest first, aligned to period boundaries as
+    CloudWatch aligns them (a period still filling is never evaluated)."""
+    last_end = (now.timestamp() // period_s) * period_s
+    return [(dt.datetime.fromtimestamp(last_end - period_s * (k + 1), dt.UTC),
+             dt.datetime.fromtimestamp(last_end - period_s * k, dt.UTC)) for k in range(n)]
+
+
+def next_state(alarm: dict[str, Any], reader: MetricReader, now: dt.datetime,
+               time_scale: float = 1.0) -> tuple[str, str, Value]:
+    """The alarm's state from its last ``EvaluationPeriods`` periods: (state, reason, latest value).
+
+    ``time_scale`` shrinks the period (local mode); the semantics stay CloudWatch's."""
     n = int(alarm.get("EvaluationPeriods") or 1)
     needed = int(alarm.get("DatapointsToAlarm") or n)
     compare = _COMPARE.get(alarm.get("ComparisonOperator", ""), operator.gt)
     missing = alarm.get("TreatMissingData") or "missing"
-    values = [alarm_value(alarm, reader, now - period * (k + 1), now - period * k) for k in range(n)]
+    windows = evaluation_windows(alarm_period(alarm) / time_scale, n, now)
+    values = [alarm_value(alarm, reader, start, end) for start, end in windows]
     breaching = sum(1 for v in values if v is not None and compare(v, alarm["Threshold"]))
     if missing == "breaching":
         breaching += sum(1 for v in values if v is None)
     latest = values[0]
     if breaching >= needed:
-        return "ALARM", f"{breaching} of the last {n} window(s) breached {alarm['Threshold']}", latest
+        return "ALARM", f"{breaching} of the last {n} period(s) breached {alarm['Threshold']}", latest
     if all(v is None for v in values) and missing in ("missing", "ignore"):
         state = alarm["StateValue"] if missing == "ignore" else "INSUFFICIENT_DATA"
         return state, "no data points in the evaluation windows", latest
-    return "OK", f"{breaching} of the last {n} window(s) breached {alarm['Threshold']}", latest
+    return "OK", f"{breaching} of the last {n} period(s) breached {alarm['Threshold']}", latest
 
 
 class AlarmEvaluator:
     """Sets the state of every alarm named ``<prefix>*`` and runs its Auto Scaling actions."""
 
-    def __init__(self, cloudwatch: Any, autoscaling: Any, prefix: str) -> None:
-        self.cw, self.autoscaling, self.prefix = cloudwatch, autoscaling, prefix
+    def __init__(self, cloudwatch: Any, autoscaling: Any, prefix: str, time_scale: float = 1.0) -> None:
+        self.cw, self.autoscaling, self.prefix, self.time_scale = cloudwatch, autoscaling, prefix, time_scale
         self.reader = MetricReader(cloudwatch)
         self.last_action: dict[str, float] = {}
 
-    def tick(self) -> None:
-        now = dt.datetime.now(dt.UTC)
+    def tick(self, now: dt.datetime | None = None) -> None:
+        now = now or dt.datetime.now(dt.UTC)
         pages = self.cw.get_paginator("describe_alarms").paginate(AlarmNamePrefix=self.prefix)
         for alarm in (a for page in pages for a in page.get("MetricAlarms", [])):
             try:
@@ -161,7 +181,7 @@ class AlarmEvaluator:
                 log.warning("alarm %s: %s", alarm["AlarmName"], exc)
 
     def evaluate(self, alarm: dict[str, Any], now: dt.datetime) -> None:
-        state, reason, value = next_state(alarm, self.reader, now)
+        state, reason, value = next_state(alarm, self.reader, now, self.time_scale)
         name = alarm["AlarmName"]
         if state != alarm["StateValue"]:
             self.cw.set_alarm_state(AlarmName=name, StateValue=state, StateReason=f"local evaluator: {reason}",

@@ -29,7 +29,7 @@ from typing import Any
 from gpufleet.aws import AwsClients
 from gpufleet.errors import RuntimeFailure
 from gpufleet.local import emulator
-from gpufleet.local.alarms import AlarmEvaluator
+from gpufleet.local.alarms import LOCAL_PUBLISH_EVERY_S, LOCAL_TIME_SCALE, AlarmEvaluator
 from gpufleet.local.emulator import free_port
 from gpufleet.local.instances import AsgSpec, LocalFleet, pid_alive, read_instances
 from gpufleet.local.router import STATUS_PATH, EndpointRouter
@@ -40,8 +40,8 @@ from gpufleet.workspace import teams_dir
 
 log = logging.getLogger("gpufleet.local.cloud")
 TICK_S = 1.0
-ALARM_EVERY_S = 2.0
-QUEUE_METRICS_EVERY_S = 5.0
+ALARM_EVERY_S = 1.0      # CloudWatch evaluates each minute; locally each scaled minute (5 s) is seen several times
+QUEUE_METRICS_EVERY_S = LOCAL_PUBLISH_EVERY_S
 EMULATOR_GONE_S = 15.0   # without its emulator the local cloud has nothing to follow (e.g. a killed test run)
 
 
@@ -210,7 +210,8 @@ class LocalCloud:
         key = f"{rt.region}/{prefix}"
         if key not in self.evaluators:  # one per team and region: it remembers when it last ran each alarm's actions
             aws = self._aws(rt.region)
-            self.evaluators[key] = AlarmEvaluator(aws.client("cloudwatch"), aws.client("autoscaling"), prefix)
+            self.evaluators[key] = AlarmEvaluator(aws.client("cloudwatch"), aws.client("autoscaling"), prefix,
+                                                  LOCAL_TIME_SCALE)
         self.evaluators[key].tick()
 
     def publish_queue_metrics(self, rt: TeamRuntime) -> None:

@@ -23,13 +23,21 @@ LOCAL_MODE_DIFFERENCES: list[tuple[str, str]] = [
      "moto returns it re-serialized with spaces, which would show as a change on every plan"),
     ("EC2 instances are local agent processes, one per unit of each ASG's desired capacity",
      "moto runs no instances; lowering the capacity sends the agent SIGTERM, as a scale-in would"),
+    ("a busy training agent's scale-in protection is a no-op, and scale-in stops the newest agents",
+     "local instances are not moto instances, so moto ignores SetInstanceProtection for them"),
     ("each endpoint's ALB data plane is a local router on 127.0.0.1",
      "moto serves no traffic; the router forwards by the listener weights, checks /ping every 1 s and "
      "publishes the ALB metrics"),
     ("alarms are evaluated, and their step or simple scaling policies run, by the local cloud; p99 latency "
      "alarms are evaluated as Maximum", "moto evaluates no alarms, runs no policies and ignores extended statistics"),
+    ("alarms and rollout bakes run on a time scale of 1/12 (a 60 s period lasts 5 s, a 240 s bake 20 s)",
+     "so local rollouts stay quick while a bake still covers the alarms' whole detection window"),
     ("target-tracking policies do not run locally", "moto does not run them and the local cloud does not emulate them"),
-    ("SQS queue-depth metrics are published by the local cloud every 5 s", "moto publishes no SQS metrics"),
+    ("SQS queue-depth metrics are published by the local cloud every 2.5 s (twice per scaled minute)",
+     "moto publishes no SQS metrics"),
+    ("S3 buckets have no lifecycle configuration (no expiry, no multipart-upload cleanup)",
+     "moto never runs lifecycle rules, and the AWS provider spends a fixed 55 s on each one (10 identical "
+     "reads 5 s apart, as on real AWS)"),
     ("jobs run as the local agent's own user, with no IMDS firewall rule",
      "local agents stand in for hosts on one machine and switch no users; job code still gets only the job "
      "role's credentials"),

@@ -54,6 +54,7 @@ class LocalInstance:
     started_at: float
     endpoint: str | None = None
     variant: str | None = None
+    draining: bool = False   # scaled in: SIGTERM sent. The router deregisters it, as an ALB does.
 
     @property
     def folder_name(self) -> str:
@@ -67,6 +68,13 @@ def read_instances(root: Path) -> list[LocalInstance]:
         with contextlib.suppress(OSError, ValueError, TypeError):
             out.append(LocalInstance(**json.loads(path.read_text())))
     return out
+
+
+def write_instance(root: Path, inst: LocalInstance) -> None:
+    folder = agents_dir(root) / inst.instance_id
+    tmp = folder / "process.json.tmp"
+    tmp.write_text(json.dumps(asdict(inst)))
+    tmp.replace(folder / "process.json")
 
 
 def pid_alive(pid: int) -> bool:
@@ -131,9 +139,7 @@ class LocalFleet:
                                     stdin=subprocess.DEVNULL, env=self.env, cwd=folder)
         inst = LocalInstance(instance_id, spec.name, spec.runtime.team, spec.role, proc.pid, serving_port,
                              health_port, time.time(), spec.endpoint, spec.variant)
-        tmp = folder / "process.json.tmp"
-        tmp.write_text(json.dumps(asdict(inst)))
-        tmp.replace(folder / "process.json")
+        write_instance(self.root, inst)
         self.procs[instance_id] = proc
         return inst
 
@@ -143,6 +149,11 @@ class LocalFleet:
         if proc is None or instance_id in self.stopping:
             return
         self.stopping.add(instance_id)
+        for inst in read_instances(self.root):
+            if inst.instance_id == instance_id:
+                inst.draining = True
+                with contextlib.suppress(OSError):
+                    write_instance(self.root, inst)
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
         threading.Thread(target=self._finish, args=(instance_id, proc, grace_s), daemon=True).start()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gpufleet.aws import AwsClients
+from gpufleet.local.alarms import LOCAL_PUBLISH_EVERY_S
 from gpufleet.local.instances import LocalInstance, read_instances
 from gpufleet.rollout.fleet import forwarded_paths, read_weights
 from gpufleet.schema import VARIANTS, Variant
@@ -33,7 +34,7 @@ from gpufleet.schema.runtime import EndpointRuntime, TeamRuntime
 HEALTHY_THRESHOLD = 2      # consecutive passing checks before a target takes traffic (ALB default: 5)
 UNHEALTHY_THRESHOLD = 2    # consecutive failures before it stops
 CHECK_INTERVAL_S = 1.0     # ALB minimum: 5 s; shorter here so local rollouts do not wait
-METRIC_FLUSH_S = 5.0
+METRIC_FLUSH_S = LOCAL_PUBLISH_EVERY_S   # the ALB publishes each minute; locally each scaled minute, twice
 TARGET_TIMEOUT_S = 30.0
 STATUS_PATH = "/_gpufleet/targets"
 
@@ -105,8 +106,10 @@ class EndpointRouter:
             self.stop_event.wait(CHECK_INTERVAL_S)
 
     def _check_targets(self) -> None:
-        current = {i.instance_id: i for i in read_instances(self.root)
-                   if i.role == "serving" and i.team == self.runtime.team and i.endpoint == self.endpoint}
+        # A draining (scaled-in) instance is deregistered at once, as the ALB does: it takes no new request
+        # and does not count as a healthy target, even while it still answers /ping.
+        current = {i.instance_id: i for i in read_instances(self.root) if i.role == "serving" and not i.draining
+                   and i.team == self.runtime.team and i.endpoint == self.endpoint}
         with self.lock:
             for gone in set(self.targets) - set(current):
                 del self.targets[gone]

@@ -7,6 +7,7 @@ version, and bucket replication carries it to the DR region.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from gpufleet.aws import AwsClients
@@ -17,6 +18,7 @@ from gpufleet.store.dynamo import now_iso, read_pages
 EXPORT_KEY = "registry-export/models.jsonl"
 ENDPOINTS_EXPORT_KEY = "registry-export/endpoints.jsonl"
 EXPORT_SCHEMA = 1
+VERIFY_ROUNDS = 5
 
 
 def scan_models(clients: AwsClients, runtime: TeamRuntime) -> list[dict[str, Any]]:
@@ -28,7 +30,7 @@ def scan_models(clients: AwsClients, runtime: TeamRuntime) -> list[dict[str, Any
 def export_registry(clients: AwsClients, runtime: TeamRuntime) -> str | None:
     """Write the export; returns its S3 version id. A full scan each time: registries hold hundreds of
     versions, not millions, and a whole snapshot restores without replaying history."""
-    return write_export(clients, runtime.buckets.artifacts, EXPORT_KEY, scan_models(clients, runtime))
+    return write_verified(clients, runtime.buckets.artifacts, EXPORT_KEY, lambda: scan_models(clients, runtime))
 
 
 def export_endpoints(clients: AwsClients, runtime: TeamRuntime) -> str | None:
@@ -36,11 +38,31 @@ def export_endpoints(clients: AwsClients, runtime: TeamRuntime) -> str | None:
     from gpufleet.store.endpoints import EndpointTable
 
     table = EndpointTable(clients.client("dynamodb"), runtime.tables.endpoints)
-    docs = [{"endpoint": r.endpoint, "live": r.live, "revision": r.revision,
-             "variants": {v: {"model": s.model, "version": s.version, "weight": s.weight}
-                          for v, s in r.variants.items()}}
-            for r in sorted(table.list(), key=lambda r: r.endpoint)]
-    return write_export(clients, runtime.buckets.artifacts, ENDPOINTS_EXPORT_KEY, docs)
+
+    def docs() -> list[dict[str, Any]]:
+        return [{"endpoint": r.endpoint, "live": r.live, "revision": r.revision,
+                 "variants": {v: {"model": s.model, "version": s.version, "weight": s.weight}
+                              for v, s in r.variants.items()}}
+                for r in sorted(table.list(), key=lambda r: r.endpoint)]
+
+    return write_verified(clients, runtime.buckets.artifacts, ENDPOINTS_EXPORT_KEY, docs)
+
+
+def write_verified(clients: AwsClients, bucket: str, key: str, scan: Callable[[], list[dict[str, Any]]]) -> str | None:
+    """Scan, write, and scan again until the table did not change meanwhile.
+
+    Two writers (say a training agent registering a version and an operator approving another) each scan
+    then put; the one whose scan is older may put last and publish a stale snapshot. Every writer checks
+    after its put that the table still reads as what it wrote, and writes again if not, so the last put of
+    all is of the table as it stands once changes stop."""
+    records = scan()
+    for _ in range(VERIFY_ROUNDS):
+        version = write_export(clients, bucket, key, records)
+        current = scan()
+        if current == records:
+            return version
+        records = current
+    return write_export(clients, bucket, key, records)
 
 
 def write_export(clients: AwsClients, bucket: str, key: str, records: list[dict[str, Any]]) -> str | None:

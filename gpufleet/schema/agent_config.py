@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from gpufleet.documents import read_document
 from gpufleet.errors import UserInputError
 from gpufleet.schema import Variant
+from gpufleet.schema.pip_settings import PipSettings
 from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.schema.serving_settings import ServingSettings
 from gpufleet.schema.training_settings import TrainingSettings
@@ -40,6 +41,7 @@ class AgentConfig(BaseModel):
     local: LocalOverrides | None = None
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    pip: PipSettings = Field(default_factory=PipSettings)   # requirements.txt of jobs and models
 
     @model_validator(mode="after")
     def _serving_needs_endpoint(self) -> AgentConfig:

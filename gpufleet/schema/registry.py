@@ -16,6 +16,13 @@ PENDING: ModelStatus = "PendingManualApproval"
 
 
 class Lineage(TypedDict, total=False):
+    source: str                        # "external": registered with `gpufleet model register`, not trained here
+    artifact: str                      # external: where the artifact was registered from (path or s3:// URI)
+    artifact_sha256: str               # external: of the artifact as given (before any --code was packed in)
+    description: str
+    packaged_from: str                 # `gpufleet model package`: the NAME:VERSION whose model this repacks
+    training_job_id: str               # packaged: the job that trained the model it repacks
+    inference_code_sha256: str         # packaged or registered with --code: of the code/ folder's files
     job_id: str                        # the training job (absent for a model brought from elsewhere)
     code_sha256: str                   # the job's source tarball
     inputs: list[dict[str, str]]       # [{uri, version_id or etag}]

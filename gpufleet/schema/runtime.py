@@ -35,6 +35,7 @@ class Tables(_Doc):
 
 class TrainingRuntime(_Doc):
     asg: str
+    log_group: str | None = None   # CloudWatch Logs group for job logs (the team stack makes one)
 
 
 class VariantPair(_Doc):

@@ -15,7 +15,7 @@ class TrainingSettings(BaseModel):
     spot_poll_s: float = Field(default=5.0, gt=0)
     log_flush_s: float = Field(default=10.0, gt=0)
     log_tail_lines: int = Field(default=20, ge=1, le=500)  # the reason of a failed job quotes these
-    cloudwatch_log_group: str | None = None               # also stream job logs to CloudWatch Logs
+    cloudwatch_log_group: str | None = None   # also stream job logs there; default: the team runtime's
     lifecycle_hook: str | None = None   # the ASG hook completed after a drain; default <asg>-checkpoint (the stacks')
     rendezvous_port: int = Field(default=29400, ge=0, le=65535)  # 0: any free port (loopback tests)
     python: str | None = None     # interpreter with torch for torchrun; default: the agent's own

@@ -56,6 +56,12 @@ class GpufleetStack(TerraformStack):
         """Conditional Deny statements in bucket policies (TLS-only, team scope); see local.differences."""
         return not self.target.local
 
+    @property
+    def bucket_lifecycle_rules(self) -> bool:
+        """S3 lifecycle configurations; local mode leaves them out (see local.differences) unless the
+        target keeps the provider's waits (``scripts/bench-local-up`` measures both)."""
+        return not (self.target.local and self.target.skip_provider_waits)
+
     def _provider_args(self, alias: str | None = None) -> dict[str, Any]:
         if not self.target.local:
             return {}

@@ -49,7 +49,7 @@ class PlatformStack(GpufleetStack):
         """Access logs, flow logs and ALB logs. S3 and ALB log delivery write only SSE-S3 buckets."""
         bucket = SecureBucket(self, "log-bucket", name=name, key_arn=None, access_logs=None,
                               enforce_tls=self.secure_bucket_policies, expire_days=LOG_RETENTION_DAYS,
-                              force_destroy=self.target.local)
+                              force_destroy=self.target.local, lifecycle_rules=self.bucket_lifecycle_rules)
         bucket.skip_checks({
             "CKV_AWS_18": "this is the access-log bucket; logging it into itself would loop",
             "CKV_AWS_145": "S3 server access logs and ALB access logs can only be delivered to SSE-S3 buckets",

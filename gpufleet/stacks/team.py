@@ -15,6 +15,7 @@ from gpufleet.constructs.endpoint import VARIANTS, EndpointFleet
 from gpufleet.constructs.iam import ScopedRole
 from gpufleet.constructs.keys import EncryptionKey
 from gpufleet.constructs.launch import GpuLaunchTemplate
+from gpufleet.constructs.logs import JobLogGroup
 from gpufleet.constructs.messaging import JobQueue
 from gpufleet.constructs.policy import Statement, render_policies, sid
 from gpufleet.constructs.storage import AccessLogs, SecureBucket
@@ -64,6 +65,9 @@ class TeamStack(GpufleetStack):
                                 key_arn=self.key.arn, deletion_protection=not target.local)
                        for t, keys in TABLE_KEYS.items()}
         self.roles = build_roles(self, role_names, list(team.operators))
+        self.job_logs = JobLogGroup(self, "job-logs", name=f"/{cfg.platform.name}/{team.name}/training-jobs",
+                                    key=self.key, region=self.region,
+                                    arn_prefix=f"arn:{self.partition}:logs:{self.region}:{self.account_id}")
         if self.replicates and cfg.platform.dr_region:
             self._replicate_artifacts(cfg.platform.dr_region, principals)
         if self.rebuild:
@@ -76,7 +80,7 @@ class TeamStack(GpufleetStack):
             self._endpoint_capacity(ep, ami)
         alarms = self._queue_alarms() + [n for f in self.endpoints.values() for n in f.alarm_names]
         grant_team_access(self.roles, self.key, self.buckets, self.queue, self.tables, self.training,
-                          self.endpoints, [self.alarm_arn(a) for a in alarms])
+                          self.job_logs, self.endpoints, [self.alarm_arn(a) for a in alarms])
         self._dashboard()
         render_policies(self)
         TerraformOutput(self, RUNTIME_OUTPUT, value=Fn.jsonencode(self.runtime),
@@ -117,7 +121,8 @@ class TeamStack(GpufleetStack):
                                                     else []))
                 if self.secure_bucket_policies else (),
                 noncurrent_expiry_days=CHECKPOINT_VERSION_DAYS if b == "checkpoints" else 90,
-                force_destroy=self.target.local)
+                force_destroy=self.target.local,
+                lifecycle_rules=self.bucket_lifecycle_rules)
             bucket.skip_checks({"CKV2_AWS_62": "no consumer of bucket events; the agents poll SQS and DynamoDB"})
             if b != "artifacts" or not self.cfg.platform.dr_region or self.rebuild:
                 bucket.skip_checks({"CKV_AWS_144": "only artifacts (models, registry export) are replicated, and "
@@ -138,7 +143,8 @@ class TeamStack(GpufleetStack):
             self, "bucket-artifacts-dr", name=self.aws_name("artifacts-dr", "s3"), key_arn=key.arn,
             access_logs=None, enforce_tls=self.secure_bucket_policies, provider=dr,
             only_principals=team_principals if self.secure_bucket_policies else (),
-            noncurrent_expiry_days=90, force_destroy=self.target.local)
+            noncurrent_expiry_days=90, force_destroy=self.target.local,
+            lifecycle_rules=self.bucket_lifecycle_rules)
         replica.skip_checks({
             "CKV_AWS_18": "the DR replica is written only by S3 replication; reads are logged on the source",
             "CKV_AWS_144": "this is the cross-region replica",
@@ -184,7 +190,7 @@ class TeamStack(GpufleetStack):
             "queue_url": self.queue.url, "dlq_url": self.queue.dlq_url,
             "tables": {t: table.name for t, table in self.tables.items()},
             "job_role_arn": self.roles.job.arn,
-            "training": {"asg": self.aws_name("training", "asg")},
+            "training": {"asg": self.aws_name("training", "asg"), "log_group": self.job_logs.name},
             "endpoints": {name: {
                 "alb_dns": f.alb_dns, "listener_arn": f.listener_arn, "rule_arn": f.rule_arn,
                 "target_groups": {v: f.target_groups[v].arn for v in VARIANTS},

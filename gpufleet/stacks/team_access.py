@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from gpufleet.constructs.endpoint import EndpointFleet
 from gpufleet.constructs.iam import PermissionBoundary, ScopedRole
 from gpufleet.constructs.keys import EncryptionKey
+from gpufleet.constructs.logs import JobLogGroup
 from gpufleet.constructs.messaging import JobQueue
 from gpufleet.constructs.policy import Condition, Statement
 from gpufleet.constructs.storage import SecureBucket
@@ -76,7 +77,7 @@ def build_roles(stack: GpufleetStack, names: dict[str, str], operators: list[str
 
 
 def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, SecureBucket], queue: JobQueue,
-                      tables: dict[str, Table], training: GpuTrainingFleet,
+                      tables: dict[str, Table], training: GpuTrainingFleet, job_logs: JobLogGroup,
                       endpoints: dict[str, EndpointFleet], alarm_arns: list[str]) -> None:
     t, s, o, j = roles.training, roles.serving, roles.operator, roles.job
     for role in (t, s, o, j):
@@ -98,9 +99,11 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
     for b in ("checkpoints", "logs"):
         buckets[b].grant_read_write(t, f"{b}-bucket")
     queue.grant_consume(t, "job-queue")
+    queue.grant_send(t, "job-queue")   # an interrupted job goes back as a fresh message
     tables["jobs"].grant_read_write(t, "jobs-table")
     tables["models"].grant_read_write(t, "models-table")
     training.grant_lifecycle(t, "training")
+    job_logs.grant_write(t, "job-logs")
     t.add_to_policy(PUT_METRICS)
     # Serving hosts: read approved models, write captured requests and logs, read endpoint state.
     buckets["artifacts"].grant_read(s, "model-artifacts", prefix="models/")
@@ -109,6 +112,8 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
     tables["endpoints"].grant_read(s, "endpoints-table")
     tables["models"].grant_read(s, "models-table")
     tables["approvals"].grant_read(s, "approvals-table")
+    for fleet in endpoints.values():
+        fleet.grant_report_health(s, f"endpoint-{fleet.name}")
     s.add_to_policy(PUT_METRICS)
     # Operators: everything of this team's data plane (the only writer of approvals), plus rollouts and scaling.
     for name, bucket in buckets.items():

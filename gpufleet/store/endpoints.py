@@ -17,9 +17,11 @@ from gpufleet.errors import RuntimeFailure
 from gpufleet.schema import VARIANTS, Variant
 from gpufleet.store.dynamo import from_item, to_item
 
-# Rollout states. ACTIVE ones mean a CLI is (or was, before crashing) driving the endpoint.
+# Rollout states. ACTIVE ones mean a CLI is (or was, before crashing) driving the endpoint. FAILED: a
+# first deploy that tripped its guard, so that nothing serves.
 ACTIVE = ("STARTING", "WAITING_HEALTHY", "BAKING", "FINALIZING", "ROLLING_BACK")
-DONE = ("SUCCEEDED", "ROLLED_BACK")
+DONE = ("SUCCEEDED", "ROLLED_BACK", "FAILED")
+LEASE_TTL_S = 30.0   # a rollout whose owner has not written for this long is taken to have crashed
 
 _ser, _de = TypeSerializer(), TypeDeserializer()
 
@@ -71,6 +73,40 @@ class EndpointRecord:
         return cls(doc["endpoint"], variants, doc.get("rollout"), int(doc.get("revision", 0)))
 
 
+@dataclass(frozen=True)
+class Lease:
+    """Who drives a rollout: ``rollout["lease"] = {owner, heartbeat_at, ttl_s}``, written with every save."""
+
+    owner: str
+    heartbeat_at: float
+    ttl_s: float = LEASE_TTL_S
+
+    @classmethod
+    def of(cls, rollout: dict[str, Any]) -> Lease | None:
+        lease = rollout.get("lease")
+        if not lease:
+            return None
+        return cls(str(lease["owner"]), float(lease["heartbeat_at"]), float(lease.get("ttl_s", LEASE_TTL_S)))
+
+    def age_s(self, now: float | None = None) -> float:
+        return (now or time.time()) - self.heartbeat_at
+
+    def fresh(self, now: float | None = None) -> bool:
+        return self.age_s(now) < self.ttl_s
+
+    def describe(self) -> str:
+        return f"driven by {self.owner}, last heartbeat {self.age_s():.0f} s ago (lease {self.ttl_s:.0f} s)"
+
+
+def take_lease(rollout: dict[str, Any], owner: str, ttl_s: float = LEASE_TTL_S) -> None:
+    """Record ``owner`` as the rollout's driver; the caller's conditional save makes it stick or fail."""
+    rollout["lease"] = {"owner": owner, "heartbeat_at": time.time(), "ttl_s": ttl_s}
+
+
+class EndpointConflict(RuntimeFailure):
+    """Someone else wrote the record since it was read."""
+
+
 class EndpointTable:
     """Reads and conditionally writes endpoint records in one team's endpoints table."""
 
@@ -89,8 +125,9 @@ class EndpointTable:
         pages = self.ddb.get_paginator("scan").paginate(TableName=self.table, ConsistentRead=True)
         return [EndpointRecord.from_item(i) for page in pages for i in page.get("Items", [])]
 
-    def save(self, record: EndpointRecord) -> EndpointRecord:
-        """Write ``record`` if nobody else wrote since it was read; bumps its revision."""
+    def save(self, record: EndpointRecord, export: bool = True) -> EndpointRecord:
+        """Write ``record`` if nobody else wrote since it was read; bumps its revision. ``export=False``
+        for writes that change nothing DR needs (a lease heartbeat)."""
         expected = record.revision
         record.revision = expected + 1
         cond = ("attribute_not_exists(endpoint)" if expected == 0 else "revision = :r")
@@ -100,8 +137,8 @@ class EndpointTable:
                               **({"ExpressionAttributeValues": values} if values else {}))
         except self.ddb.exceptions.ConditionalCheckFailedException:
             record.revision = expected
-            raise RuntimeFailure(f"endpoint {record.endpoint}", "someone else changed the endpoint meanwhile",
-                                 f"check `gpufleet endpoint status {record.endpoint}` and retry") from None
-        if self.on_change:  # the registry export (gpufleet.registry.export), so DR sees every change
+            raise EndpointConflict(f"endpoint {record.endpoint}", "someone else changed the endpoint meanwhile",
+                                   f"check `gpufleet endpoint status {record.endpoint}` and retry") from None
+        if export and self.on_change:  # the registry export (gpufleet.registry.export), so DR sees every change
             self.on_change()
         return record

@@ -10,10 +10,11 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from gpufleet.errors import RuntimeFailure
 from gpufleet.terraform.cliconfig import write_cli_config
@@ -68,7 +69,13 @@ class StackRunner:
         result = RunResult(self.stack)
         with subprocess.Popen([self.binary, *args, "-json"], cwd=self.stack_dir, env=self.env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
-            assert proc.stdout is not None
+            assert proc.stdout is not None and proc.stderr is not None
+            # stderr drains on its own thread: a provider that fills the pipe (TF_LOG, a panic) would
+            # otherwise block Terraform while we wait for stdout to close.
+            stderr_chunks: list[str] = []
+            drain = threading.Thread(target=_read_all, args=(proc.stderr, stderr_chunks),
+                                     name=f"terraform-stderr-{self.stack}", daemon=True)
+            drain.start()
             for line in proc.stdout:
                 event = _parse(line)
                 if event is None:
@@ -76,7 +83,8 @@ class StackRunner:
                 _collect(event, result)
                 if sink:
                     sink(self.stack, event)
-            stderr = proc.stderr.read() if proc.stderr else ""
+            drain.join()
+            stderr = "".join(stderr_chunks)
         ok = proc.returncode == 0 or (step == "plan" and proc.returncode == 2)
         if not ok:
             detail = "; ".join(result.errors) or _last_error(stderr)
@@ -100,6 +108,10 @@ class StackRunner:
     def outputs(self) -> dict[str, Any]:
         proc = self._run("output", "-json", "-no-color", step="output")
         return {k: v.get("value") for k, v in json.loads(proc.stdout or "{}").items()}
+
+
+def _read_all(stream: IO[str], into: list[str]) -> None:
+    into.append(stream.read())
 
 
 def _parse(line: str) -> Event | None:

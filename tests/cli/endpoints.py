@@ -17,11 +17,12 @@ from gpufleet.local.emulator import Emulator
 from gpufleet.schema.runtime import TeamRuntime
 from tests.support.aws import client
 
-ERROR_RATE_THRESHOLD = 5.0   # percent of requests answered 5xx over ALARM_PERIOD_S
+ERROR_RATE_THRESHOLD = 5.0   # percent of requests answered 5xx in a period
 
 
 def create_endpoint_resources(emu: Emulator, rt: TeamRuntime, endpoint: str, blue_capacity: int = 1,
-                              alarm_period_s: int = 10) -> TeamRuntime:
+                              alarm_period_s: int = 60) -> TeamRuntime:
+    """The alarm has the team stack's timing: 2 of 3 one-minute periods (5 s each on the local time scale)."""
     """The endpoint fleet for ``endpoint``; returns the runtime config with it added."""
     prefix = f"{rt.platform}-{rt.team}-{endpoint}"
     ec2, elbv2 = client(emu, "ec2", rt.region), client(emu, "elbv2", rt.region)
@@ -54,7 +55,7 @@ def create_endpoint_resources(emu: Emulator, rt: TeamRuntime, endpoint: str, blu
     lb_dim = lb["LoadBalancerArn"].split(":loadbalancer/", 1)[1]
     metric = {"Namespace": "AWS/ApplicationELB", "Dimensions": [{"Name": "LoadBalancer", "Value": lb_dim}]}
     client(emu, "cloudwatch", rt.region).put_metric_alarm(
-        AlarmName=alarm, EvaluationPeriods=1, Threshold=ERROR_RATE_THRESHOLD,
+        AlarmName=alarm, EvaluationPeriods=3, DatapointsToAlarm=2, Threshold=ERROR_RATE_THRESHOLD,
         ComparisonOperator="GreaterThanThreshold", TreatMissingData="notBreaching", Metrics=[
             {"Id": "errors", "ReturnData": False, "MetricStat": {"Metric": {**metric, "MetricName":
                                                                              "HTTPCode_Target_5XX_Count"},

@@ -7,8 +7,9 @@ import datetime as dt
 import pytest
 
 from gpufleet.errors import UserInputError
-from gpufleet.local.alarms import AlarmEvaluator, expression_value, scaled_capacity
+from gpufleet.local.alarms import LOCAL_TIME_SCALE, AlarmEvaluator, expression_value, next_state, scaled_capacity
 from gpufleet.local.emulator import Emulator
+from gpufleet.rollout.guard import detection_window
 from gpufleet.rollout.steps import traffic_steps
 from tests.support.aws import client
 
@@ -60,17 +61,71 @@ def test_queue_backlog_alarm_fires_and_its_step_policy_scales_the_asg_out(moto_s
                         MetricName="ApproximateNumberOfMessagesVisible", Dimensions=dims, Statistic="Maximum",
                         Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold",
                         TreatMissingData="notBreaching", AlarmActions=[policy["PolicyARN"]])
-    evaluator = AlarmEvaluator(cw, asg, "alarmtest-t-")
+    evaluator = AlarmEvaluator(cw, asg, "alarmtest-t-", LOCAL_TIME_SCALE)
     evaluator.tick()
     assert cw.describe_alarms(AlarmNames=["alarmtest-t-training-backlog"])["MetricAlarms"][0]["StateValue"] == "OK"
+    period = 60 / LOCAL_TIME_SCALE
+    now = dt.datetime.now(dt.UTC)
+    in_last_period = dt.datetime.fromtimestamp((now.timestamp() // period) * period - period / 2, dt.UTC)
     cw.put_metric_data(Namespace="AWS/SQS", MetricData=[{
         "MetricName": "ApproximateNumberOfMessagesVisible", "Dimensions": dims, "Value": 2.0,
-        "Timestamp": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2)}])
-    evaluator.tick()
+        "Timestamp": in_last_period}])
+    evaluator.tick(now)
     alarm = cw.describe_alarms(AlarmNames=["alarmtest-t-training-backlog"])["MetricAlarms"][0]
     assert alarm["StateValue"] == "ALARM"
     group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["alarmtest-t-training"])["AutoScalingGroups"][0]
     assert group["DesiredCapacity"] == 1
-    evaluator.tick()   # still in ALARM, but within the repeat interval: no second instance yet
+    evaluator.tick(now)   # still in ALARM, but within the repeat interval: no second instance yet
     group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=["alarmtest-t-training"])["AutoScalingGroups"][0]
     assert group["DesiredCapacity"] == 1
+
+
+class PeriodValues:
+    """A metric reader answering from a table of per-period values (None: no data point)."""
+
+    def __init__(self, by_start: dict[float, float | None]) -> None:
+        self.by_start = by_start
+
+    def stat(self, namespace: str, name: str, dims: list[dict[str, str]], stat: str,
+             start: dt.datetime, end: dt.datetime) -> float | None:
+        return self.by_start.get(start.timestamp())
+
+
+STACK_5XX = {"AlarmName": "web-blue-5xx-rate", "Namespace": "AWS/ApplicationELB", "MetricName": "5xx",
+             "Period": 60, "EvaluationPeriods": 3, "DatapointsToAlarm": 2, "Threshold": 5.0,
+             "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching", "StateValue": "OK"}
+
+
+def _state(alarm: dict[str, object], values: list[float | None], scale: float = 1.0) -> str:
+    """The state at 12:03:30 given the values of the periods 12:02, 12:01, 12:00 (newest first)."""
+    now = dt.datetime(2026, 1, 1, 12, 3, 30, tzinfo=dt.UTC)
+    period = 60 / scale
+    last_end = (now.timestamp() // period) * period
+    table = {last_end - period * (k + 1): v for k, v in enumerate(values)}
+    return next_state(alarm, PeriodValues(table), now, scale)[0]  # type: ignore[arg-type]
+
+
+def test_alarm_needs_m_of_n_complete_periods_and_treats_missing_data_as_configured() -> None:
+    """CloudWatch semantics: 2 of 3 breaching periods, aligned to period boundaries, the period still
+    filling never counted; missing data as notBreaching, breaching, missing or ignore."""
+    assert _state(STACK_5XX, [50.0, 0.0, 0.0]) == "OK"          # one bad minute of three
+    assert _state(STACK_5XX, [50.0, None, 50.0]) == "ALARM"     # two of three, a gap between
+    assert _state(STACK_5XX, [50.0, None, None]) == "OK"        # missing counts as good
+    assert _state({**STACK_5XX, "TreatMissingData": "breaching"}, [50.0, None, 0.0]) == "ALARM"
+    assert _state({**STACK_5XX, "TreatMissingData": "missing"}, [None, None, None]) == "INSUFFICIENT_DATA"
+    assert _state({**STACK_5XX, "TreatMissingData": "ignore", "StateValue": "ALARM"}, [None] * 3) == "ALARM"
+    assert _state(STACK_5XX, [50.0, 50.0, 0.0], scale=LOCAL_TIME_SCALE) == "ALARM"   # 5 s periods locally
+    now = dt.datetime(2026, 1, 1, 12, 3, 30, tzinfo=dt.UTC)
+    filling = {dt.datetime(2026, 1, 1, 12, 3, tzinfo=dt.UTC).timestamp(): 50.0,
+               dt.datetime(2026, 1, 1, 12, 2, tzinfo=dt.UTC).timestamp(): 50.0}
+    assert next_state(STACK_5XX, PeriodValues(filling), now)[0] == "OK"   # 12:03 is not complete yet
+
+
+def test_detection_window_is_period_times_evaluation_periods_plus_the_metric_delay() -> None:
+    window = detection_window(STACK_5XX)
+    assert window.seconds == 60 * 3 + 60
+    math_alarm = {"AlarmName": "x", "EvaluationPeriods": 2, "Metrics": [
+        {"Id": "e", "MetricStat": {"Metric": {"Namespace": "AWS/ApplicationELB", "MetricName": "a"}, "Period": 300,
+                                   "Stat": "Sum"}}, {"Id": "r", "Expression": "e * 2"}]}
+    assert detection_window(math_alarm).seconds == 300 * 2 + 60
+    assert "60 s x 3 periods (2 of 3 to alarm) + 60 s metric delay = 240 s" in window.describe()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -19,6 +20,12 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def validate(data: dict[str, Any], tmp_path: Path) -> tuple[int, str]:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    return run("validate", "--config", str(cfg))
+
+
 def test_validate_accepts_the_example() -> None:
     code, out = run("validate", "--config", str(EXAMPLE))
     assert code == 0 and "valid (2 team(s): vision, nlp)" in out
@@ -27,9 +34,7 @@ def test_validate_accepts_the_example() -> None:
 def test_validate_lists_problems_and_exits_2_without_traceback(tmp_path: Path) -> None:
     data = example()
     data["teams"][1]["training"]["instance_types"] = ["g5.xlarg", "p9.huge"]
-    cfg = tmp_path / "bad.yaml"
-    cfg.write_text(yaml.safe_dump(data))
-    code, out = run("validate", "--config", str(cfg))
+    code, out = validate(data, tmp_path)
     assert code == 2
     assert out.splitlines() == [
         "teams[1].training.instance_types[0]: 'g5.xlarg' is not a GPU instance type (did you mean 'g5.xlarge'?)",
@@ -37,6 +42,20 @@ def test_validate_lists_problems_and_exits_2_without_traceback(tmp_path: Path) -
         "'g5.xlarge')",
     ]
     assert "Traceback" not in out
+
+
+def test_validate_reports_field_errors_and_cross_field_problems_in_one_run(tmp_path: Path) -> None:
+    data = example()
+    data["platform"]["region"] = "us-east-l"
+    data["teams"][0]["training"]["instance_types"] = ["g5.xlarg"]
+    data["teams"][1]["name"] = "vision"
+    code, out = validate(data, tmp_path)
+    assert code == 2
+    assert out.splitlines() == [
+        "platform.region: 'us-east-l' is not an AWS region (did you mean 'us-east-1'?)",
+        "teams[0].training.instance_types[0]: 'g5.xlarg' is not a GPU instance type (did you mean 'g5.xlarge'?)",
+        "teams[1].name: 'vision' is already used by teams[0] (team names must be unique)",
+    ]
 
 
 def test_unknown_stack_is_an_input_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

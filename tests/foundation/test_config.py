@@ -56,6 +56,41 @@ def test_every_problem_is_listed_not_just_the_first() -> None:
                for line in lines)
 
 
+@pytest.mark.parametrize("region", ["ap-east-1", "ap-southeast-5", "us-gov-west-1", "mx-central-1", "ap-south-2",
+                                    "cn-northwest-1", "eu-isoe-west-1", "il-central-1"])
+def test_every_region_botocore_knows_validates_in_every_partition(region: str) -> None:
+    data = example()
+    data["platform"].update(region=region, dr_region=None)
+    assert parse_config(data).platform.region == region
+
+
+@pytest.mark.parametrize(("region", "suggestion"), [("us-east-l", "us-east-1"), ("eu-wset-1", "eu-west-1"),
+                                                    ("us-gov-wset-1", "us-gov-west-1"), ("ap-esat-1", "ap-east-1")])
+def test_a_near_miss_of_a_region_is_a_typo_with_a_suggestion(region: str, suggestion: str) -> None:
+    data = example()
+    data["platform"]["region"] = region
+    (line,) = problems_of(data)
+    assert line.startswith(f"platform.region: {region!r} is not an AWS region (did you mean {suggestion!r}?"), line
+
+
+def test_a_well_formed_region_unlike_any_known_one_is_taken_as_newer_than_botocore() -> None:
+    data = example()
+    data["platform"]["region"] = "me-wonder-1"
+    assert parse_config(data).platform.region == "me-wonder-1"
+
+
+def test_cross_field_problems_skip_fields_that_are_themselves_invalid() -> None:
+    data = example()
+    data["platform"].update(region="us-east-l", dr_region="us-east-1")   # no 'dr_region equals region' guess
+    data["platform"]["vpc_cidr"] = "10.0.0.0/8"                            # its own error, no subnet count
+    data["platform"]["max_gpus"] = 3                                         # still over with valid fleets only
+    data["teams"][1]["training"]["instance_types"] = ["g6e.xlarg"]
+    lines = problems_of(data)
+    assert [line.split(":")[0] for line in lines] == [
+        "platform.region", "platform.vpc_cidr", "teams[1].training.instance_types[0]", "teams"], lines
+    assert lines[-1].startswith("teams: training fleets may use 4 GPUs in all, over platform.max_gpus 3")
+
+
 def test_unknown_field_suggests_the_close_name() -> None:
     data = example()
     data["teams"][0]["training"]["spot_percent"] = 50

@@ -40,14 +40,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass(frozen=True)
 class Digits:
-    model_dir: Path  # what the training example saved: a TorchScript model.pt
+    model_dir: Path  # what the training example saved: a torch.export model.pt2
     x_test: Any      # raw pixel values 0-16, float32 (n, 64)
     y_test: Any      # int (n,)
 
 
 def train_digits_model(work: Path, env: dict[str, str]) -> Digits:
     """A real run of the training example (examples/training/digits/train.py, the script the training
-    agent runs), saving its TorchScript model.pt; the held-out split is rebuilt the way it splits."""
+    agent runs), saving its torch.export model.pt2; the held-out split is rebuilt the way it splits."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -148,13 +148,14 @@ def start_agent(team: Team, tmp_path: Path, repo_env: dict[str, str]) -> Iterato
     """Start ``gpufleet-agent run`` as a real process serving ``endpoint``/``variant`` from moto."""
     started: list[Agent] = []
 
-    def start(endpoint: str, variant: str = "blue", port: int | None = None, **serving: Any) -> Agent:
+    def start(endpoint: str, variant: str = "blue", port: int | None = None, pip: dict[str, Any] | None = None,
+              **serving: Any) -> Agent:
         port = port or free_port()
         config = {"role": "serving", "team": json.loads(team.runtime.to_json()), "endpoint": endpoint,
                   "variant": variant, "serving_port": port, "health_port": 0,
                   "work_root": str(tmp_path / f"opt-ml-{port}"),
                   "local": {"aws_endpoint_url": team.emu.endpoint, "instance_id": f"i-{port}"},
-                  "serving": {"poll_interval_s": 0.2, "metrics_interval_s": 1.0, **serving}}
+                  "serving": {"poll_interval_s": 0.2, "metrics_interval_s": 1.0, **serving}, "pip": pip or {}}
         path = tmp_path / f"agent-{port}.json"
         path.write_text(json.dumps(config))
         log = tmp_path / f"agent-{port}.log"

@@ -126,7 +126,7 @@ def test_sagemaker_inference_py_serves_unchanged(team: Team, digits: Digits, sta
 
     model_dir = tmp_path / "sm"
     (model_dir / "code").mkdir(parents=True)
-    torch.save(torch.jit.load(str(digits.model_dir / "model.pt")).state_dict(), model_dir / "model.pth")
+    torch.save(torch.export.load(str(digits.model_dir / "model.pt2")).state_dict, model_dir / "model.pth")
     (model_dir / "code" / "inference.py").write_text(SAGEMAKER_INFERENCE_PY)
     team.publish_model("sm-digits", 3, pack(model_dir))
     team.point_endpoint("sm", "blue", "sm-digits", 3)

@@ -130,11 +130,13 @@ def test_the_check_catches_a_prefix_wildcard(two_teams: Synth) -> None:
         del doc["data"]["aws_iam_policy_document"]["leak"]
 
 
-def test_every_role_has_the_team_boundary_and_no_wildcard_actions(two_teams: Synth) -> None:
+def test_every_role_has_the_team_boundary_and_no_wildcard_actions_in_an_allow(two_teams: Synth) -> None:
     for team in ("ml", "ml-ops"):
         doc = two_teams[f"team-{team}"]
         roles = resources(doc, "aws_iam_role").values()
         assert len(roles) == 4   # training, serving, operator, job
         assert all("aws_iam_policy.boundary" in r["permissions_boundary"] for r in roles)
         for _, statement in _statements(doc):
+            if statement["effect"] == "Deny":   # a wildcard in a Deny closes gaps (the TLS-only s3:*)
+                continue
             assert not any(a == "*" or a.endswith(":*") for a in statement["actions"]), statement["sid"]

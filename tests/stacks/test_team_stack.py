@@ -65,6 +65,9 @@ def test_bucket_policies_deny_plain_http_and_object_access_outside_the_team(aws_
         statements = {s["sid"]: s for s in policy_statements(doc, policy["policy"])}
         tls = statements["DenyInsecureTransport"]
         assert tls["effect"] == "Deny"
+        assert tls["actions"] == ["s3:*"], "every S3 action, s3:GetObjectVersion included, needs TLS"
+        bucket_arn = tls["resources"][0]
+        assert tls["resources"] == [bucket_arn, f"{bucket_arn}/*"], "the bucket and all its objects"
         assert tls["condition"] == [{"test": "Bool", "variable": "aws:SecureTransport", "values": ["false"]}]
         scope = statements["DenyObjectAccessOutsideTeam"]
         allowed = scope["condition"][0]["values"]
@@ -351,3 +354,58 @@ def test_the_job_role_is_assumable_by_training_hosts_and_reaches_no_registry_que
     assert not any(_bucket(doc, "acme-vision-artifacts") in r for _, r in grants)
     assert any(a == "sts:AssumeRole" and r.endswith(":role/acme-vision-job")
                for a, r in _role_grants(doc, "acme-vision-training"))
+
+
+def test_statement_refuses_wildcard_actions_in_an_allow_but_takes_them_in_a_deny() -> None:
+    from gpufleet.constructs.policy import Statement
+
+    with pytest.raises(ValueError, match="wildcard actions are not allowed in an Allow"):
+        Statement("TooBroad", ("s3:*",), ("arn:aws:s3:::b/*",))
+    with pytest.raises(ValueError, match="wildcard"):
+        Statement("Everything", ("*",), ("*",))
+    deny = Statement("DenyPlainHttp", ("s3:*",), ("arn:aws:s3:::b", "arn:aws:s3:::b/*"), effect="Deny")
+    assert deny.render()["actions"] == ["s3:*"]
+    with pytest.raises(ValueError, match="effect must be Allow or Deny"):
+        Statement("Typo", ("s3:GetObject",), ("*",), effect="deny")
+
+
+def _role_statements(doc: dict[str, Any], role: str) -> dict[str, dict[str, Any]]:
+    """The inline policy statements of one team role (``training``, ``serving``, ``operator``), by sid."""
+    (inline,) = [p for p in resources(doc, "aws_iam_role_policy").values()
+                 if referenced(doc, p["role"])["name"] == f"acme-vision-{role}"]
+    return {s["sid"]: s for s in policy_statements(doc, inline["policy"])}
+
+
+def _granted(statements: dict[str, dict[str, Any]], action: str) -> list[list[str]]:
+    return [s["resources"] for s in statements.values() if action in s["actions"] and s["effect"] == "Allow"]
+
+
+def test_host_roles_are_granted_every_call_their_agents_make_on_their_own_resources(aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    training, serving = _role_statements(doc, "training"), _role_statements(doc, "serving")
+    assert len(_granted(training, "sqs:SendMessage")) == 1, "re-queueing an interrupted job"
+    (send_to,) = _granted(training, "sqs:SendMessage")[0]
+    assert referenced(doc, send_to)["name"] == "acme-vision-jobs"
+    asg_prefix = ("arn:${data.aws_partition.partition.partition}:autoscaling:us-east-1:"
+                  "${data.aws_caller_identity.account.account_id}:autoScalingGroup:*:autoScalingGroupName/")
+    assert _granted(serving, "autoscaling:SetInstanceHealth") == [
+        [f"{asg_prefix}acme-vision-digits-blue", f"{asg_prefix}acme-vision-digits-green"]]
+    assert _granted(training, "autoscaling:SetInstanceProtection") == [[f"{asg_prefix}acme-vision-training"]]
+    assert not _granted(training, "autoscaling:RecordLifecycleActionHeartbeat"), "nothing calls it"
+    group_arn = ("arn:${data.aws_partition.partition.partition}:logs:us-east-1:"
+                 "${data.aws_caller_identity.account.account_id}:log-group:/acme/vision/training-jobs")
+    for action in ("logs:CreateLogStream", "logs:PutLogEvents"):
+        assert _granted(training, action) == [[group_arn, f"{group_arn}:log-stream:*"]], action
+    assert not _granted(training, "logs:CreateLogGroup"), "the stack owns the group"
+
+
+def test_job_log_group_is_kms_encrypted_kept_a_year_and_in_the_runtime(aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    group = one(doc, "aws_cloudwatch_log_group")
+    assert (group["name"], group["retention_in_days"]) == ("/acme/vision/training-jobs", 365)
+    key = referenced(doc, group["kms_key_id"])
+    statements = {s["sid"]: s for s in policy_statements(doc, key["policy"])}
+    logs_use = statements["CloudWatchLogsUseJobLogs"]
+    assert logs_use["principals"] == [{"type": "Service", "identifiers": ["logs.us-east-1.amazonaws.com"]}]
+    assert logs_use["condition"][0]["variable"] == "kms:EncryptionContext:aws:logs:arn"
+    assert "/acme/vision/training-jobs" in doc["output"][RUNTIME_OUTPUT]["value"]

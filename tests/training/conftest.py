@@ -88,14 +88,15 @@ def start_agent(team: Team, tmp_path: Path, repo_env: dict[str, str]) -> Iterato
     """Start training agents as subprocesses (``python -m gpufleet.agent run``); all stopped at teardown."""
     started: list[AgentProc] = []
 
-    def start(name: str, imds_endpoint: str | None = None, health_port: int = 0, **training: Any) -> AgentProc:
+    def start(name: str, imds_endpoint: str | None = None, health_port: int = 0, pip: dict[str, Any] | None = None,
+              **training: Any) -> AgentProc:
         root = tmp_path / name
-        root.mkdir()
+        root.mkdir(exist_ok=True)   # a test may have mounted a small disk at root/ml first
         local: dict[str, Any] = {"aws_endpoint_url": team.emu.endpoint, "instance_id": name}
         if imds_endpoint:
             local["imds_endpoint"] = imds_endpoint
         config = {"role": "training", "team": json.loads(team.runtime.to_json()), "work_root": str(root / "ml"),
-                  "health_port": health_port, "local": local, "training": {**FAST, **training}}
+                  "health_port": health_port, "local": local, "training": {**FAST, **training}, "pip": pip or {}}
         (root / "agent.json").write_text(json.dumps(config))
         log_path = root / "agent.log"
         env = {**repo_env, "OMP_NUM_THREADS": "1"}   # two cores shared: no thread oversubscription

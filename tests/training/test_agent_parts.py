@@ -9,6 +9,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,6 +80,7 @@ def test_metric_regexes_feed_the_job_record_and_cloudwatch(team: Team) -> None:
 def test_log_shipper_uploads_to_s3_and_streams_whole_lines_to_cloudwatch_logs(team: Team, tmp_path: Path) -> None:
     path = tmp_path / "job.log"
     path.write_text("one\ntwo\npart")
+    team.clients.client("logs").create_log_group(logGroupName=f"/gf/{team.runtime.team}")   # the stack's group
     ship = LogShipper(team.clients, path, team.runtime.buckets.logs, "job-l", "i-9",
                       log_group=f"/gf/{team.runtime.team}")
     ship.flush()
@@ -90,6 +92,17 @@ def test_log_shipper_uploads_to_s3_and_streams_whole_lines_to_cloudwatch_logs(te
     events = team.clients.client("logs").get_log_events(logGroupName=f"/gf/{team.runtime.team}",
                                                         logStreamName="job-l/i-9")["events"]
     assert [e["message"] for e in events] == ["one", "two", "partial"]
+
+
+def test_log_shipper_never_creates_the_log_group_hosts_are_not_granted_that(team: Team, tmp_path: Path) -> None:
+    path = tmp_path / "job.log"
+    path.write_text("line\n")
+    logs = team.clients.client("logs")
+    ship = LogShipper(team.clients, path, team.runtime.buckets.logs, "job-n", "i-9",
+                      log_group=f"/gf/{team.runtime.team}/missing")
+    with pytest.raises(logs.exceptions.ResourceNotFoundException):
+        ship.flush()
+    assert not logs.describe_log_groups(logGroupNamePrefix=f"/gf/{team.runtime.team}/missing")["logGroups"]
 
 
 def test_identity_comes_from_imdsv2_with_a_session_token() -> None:
@@ -212,3 +225,44 @@ def test_the_training_agent_imports_no_torch_and_its_example_config_is_valid(rep
     check = subprocess.run([sys.executable, "-m", "gpufleet.agent", "check-config", "--config", str(example)],
                            env=repo_env, capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+
+
+class QuotaCheckingLogs:
+    """The emulator's CloudWatch Logs client, checking PutLogEvents' documented quotas (moto does not)
+    and failing one call of our choosing as a network error would."""
+
+    def __init__(self, real: Any, fail_call: int) -> None:
+        self.real, self.fail_call, self.calls = real, fail_call, 0
+        self.accepted: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+    def put_log_events(self, **kwargs: Any) -> Any:
+        self.calls += 1
+        events = kwargs["logEvents"]
+        sizes = [len(e["message"].encode()) + 26 for e in events]
+        assert len(events) <= 10_000 and sum(sizes) <= 1_048_576 and max(sizes) <= 262_144, "over a quota"
+        if self.calls == self.fail_call:
+            raise ConnectionError("network gone mid-flush")
+        out = self.real.put_log_events(**kwargs)
+        self.accepted += [e["message"] for e in events]
+        return out
+
+
+def test_log_shipper_keeps_to_cloudwatch_quotas_and_sends_no_duplicates_after_a_failure(
+        team: Team, tmp_path: Path) -> None:
+    """1.5 MB of lines and one 600 KB line: batches within 1 MiB / 10,000 events, the long line split into
+    events of at most 256 KiB; the second batch fails once, and the retry sends only what was left."""
+    lines = [f"{i:05d} " + "x" * 494 for i in range(3000)] + ["é" * 300_000, "end"]
+    path = tmp_path / "job.log"
+    path.write_text("\n".join(lines) + "\n")
+    logs = QuotaCheckingLogs(team.clients.client("logs"), fail_call=2)
+    ship = LogShipper(team.clients, path, team.runtime.buckets.logs, "job-q", "i-9",
+                      log_group=f"/gf/{team.runtime.team}")
+    with pytest.raises(ConnectionError):
+        ship._flush_cloudwatch(logs)
+    assert logs.accepted == lines[:len(logs.accepted)]   # the first batch went through before the failure
+    ship._flush_cloudwatch(logs)
+    assert "".join(logs.accepted[3000:-1]) == lines[3000]     # the long line, split and whole
+    assert logs.accepted[:3000] == lines[:3000] and logs.accepted[-1] == "end"   # each line once

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.request
+
+import pytest
 
 from gpufleet.jobs import cancel_job
 from gpufleet.local.emulator import free_port
@@ -84,3 +87,40 @@ def test_sigterm_stops_the_agent_cleanly_and_hands_the_job_back(team: Team, star
     assert msgs[0]["Attributes"]["ApproximateReceiveCount"] == "1"   # a fresh message: no step toward the DLQ
     lines = [json.loads(line) for line in agent.agent_log().splitlines() if line.startswith("{")]
     assert lines[-1]["event"] == "training agent stopped" and all("level" in line for line in lines)
+
+
+def test_disk_full_while_preparing_fails_the_job_with_its_reason_and_the_next_job_runs(
+        team: Team, start_agent, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A real full disk: the agent's work root is a 64 KiB tmpfs and the job's channel holds 1 MiB. The job
+    ends FAILED (not RUNNING until stale) with the OS error; once space is freed the next job succeeds."""
+    disk = tmp_path / "host-disk" / "ml"
+    disk.mkdir(parents=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)]).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        team.clients.s3.put_object(Bucket=team.runtime.buckets.data, Key="big/data.bin", Body=b"x" * 2**20)
+        agent = start_agent("host-disk")
+        job_id = team.submit(SCRIPTS, name="big", entry_point="sleep.py", hyperparameters={"seconds": 0.1},
+                             channels={"training": f"s3://{team.runtime.buckets.data}/big/"})
+        job = team.wait_status(job_id, ("FAILED", "SUCCEEDED"), timeout_s=120)
+        assert job["status"] == "FAILED" and "No space left on device" in job["reason"], job
+        assert job["reason"].startswith("preparing the job on host-disk: ")
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)   # the operator frees space
+        good = team.submit(SCRIPTS, name="after", entry_point="sleep.py", hyperparameters={"seconds": 0.1})
+        assert team.wait_status(good, ("FAILED", "SUCCEEDED"), timeout_s=120)["status"] == "SUCCEEDED"
+        assert agent.proc.poll() is None
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])
+
+
+def test_a_health_port_in_use_stops_the_agent_with_one_clear_line(team: Team, start_agent) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        agent = start_agent("host-port", health_port=port)
+        assert agent.proc.wait(timeout=60) == 1
+    log = agent.log_path.read_text()
+    assert "Traceback" not in log and f"health: could not listen on port {port}: Address already in use" in log

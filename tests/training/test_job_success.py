@@ -45,8 +45,8 @@ def test_digits_job_runs_to_completion_and_registers_version_1_with_lineage(team
     tarball = team.clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     assert hashlib.sha256(tarball).hexdigest() == record["sha256"]
     with tarfile.open(fileobj=io.BytesIO(tarball)) as tar:
-        assert tar.getnames() == ["model.pt"]            # SM_MODEL_DIR's contents at the tar root
-        model = torch.jit.load(io.BytesIO(tar.extractfile("model.pt").read()))  # type: ignore[union-attr]
+        assert tar.getnames() == ["model.pt2"]           # SM_MODEL_DIR's contents at the tar root
+        model = torch.export.load(io.BytesIO(tar.extractfile("model.pt2").read())).module()  # type: ignore[union-attr]
     x, y = load_digits(return_X_y=True)
     accuracy = float((model(torch.tensor(x, dtype=torch.float32)).argmax(1).numpy() == y).mean())
     assert accuracy > 0.85

@@ -110,3 +110,28 @@ def test_an_artifact_once_written_is_never_overwritten(team: Team, tmp_path: Pat
         put_new_object(team.clients.s3, bucket, key, second, {"sha256": "2" * 64})
     assert info.value.sha256 == "1" * 64
     assert team.clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"first artifact"
+
+
+def test_an_export_whose_scan_went_stale_meanwhile_writes_the_table_as_it_stands(
+        team: Team, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writer A scans, writer B registers a version and exports, then A puts its older scan last: A sees
+    on its check that the table moved and writes again, so the published snapshot holds B's version."""
+    from gpufleet.registry import export as export_module
+    from gpufleet.registry.export import export_registry, scan_models
+
+    table = team.clients.table(team.runtime.tables.models)
+    table.put_item(Item={"model_name": "race", "version": 1, "status": "Approved"})
+    calls = {"n": 0}
+
+    def scan_then_b_registers(clients, runtime):  # type: ignore[no-untyped-def]
+        items = scan_models(clients, runtime)
+        calls["n"] += 1
+        if calls["n"] == 1:   # B's registration and export land between A's scan and A's put
+            table.put_item(Item={"model_name": "race", "version": 2, "status": "PendingManualApproval"})
+            export_module.write_export(clients, runtime.buckets.artifacts, EXPORT_KEY, scan_models(clients, runtime))
+        return items
+
+    monkeypatch.setattr(export_module, "scan_models", scan_then_b_registers)
+    export_registry(team.clients, team.runtime)
+    versions = [r["version"] for r in read_export(team.clients, team.runtime) if r["model_name"] == "race"]
+    assert versions == [1, 2]

@@ -2,8 +2,8 @@
 
 Written only against SageMaker's contract (argparse hyperparameters, ``SM_*`` variables, checkpoints in
 ``/opt/ml/checkpoints``), so it runs unchanged on SageMaker or on a gpufleet training host, by itself or
-under ``torchrun`` on one or several hosts. Saves a TorchScript ``model.pt`` (64 pixel values 0-16 in,
-10 logits out) in ``SM_MODEL_DIR``.
+under ``torchrun`` on one or several hosts. Saves a ``torch.export`` program ``model.pt2`` (64 pixel values
+0-16 in, 10 logits out, any batch size) in ``SM_MODEL_DIR``: TorchScript is deprecated from torch 2.13.
 """
 
 from __future__ import annotations
@@ -119,7 +119,9 @@ def main() -> None:
                   f"t={time.time():.3f}", flush=True)
     if rank == 0:
         Path(args.model_dir).mkdir(parents=True, exist_ok=True)
-        torch.jit.script(model.cpu().eval()).save(str(Path(args.model_dir) / "model.pt"))
+        batch = torch.export.Dim("batch")   # serving batches requests: the first dimension stays dynamic
+        program = torch.export.export(model.cpu().eval(), (torch.zeros(2, 64),), dynamic_shapes=({0: batch},))
+        torch.export.save(program, str(Path(args.model_dir) / "model.pt2"))
         Path(args.output_data_dir).mkdir(parents=True, exist_ok=True)
         (Path(args.output_data_dir) / "metrics.json").write_text(json.dumps({"test_accuracy": accuracy}))
         print(f"test_accuracy={accuracy:.4f}", flush=True)

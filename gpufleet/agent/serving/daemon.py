@@ -60,7 +60,8 @@ def run(config: AgentConfig, stop: threading.Event) -> int:
     app = ServingApp(slot, metrics, Limits(options.max_payload_bytes, options.request_timeout_s),
                      health, capture, lambda: telemetry.last_gpu)
     watcher = ModelWatcher(aws.client("dynamodb"), s3, config.team.tables, config.endpoint,
-                           config.variant, Path(config.work_root), slot, metrics, options, device)
+                           config.variant, Path(config.work_root), slot, metrics, options, device,
+                           pip=config.pip)
     threads = [threading.Thread(target=watcher.run, args=(background_stop,), name="watcher", daemon=True),
                threading.Thread(target=telemetry.run, name="telemetry", daemon=True,
                                 args=(background_stop, GPU_POLL_S, options.metrics_interval_s))]

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from gpufleet.agent.serving import codecs
+from gpufleet.agent.serving.exported import load_default_model
 
 HANDLER_FUNCTIONS = ("model_fn", "input_fn", "predict_fn", "output_fn")
 
@@ -39,12 +40,10 @@ def pick_device(choice: str) -> torch.device:
 
 def _defaults(device: torch.device) -> dict[str, Callable[..., Any]]:
     def model_fn(model_dir: str) -> Any:
-        path = Path(model_dir) / "model.pt"
-        if not path.is_file():
-            raise HandlerLoadError(f"{path}: missing (save a TorchScript model.pt or add code/inference.py)")
-        model = torch.jit.load(str(path), map_location=device)
-        model.eval()
-        return model
+        try:
+            return load_default_model(Path(model_dir), device)   # model.pt2 (torch.export) or model.pt
+        except FileNotFoundError as exc:
+            raise HandlerLoadError(str(exc)) from None
 
     def input_fn(body: bytes, content_type: str) -> torch.Tensor:
         return torch.from_numpy(codecs.decode(body, content_type)).to(device)

@@ -17,11 +17,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from gpufleet.agent.requirements import RequirementsError, activate_model_requirements, cache_root
 from gpufleet.agent.serving.artifacts import ArtifactRejected, fetch_model
 from gpufleet.agent.serving.events import emit
 from gpufleet.agent.serving.handler import HandlerLoadError, load_handler
 from gpufleet.agent.serving.metrics import ServingMetrics
 from gpufleet.agent.serving.models import LoadedModel, ModelSlot, build_model
+from gpufleet.schema.pip_settings import PipSettings
 from gpufleet.schema.serving_settings import ServingSettings
 from gpufleet.store.approvals import approved_artifact
 
@@ -35,11 +37,11 @@ class Target:
 class ModelWatcher:
     def __init__(self, dynamodb: Any, s3: Any, tables: Any, endpoint: str, variant: str, work_root: Path,
                  slot: ModelSlot, metrics: ServingMetrics, options: ServingSettings,
-                 device: Any) -> None:
+                 device: Any, pip: PipSettings | None = None) -> None:
         self.dynamodb, self.s3, self.tables = dynamodb, s3, tables
         self.endpoint, self.variant, self.work_root = endpoint, variant, work_root
         self.slot, self.metrics, self.options = slot, metrics, options
-        self.device = device
+        self.device, self.pip = device, pip or PipSettings()
         self.refused: Target | None = None
 
     def wanted(self) -> Target | None:
@@ -60,6 +62,9 @@ class ModelWatcher:
         except (ArtifactRejected, HandlerLoadError, LookupError) as exc:
             self._refuse(target, str(exc))
             return False
+        except RequirementsError as exc:
+            self._refuse(target, f"code/requirements.txt: pip failed: {exc}")
+            return False
         except Exception as exc:   # warm-up or model_fn raised: the handler's bug, not ours
             self._refuse(target, f"{type(exc).__name__}: {exc}")
             return False
@@ -79,6 +84,7 @@ class ModelWatcher:
                               f"(approve it with `gpufleet model approve {target.model}:{target.version}`)")
         directory = self.work_root / "models" / target.model / str(target.version)
         fetch_model(self.s3, *approved, directory)
+        activate_model_requirements(directory / "code", cache_root(self.pip, self.work_root), self.pip)
         handler = load_handler(directory, self.device)
         model = build_model(target.model, target.version, handler, self.options.max_batch_size,
                             self.options.max_batch_delay_ms / 1000.0, self.metrics.batch_done, directory)

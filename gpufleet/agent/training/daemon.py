@@ -17,9 +17,9 @@ from gpufleet.agent.training.claim import Claim, claim_job
 from gpufleet.agent.training.isolation import require_imds_block, resolve_job_user
 from gpufleet.agent.training.layout import Layout
 from gpufleet.agent.training.process import become_subreaper
-from gpufleet.agent.training.runner import AWS_ERRORS, AgentContext, run_claimed_job
-from gpufleet.agent.training.spot import Notice, SpotWatcher, complete_lifecycle_action
-from gpufleet.aws import AwsClients
+from gpufleet.agent.training.runner import AgentContext, run_claimed_job
+from gpufleet.agent.training.spot import Notice, SpotWatcher, complete_lifecycle_action, scale_in_protection
+from gpufleet.aws import AWS_ERRORS, AwsClients
 from gpufleet.errors import RuntimeFailure
 from gpufleet.schema import CHECKPOINT_HOOK_SUFFIX
 from gpufleet.schema.agent_config import AgentConfig
@@ -40,7 +40,8 @@ def handle_message(ctx: AgentContext, message: dict[str, Any]) -> str:
         return "poison"
     decision = claim_job(ctx.clients, ctx.runtime, job_id, ctx.identity, ctx.config.training)
     if isinstance(decision, Claim):
-        return run_claimed_job(ctx, decision, receipt)
+        with scale_in_protection(ctx.clients, ctx.runtime.training.asg, ctx.identity.instance_id):
+            return run_claimed_job(ctx, decision, receipt)
     log.info("message skipped", extra={"job_id": job_id, "action": decision.action, "reason": decision.reason})
     if decision.action == "delete":
         ctx.message(receipt, delete=True)

@@ -64,6 +64,12 @@ class Layout:
             path.mkdir(parents=True, exist_ok=True)
 
 
+    def reset_quietly(self) -> None:
+        """Free what a failed preparation left, ignoring errors (the disk may still be full)."""
+        for name in JOB_DIRS:
+            shutil.rmtree(self.root / name, ignore_errors=True)
+
+
 def hosts(count: int) -> list[str]:
     """SageMaker's host names: ``algo-1`` .. ``algo-N``; this host is ``algo-<slot + 1>``."""
     return [f"algo-{i + 1}" for i in range(count)]

@@ -8,9 +8,7 @@ the upload is conditional on the key being absent, so nothing replaces an artifa
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 from gpufleet.agent.training.artifact_upload import ArtifactExists, put_new_object
 from gpufleet.aws import AwsClients
 from gpufleet.errors import RuntimeFailure
+from gpufleet.schema.model_archive import pack_model_dir
 from gpufleet.schema.registry import artifact_key
 from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.store.models import register_model_version
@@ -27,16 +26,7 @@ log = logging.getLogger("gpufleet.agent.output")
 
 def package_model(model_dir: Path, dest: Path) -> str:
     """Write ``dest`` (model.tar.gz) from ``model_dir``'s contents; returns the tarball's sha256."""
-    with tarfile.open(dest, "w:gz") as tar:
-        for path in sorted(model_dir.rglob("*")):
-            if path.is_symlink():
-                continue
-            tar.add(str(path), arcname=path.relative_to(model_dir).as_posix(), recursive=False)
-    digest = hashlib.sha256()
-    with dest.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return pack_model_dir(model_dir, dest)
 
 
 def publish_model(clients: AwsClients, runtime: TeamRuntime, model_dir: Path, model_name: str,

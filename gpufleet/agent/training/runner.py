@@ -19,9 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from gpufleet.agent.identity import Identity
+from gpufleet.agent.requirements import RequirementsError, cache_root, requirements_python
 from gpufleet.agent.training.checkpoints import CheckpointSync
 from gpufleet.agent.training.claim import Claim, finish, heartbeat
 from gpufleet.agent.training.inputs import InputError, fetch_inputs
@@ -41,14 +40,13 @@ from gpufleet.agent.training.output import publish_model
 from gpufleet.agent.training.periodic import Every
 from gpufleet.agent.training.process import JobProcess, kill_orphans, script_failure
 from gpufleet.agent.training.spot import Notice
-from gpufleet.aws import AwsClients
+from gpufleet.aws import AWS_ERRORS, AwsClients
 from gpufleet.schema import JOB_CLAIMABLE, JOB_FINAL
 from gpufleet.schema.agent_config import AgentConfig
 from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.store.jobs import get_job, update_job
 
 log = logging.getLogger("gpufleet.agent.runner")
-AWS_ERRORS = (ClientError, BotoCoreError)
 
 
 @dataclass
@@ -64,6 +62,7 @@ class AgentContext:
     jobs_run: int = 0
     poll_failures: int = 0     # consecutive; /healthz turns unhealthy when the queue stays unreachable
     job_user: JobUser | None = None   # who job code runs as (None: the agent's user, as before isolation)
+    job_python: str | None = None   # the job's requirements.txt environment, when it has one
 
     @property
     def runtime(self) -> TeamRuntime:
@@ -99,7 +98,7 @@ def _requeue(ctx: AgentContext, job_id: str, receipt: str) -> None:
 
 def launcher_argv(ctx: AgentContext, claim: Claim) -> list[str]:
     spec = claim.spec
-    argv = [ctx.config.training.python or sys.executable, "-m", "torch.distributed.run",
+    argv = [ctx.job_python or ctx.config.training.python or sys.executable, "-m", "torch.distributed.run",
             f"--nproc-per-node={spec.procs_per_host}", "--max-restarts=0"]
     if spec.instance_count == 1:
         argv += ["--standalone", "--nnodes=1"]
@@ -141,11 +140,18 @@ class Attempt:
 
 
 def _run(ctx: AgentContext, claim: Claim, receipt: str) -> str:
-    ctx.layout.reset()
     try:
+        ctx.layout.reset()
         attempt = _prepare(ctx, claim)
+        ctx.job_python = _install_requirements(ctx, claim, receipt)
     except (InputError, *AWS_ERRORS) as exc:
         return _conclude_failure(ctx, claim, receipt, f"inputs: {exc}")
+    except RequirementsError as exc:
+        return _conclude_failure(ctx, claim, receipt, f"requirements.txt: pip failed: {exc}")
+    except OSError as exc:  # this host's disk (full, read-only...): the job must not stay RUNNING until stale
+        ctx.layout.reset_quietly()
+        return _conclude_failure(ctx, claim, receipt, f"preparing the job on {ctx.identity.instance_id}: {exc} "
+                                 "(free space under the agent's work_root, or give the job a larger volume)")
     user = ctx.job_user or resolve_job_user(ctx.config.training.job_user, local=True)
     try:
         creds, creds_env = start_job_credentials(
@@ -185,7 +191,8 @@ def _prepare(ctx: AgentContext, claim: Claim) -> Attempt:
     """Fetch code and channels, restore checkpoints, write the input config. Raises InputError."""
     spec, layout = claim.spec, ctx.layout
     ship = LogShipper(ctx.clients, layout.job_log, ctx.runtime.buckets.logs, claim.job_id,
-                      ctx.identity.instance_id, ctx.config.training.cloudwatch_log_group)
+                      ctx.identity.instance_id,
+                      ctx.config.training.cloudwatch_log_group or ctx.runtime.training.log_group)
     ckpt = CheckpointSync(ctx.clients, layout.checkpoints,
                           *checkpoint_location(spec, ctx.runtime.buckets.checkpoints, claim.job_id))
     code_sha, inputs = fetch_inputs(ctx.clients, spec, layout)
@@ -195,6 +202,24 @@ def _prepare(ctx: AgentContext, claim: Claim) -> Attempt:
         f.write(f"[gpufleet] job {claim.job_id} attempt {claim.attempt} node {claim.slot} on "
                 f"{ctx.identity.instance_id}: restored {restored} checkpoint files\n")
     return Attempt(code_sha, inputs, ckpt, ship, MetricParser(spec.metric_definitions))
+
+
+def _install_requirements(ctx: AgentContext, claim: Claim, receipt: str) -> str | None:
+    """The source's requirements.txt environment (None without one). The job heartbeats meanwhile: a
+    first install may take minutes, and a silent job would be taken over as dead."""
+    settings = ctx.config.training
+
+    def beat() -> None:
+        ctx.message(receipt, visibility=settings.visibility_timeout_s)
+        heartbeat(ctx.clients, ctx.runtime, claim, {})
+
+    timer = Every(settings.heartbeat_s, beat, "heartbeat")
+    timer.start()
+    try:
+        return requirements_python(ctx.layout.code, cache_root(ctx.config.pip, ctx.config.work_root),
+                                   settings.python or sys.executable, ctx.config.pip, ctx.layout.job_log)
+    finally:
+        timer.stop()
 
 
 def _supervise(ctx: AgentContext, claim: Claim, receipt: str, proc: JobProcess, attempt: Attempt) -> tuple[str, int]:

@@ -1,4 +1,5 @@
-"""Spot and scale-in notices from IMDS, and completing the ASG lifecycle action after a drain.
+"""Spot and scale-in notices from IMDS, scale-in protection while a job runs, and completing the ASG
+lifecycle action after a drain.
 
 moto has neither the IMDS paths ``spot/instance-action`` and ``autoscaling/target-lifecycle-state``
 nor ``complete_lifecycle_action`` (HTTP 500): tests serve the paths from a small fake IMDS, and a failed
@@ -10,9 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 import urllib.error
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from gpufleet.agent.identity import ImdsClient
-from gpufleet.aws import AwsClients
+from gpufleet.aws import AWS_ERRORS, AwsClients
 
 log = logging.getLogger("gpufleet.agent.spot")
 SPOT_PATH = "meta-data/spot/instance-action"
@@ -79,3 +82,27 @@ def complete_lifecycle_action(clients: AwsClients, asg: str, hook: str, instance
         return False
     log.info("lifecycle action completed", extra={"asg": asg, "hook": hook})
     return True
+
+
+def set_scale_in_protection(clients: AwsClients, asg: str, instance_id: str, protected: bool) -> bool:
+    """Never raises: an unprotected busy host is still drained through the checkpoint hook."""
+    try:
+        clients.client("autoscaling").set_instance_protection(
+            InstanceIds=[instance_id], AutoScalingGroupName=asg, ProtectedFromScaleIn=protected)
+    except AWS_ERRORS as exc:
+        log.warning("could not change scale-in protection",
+                    extra={"asg": asg, "protected": protected, "error": str(exc)})
+        return False
+    return True
+
+
+@contextmanager
+def scale_in_protection(clients: AwsClients, asg: str, instance_id: str) -> Iterator[None]:
+    """While a job runs the ASG does not pick this host when it scales in (a lower desired capacity may
+    pick any host; a checkpointed hand-over costs the job its progress since the last checkpoint)."""
+    protected = set_scale_in_protection(clients, asg, instance_id, True)
+    try:
+        yield
+    finally:
+        if protected:
+            set_scale_in_protection(clients, asg, instance_id, False)
