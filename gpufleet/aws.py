@@ -18,6 +18,8 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from botocore.parsers import ResponseParserError
 
+from gpufleet.callrecord import Caller, recorder
+
 if TYPE_CHECKING:
     from gpufleet.schema.agent_config import AgentConfig
 
@@ -37,29 +39,38 @@ _BOTO_CONFIG = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_t
 class AwsClients:
     region: str
     endpoint_url: str | None = None
+    caller: Caller | None = None    # who makes the calls, for the call record (default: the environment's)
     _session: Any = field(default=None, repr=False)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def create(cls, region: str, endpoint_url: str | None = None) -> AwsClients:
+    def create(cls, region: str, endpoint_url: str | None = None, caller: Caller | None = None) -> AwsClients:
         """Real AWS credentials from the default chain; the emulator's fixed ones when an endpoint is given
         and the environment has none."""
         kwargs: dict[str, str] = {"region_name": region}
         if endpoint_url and not os.environ.get("AWS_ACCESS_KEY_ID"):
             kwargs["aws_access_key_id"] = LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"]
             kwargs["aws_secret_access_key"] = LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]
-        return cls(region=region, endpoint_url=endpoint_url, _session=boto3.session.Session(**kwargs))
+        return cls(region=region, endpoint_url=endpoint_url, caller=caller,
+                   _session=boto3.session.Session(**kwargs))
 
     @classmethod
     def for_agent(cls, config: AgentConfig) -> AwsClients:
-        return cls.create(config.team.region, config.local.aws_endpoint_url if config.local else None)
+        return cls.create(config.team.region, config.local.aws_endpoint_url if config.local else None,
+                          Caller(config.role, config.team.team))
+
+    def _recorded(self, client: Any) -> Any:
+        rec = recorder(self.caller)
+        if rec is not None:
+            rec.attach(client)
+        return client
 
     def client(self, service: str) -> Any:
         with self._lock:
             if service not in self._cache:
-                self._cache[service] = self._session.client(
-                    service, endpoint_url=self.endpoint_url, config=_BOTO_CONFIG)
+                self._cache[service] = self._recorded(self._session.client(
+                    service, endpoint_url=self.endpoint_url, config=_BOTO_CONFIG))
             return self._cache[service]
 
     def table(self, name: str) -> Any:
@@ -68,6 +79,7 @@ class AwsClients:
         with self._lock:
             if key not in self._cache:
                 resource = self._session.resource("dynamodb", endpoint_url=self.endpoint_url, config=_BOTO_CONFIG)
+                self._recorded(resource.meta.client)
                 self._cache[key] = resource.Table(name)
             return self._cache[key]
 

@@ -53,6 +53,11 @@ from cdktf_cdktf_provider_aws.data_aws_kms_alias import DataAwsKmsAlias  # noqa:
 from cdktf_cdktf_provider_aws.data_aws_partition import DataAwsPartition  # noqa: E402
 from cdktf_cdktf_provider_aws.default_security_group import DefaultSecurityGroup  # noqa: E402
 from cdktf_cdktf_provider_aws.dynamodb_table import DynamodbTable  # noqa: E402
+from cdktf_cdktf_provider_aws.ecr_repository import (  # noqa: E402
+    EcrRepository,
+    EcrRepositoryEncryptionConfiguration,
+    EcrRepositoryImageScanningConfiguration,
+)
 from cdktf_cdktf_provider_aws.eip import Eip  # noqa: E402
 from cdktf_cdktf_provider_aws.flow_log import FlowLog  # noqa: E402
 from cdktf_cdktf_provider_aws.iam_instance_profile import IamInstanceProfile  # noqa: E402
@@ -114,6 +119,9 @@ __all__ = [
     "DataAwsPartition",
     "DefaultSecurityGroup",
     "DynamodbTable",
+    "EcrRepository",
+    "EcrRepositoryEncryptionConfiguration",
+    "EcrRepositoryImageScanningConfiguration",
     "Eip",
     "FlowLog",
     "IamInstanceProfile",

@@ -27,3 +27,8 @@ def teams_dir(root: Path, rebuilt_region: str | None = None) -> Path:
 
 def agents_dir(root: Path) -> Path:
     return root / "agents"
+
+
+def calls_dir(root: Path) -> Path:
+    """The call record (``gpufleet.callrecord``) of every local process, which ``gpufleet audit`` reads."""
+    return root / "calls"

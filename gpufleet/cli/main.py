@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -126,6 +127,7 @@ def bootstrap(config_path: Path, target: str | None) -> None:
 
 
 def _register_subcommands() -> None:
+    from gpufleet.cli.audit_cmd import audit
     from gpufleet.cli.demo_cmd import demo
     from gpufleet.cli.dr_cmd import dr
     from gpufleet.cli.endpoint_cmd import endpoint
@@ -136,7 +138,7 @@ def _register_subcommands() -> None:
     from gpufleet.cli.nodes_cmd import nodes
     from gpufleet.cli.team_cmd import team
 
-    for group in (local, team, job, model, endpoint, fleet, nodes, demo, dr):
+    for group in (local, team, job, model, endpoint, fleet, nodes, demo, dr, audit):
         cli.add_command(group)
 
 
@@ -144,6 +146,14 @@ _register_subcommands()
 
 
 def main() -> None:
+    from gpufleet.callrecord import RECORD_ENV, ROLE_ENV
+    from gpufleet.target import TARGET_ENV
+    from gpufleet.workspace import calls_dir, workspace
+
+    # Local mode always records its calls for `gpufleet audit`; the operator CLI runs as the operator role.
+    if (os.environ.get(TARGET_ENV) or "local").strip().lower() == "local":
+        os.environ.setdefault(RECORD_ENV, str(calls_dir(workspace())))
+        os.environ.setdefault(ROLE_ENV, "operator")
     cli(prog_name="gpufleet")
 
 

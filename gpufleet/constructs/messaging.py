@@ -42,6 +42,10 @@ class JobQueue(Construct):
     def grant_send(self, grantee: Grantee, label: str) -> None:
         grantee.add_to_policy(Statement(sid("Send", label), SEND_ACTIONS, (self.arn,)))
 
+    def grant_dead_letter(self, grantee: Grantee, label: str) -> None:
+        """Send to the DLQ only (a consumer moving a message it gave up on there)."""
+        grantee.add_to_policy(Statement(sid("DeadLetter", label), ("sqs:SendMessage",), (self.dlq_arn,)))
+
     def grant_redrive(self, grantee: Grantee, label: str) -> None:
         """Inspect and drain the DLQ (operators)."""
         grantee.add_to_policy(Statement(sid("Redrive", label), CONSUME_ACTIONS, (self.dlq_arn,)))

@@ -32,11 +32,14 @@ from gpufleet.providers import (
 # each job. Not listed, because hosts never call them: KMS (S3, SQS and DynamoDB call it for the hosts,
 # server-side) and EC2 (the identity comes from IMDS).
 HOST_SERVICES = {"s3": "s3", "dynamodb": "dynamodb", "sqs": "sqs", "cloudwatch": "monitoring", "logs": "logs",
-                 "autoscaling": "autoscaling", "sts": "sts"}
+                 "autoscaling": "autoscaling", "ecr": "ecr.api", "sts": "sts"}
+# Endpoints for traffic that is no boto3 client call: image pulls from ECR's registry (its layers then
+# come from S3, through the S3 gateway endpoint).
+HOST_TRAFFIC = ("ecr.dkr",)
 # Free and routed by the private route table: always made, so S3 and DynamoDB traffic never pays NAT.
 GATEWAY_SERVICES = ("s3", "dynamodb")
 # Interface endpoints (an ENI per AZ, billed hourly): made only when there is no NAT gateway.
-INTERFACE_SERVICES = tuple(v for v in HOST_SERVICES.values() if v not in GATEWAY_SERVICES)
+INTERFACE_SERVICES = (*(v for v in HOST_SERVICES.values() if v not in GATEWAY_SERVICES), *HOST_TRAFFIC)
 
 
 class Network(Construct):

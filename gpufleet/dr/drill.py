@@ -16,6 +16,7 @@ from typing import Any
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from gpufleet.aws import AwsClients
+from gpufleet.callrecord import Caller
 from gpufleet.config import PlatformConfig, parse_config
 from gpufleet.demo import DEMO_CONFIG, ENDPOINT, TEAM, Say, held_out_digits, run_demo
 from gpufleet.dr.rebuild import RebuildResult, plan_changes, rebuild
@@ -33,6 +34,7 @@ from gpufleet.workspace import teams_dir
 
 REGION_A, REGION_B = "us-east-1", "us-west-2"
 PROBE_ROWS = 32  # held-out digits sent before the loss and after the rebuild
+STAND_IN = Caller("stand-in")  # replication and region loss are AWS's doing, not a platform role's
 VERSION_FIELDS = ("model_name", "version", "status", "sha256")
 
 
@@ -92,7 +94,7 @@ def run_drill(root: Path, say: Say, sink: Any = None) -> DrillResult:
 
     started = time.monotonic()
     replica = resource_name(cfg.platform.name, TEAM, "artifacts-dr", "s3")
-    result.replicated_objects = copy_bucket(AwsClients.create(REGION_A, emu.endpoint).s3,
+    result.replicated_objects = copy_bucket(AwsClients.create(REGION_A, emu.endpoint, STAND_IN).s3,
                                             runtime_a.buckets.artifacts, replica)
     say(f"[yellow]STAND-IN for S3 replication[/] (the emulator does not replicate): copied "
         f"{result.replicated_objects} objects {runtime_a.buckets.artifacts} → {replica}; "

@@ -12,6 +12,7 @@ from pathlib import Path
 from botocore.exceptions import ClientError
 
 from gpufleet.aws import AwsClients
+from gpufleet.callrecord import Caller
 from gpufleet.local import cloud
 from gpufleet.schema import VARIANTS
 from gpufleet.schema.runtime import TeamRuntime, load_runtime
@@ -26,7 +27,7 @@ def wipe_region(root: Path, endpoint: str, teams: list[str]) -> list[str]:
     for team in teams:
         path = teams_dir(root) / f"{team}.json"
         runtime = load_runtime(path)
-        deleted += _delete_team(AwsClients.create(runtime.region, endpoint), runtime)
+        deleted += _delete_team(AwsClients.create(runtime.region, endpoint, Caller("stand-in")), runtime)
         path.unlink()
     return deleted
 

@@ -64,14 +64,14 @@ def submit_job(clients: AwsClients, runtime: TeamRuntime, spec: JobSpec, source_
     job_id = new_job_id(spec.name)
     updates: dict[str, object] = {}
     if source_dir is not None:
-        if not (source_dir / spec.entry_point).is_file():
+        if spec.entry_point and not (source_dir / spec.entry_point).is_file():
             raise UserInputError([f"{source_dir}: no entry point {spec.entry_point} (fix entry_point)"])
         body = package_source(source_dir)
         key = f"code/{job_id}/source.tar.gz"
         clients.s3.put_object(Bucket=runtime.buckets.artifacts, Key=key, Body=body,
                               Metadata={"sha256": hashlib.sha256(body).hexdigest()})
         updates["source"] = f"s3://{runtime.buckets.artifacts}/{key}"
-    elif spec.source is None:
+    elif spec.source is None and spec.image is None:
         raise UserInputError(["job spec: source: missing (give an s3:// URI or a local directory to package)"])
     if spec.checkpoint_uri is None:
         updates["checkpoint_uri"] = f"s3://{runtime.buckets.checkpoints}/{job_id}/"

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from gpufleet.aws import AwsClients
+from gpufleet.callrecord import recording_env
 from gpufleet.errors import RuntimeFailure
 from gpufleet.local import emulator
 from gpufleet.local.alarms import LOCAL_PUBLISH_EVERY_S, LOCAL_TIME_SCALE, AlarmEvaluator
@@ -36,7 +37,7 @@ from gpufleet.local.router import STATUS_PATH, EndpointRouter
 from gpufleet.rollout.fleet import TargetHealth
 from gpufleet.schema import VARIANTS, Variant
 from gpufleet.schema.runtime import TeamRuntime, load_runtime
-from gpufleet.workspace import teams_dir
+from gpufleet.workspace import calls_dir, teams_dir
 
 log = logging.getLogger("gpufleet.local.cloud")
 TICK_S = 1.0
@@ -77,7 +78,8 @@ def start(root: Path, emu: emulator.Emulator, timeout_s: float = 20.0) -> CloudR
         proc = subprocess.Popen([sys.executable, "-m", "gpufleet.local.cloud", "--root", str(root),
                                  "--endpoint", emu.endpoint], stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True,
-                                env={**os.environ, **emulator.LOCAL_CREDENTIALS})
+                                env={**os.environ, **emulator.LOCAL_CREDENTIALS,
+                                     **recording_env(calls_dir(root), "local-cloud")})
     rec: CloudRecord | None = emulator.poll_until(lambda: find(root), proc, timeout_s)
     if rec is None:
         with contextlib.suppress(ProcessLookupError):

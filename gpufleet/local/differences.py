@@ -9,7 +9,8 @@ from __future__ import annotations
 from rich.console import Console
 
 LOCAL_MODE_DIFFERENCES: list[tuple[str, str]] = [
-    ("S3 buckets are force-destroyable", "so `gpufleet local down` leaves nothing behind"),
+    ("S3 buckets and the team image repository (ECR) are force-destroyable",
+     "so `gpufleet local down` leaves nothing behind"),
     ("DynamoDB deletion protection is off", "so `gpufleet destroy` can remove the tables"),
     ("bucket policies leave out the TLS-only and team-scope Deny statements",
      "moto applies any Deny with a condition to every request; IAM role policies still scope each team"),
@@ -35,6 +36,8 @@ LOCAL_MODE_DIFFERENCES: list[tuple[str, str]] = [
     ("target-tracking policies do not run locally", "moto does not run them and the local cloud does not emulate them"),
     ("SQS queue-depth metrics are published by the local cloud every 2.5 s (twice per scaled minute)",
      "moto publishes no SQS metrics"),
+    ("container jobs and endpoints run images already on the machine (local podman images); nothing is "
+     "pulled from the team's ECR repository", "moto's ECR stores repositories but serves no registry to pull from"),
     ("S3 buckets have no lifecycle configuration (no expiry, no multipart-upload cleanup)",
      "moto never runs lifecycle rules, and the AWS provider spends a fixed 55 s on each one (10 identical "
      "reads 5 s apart, as on real AWS)"),

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from gpufleet.documents import read_document
 from gpufleet.errors import UserInputError
 from gpufleet.schema import Variant
+from gpufleet.schema.container_settings import ContainerSettings
 from gpufleet.schema.pip_settings import PipSettings
 from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.schema.serving_settings import ServingSettings
@@ -42,6 +43,7 @@ class AgentConfig(BaseModel):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     pip: PipSettings = Field(default_factory=PipSettings)   # requirements.txt of jobs and models
+    containers: ContainerSettings = Field(default_factory=ContainerSettings)   # jobs and endpoints with image:
 
     @model_validator(mode="after")
     def _serving_needs_endpoint(self) -> AgentConfig:

@@ -9,10 +9,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gpufleet.documents import read_document
 from gpufleet.errors import UserInputError
+from gpufleet.schema.container_settings import IMAGE
 
 S3_URI = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
 NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -33,6 +34,7 @@ FIX = {
     "checkpoint_interval_s": "seconds between checkpoint uploads, at least 0.5",
     "metric_definitions": "a list of {name, regex} with one capture group around the number",
     "output_model_name": "lower-case letters, digits and dashes, at most 63",
+    "image": "a container image, e.g. <account>.dkr.ecr.<region>.amazonaws.com/<team>:<tag>",
 }
 
 
@@ -58,7 +60,7 @@ class JobSpec(BaseModel):
     name: str = Field(pattern=NAME)
     team: str = Field(pattern=NAME)
     source: str | None = Field(default=None, pattern=S3_URI)
-    entry_point: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.py$")
+    entry_point: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]*\.py$")
     hyperparameters: dict[str, HyperValue] = Field(default_factory=dict)
     channels: dict[str, str] = Field(default_factory=dict)
     instance_count: int = Field(default=1, ge=1, le=64)
@@ -68,11 +70,12 @@ class JobSpec(BaseModel):
     checkpoint_interval_s: float = Field(default=300.0, ge=0.5, le=86400)
     metric_definitions: list[MetricDefinition] = Field(default_factory=list, max_length=40)
     output_model_name: str | None = Field(default=None, pattern=NAME)
+    image: str | None = Field(default=None, pattern=IMAGE)   # SageMaker's bring-your-own-container contract
 
     @field_validator("entry_point")
     @classmethod
-    def _inside_source(cls, value: str) -> str:
-        if ".." in value.split("/"):
+    def _inside_source(cls, value: str | None) -> str | None:
+        if value is not None and ".." in value.split("/"):
             raise ValueError(f"{value!r} leaves the source directory")
         return value
 
@@ -94,6 +97,12 @@ class JobSpec(BaseModel):
                 raise ValueError(f"channel {name!r} is not an s3:// URI")
         return value
 
+    @model_validator(mode="after")
+    def _something_to_run(self) -> JobSpec:
+        if not (self.entry_point or self.image):
+            raise ValueError("entry_point: missing (name the .py file the job runs, or give an image)")
+        return self
+
     @property
     def model_name(self) -> str:
         return self.output_model_name or self.name
@@ -113,6 +122,8 @@ def _problem(where: str, err: Any) -> str:
     loc = [str(p) for p in err["loc"]]
     field = loc[0] if loc else "spec"
     msg = str(err["msg"]).removeprefix("Value error, ")
+    if not loc:   # a check across fields: its message names the field and the fix
+        return f"{where}: {msg}"
     if err["type"] == "string_pattern_mismatch":
         msg = f"{err.get('input')!r} is not valid"
     hint = FIX.get(field, "remove it; see the job spec fields in ARCHITECTURE.md")

@@ -15,7 +15,7 @@ class ServingSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     max_batch_size: int = Field(default=64, ge=1, le=4096)
-    max_batch_delay_ms: float = Field(default=5.0, ge=0, le=1000)  # only waited when more requests are coming
+    max_batch_delay_ms: float = Field(default=5.0, ge=0, le=1000)  # waited only while requests keep coming
     request_timeout_s: float = Field(default=60.0, gt=0, le=3600)
     max_payload_bytes: int = Field(default=6 * 1024 * 1024, ge=1)   # SageMaker real-time's 6 MB limit
     drain_timeout_s: float = Field(default=30.0, ge=0, le=3600)     # SIGTERM: finish in-flight requests

@@ -11,6 +11,11 @@ class TrainingSettings(BaseModel):
     visibility_timeout_s: int = Field(default=300, ge=2, le=43200)  # each heartbeat extends the message this far
     heartbeat_s: float = Field(default=30.0, gt=0)
     stale_after_s: float = Field(default=600.0, gt=0)   # a RUNNING job not heartbeated this long is taken over
+    # Claims of one job (interruptions and take-overs of a dead agent count; a failing script fails at once).
+    # The claim past this ends the job FAILED and moves its message to the DLQ. 4: one less than the
+    # stacks' maxReceiveCount (5), because a take-over is a receive and SQS never hands out the receive
+    # after the last; an agent also gives a job up on that last receive, whatever this says.
+    max_attempts: int = Field(default=4, ge=1, le=30)
     stop_grace_s: float = Field(default=60.0, ge=0)     # SIGTERM to SIGKILL; a spot notice gives 120 s in all
     spot_poll_s: float = Field(default=5.0, gt=0)
     log_flush_s: float = Field(default=10.0, gt=0)

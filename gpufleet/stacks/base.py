@@ -20,7 +20,7 @@ from gpufleet.target import Target
 
 # Services the emulator serves; the provider sends each of them to its endpoint in local mode.
 EMULATED_SERVICES = (
-    "acm", "applicationautoscaling", "autoscaling", "cloudwatch", "cloudwatchlogs", "dynamodb", "ec2",
+    "acm", "applicationautoscaling", "autoscaling", "cloudwatch", "cloudwatchlogs", "dynamodb", "ec2", "ecr",
     "elbv2", "events", "iam", "kms", "s3", "sns", "sqs", "ssm", "sts",
 )
 

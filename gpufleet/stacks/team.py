@@ -13,6 +13,7 @@ from gpufleet.constructs.blocks import blocks
 from gpufleet.constructs.dashboard import Dashboard, Graph
 from gpufleet.constructs.endpoint import VARIANTS, EndpointFleet
 from gpufleet.constructs.iam import ScopedRole
+from gpufleet.constructs.images import ImageRepository
 from gpufleet.constructs.keys import EncryptionKey
 from gpufleet.constructs.launch import GpuLaunchTemplate
 from gpufleet.constructs.logs import JobLogGroup
@@ -33,7 +34,7 @@ from gpufleet.schema import BUCKETS, METRIC_NAMESPACE, RUNTIME_OUTPUT, TABLE_KEY
 from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.stacks.base import GpufleetStack
 from gpufleet.stacks.platform import PlatformStack
-from gpufleet.stacks.team_access import build_roles, grant_team_access, role_arn
+from gpufleet.stacks.team_access import build_roles, grant_images, grant_team_access, role_arn
 from gpufleet.stacks.team_fleets import Ami, agent_user_data, lookup_ami
 from gpufleet.target import Target
 
@@ -65,6 +66,8 @@ class TeamStack(GpufleetStack):
                                 key_arn=self.key.arn, deletion_protection=not target.local)
                        for t, keys in TABLE_KEYS.items()}
         self.roles = build_roles(self, role_names, list(team.operators))
+        self.images = ImageRepository(self, "images", name=self.aws_name("images"), key_arn=self.key.arn,
+                                      force_delete=target.local)
         self.job_logs = JobLogGroup(self, "job-logs", name=f"/{cfg.platform.name}/{team.name}/training-jobs",
                                     key=self.key, region=self.region,
                                     arn_prefix=f"arn:{self.partition}:logs:{self.region}:{self.account_id}")
@@ -81,8 +84,11 @@ class TeamStack(GpufleetStack):
         alarms = self._queue_alarms() + [n for f in self.endpoints.values() for n in f.alarm_names]
         grant_team_access(self.roles, self.key, self.buckets, self.queue, self.tables, self.training,
                           self.job_logs, self.endpoints, [self.alarm_arn(a) for a in alarms])
+        grant_images(self.roles, self.images)
         self._dashboard()
         render_policies(self)
+        TerraformOutput(self, "image_repository", value=self.images.url,
+                        description="The team's ECR repository for job and endpoint images (image: in specs)")
         TerraformOutput(self, RUNTIME_OUTPUT, value=Fn.jsonencode(self.runtime),
                         description="Team runtime config for the CLI and agents (gpufleet.schema.runtime.TeamRuntime)")
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from gpufleet.constructs.endpoint import EndpointFleet
 from gpufleet.constructs.iam import PermissionBoundary, ScopedRole
+from gpufleet.constructs.images import ImageRepository
 from gpufleet.constructs.keys import EncryptionKey
 from gpufleet.constructs.logs import JobLogGroup
 from gpufleet.constructs.messaging import JobQueue
@@ -100,6 +101,7 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
         buckets[b].grant_read_write(t, f"{b}-bucket")
     queue.grant_consume(t, "job-queue")
     queue.grant_send(t, "job-queue")   # an interrupted job goes back as a fresh message
+    queue.grant_dead_letter(t, "job-queue")   # a job given up after max_attempts
     tables["jobs"].grant_read_write(t, "jobs-table")
     tables["models"].grant_read_write(t, "models-table")
     training.grant_lifecycle(t, "training")
@@ -130,3 +132,10 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
         o.add_to_policy(Statement("ReadAlarms", ("cloudwatch:DescribeAlarms",), tuple(alarm_arns)))
     o.add_to_policy(Statement("ReadMetrics", ("cloudwatch:GetMetricData",), ("*",)))  # no resource type
     o.add_to_policy(DESCRIBE_FLEETS)
+
+
+def grant_images(roles: TeamRoles, images: ImageRepository) -> None:
+    """Hosts pull the team's images (container jobs and endpoints); operators push them."""
+    images.grant_pull(roles.training, "team-images")
+    images.grant_pull(roles.serving, "team-images")
+    images.grant_push(roles.operator, "team-images")

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from gpufleet.callrecord import recording_env
 from gpufleet.local import cloud, emulator
 from gpufleet.local.emulator import Emulator
 from gpufleet.schema.runtime import TeamRuntime
-from gpufleet.workspace import teams_dir
+from gpufleet.workspace import calls_dir, teams_dir
 from tests.cli.endpoints import create_endpoint_resources
 from tests.support.aws import create_team_resources
 
@@ -37,6 +38,9 @@ def served_team(moto_server: Emulator, tmp_path: Path, repo_env: dict[str, str],
     write_runtime(root, rt)
     monkeypatch.setenv("GPUFLEET_HOME", str(root))
     monkeypatch.setenv("PYTHONPATH", repo_env["PYTHONPATH"])
+    # The test's own calls record as the operator's, as the CLI's do; the local cloud's agents as their roles.
+    for key, value in recording_env(calls_dir(root), "operator", team).items():
+        monkeypatch.setenv(key, value)
     cloud.start(root, moto_server)
     try:
         yield root, rt

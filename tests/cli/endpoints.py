@@ -51,7 +51,7 @@ def create_endpoint_resources(emu: Emulator, rt: TeamRuntime, endpoint: str, blu
         client(emu, "autoscaling", rt.region).create_auto_scaling_group(
             AutoScalingGroupName=asgs[v], LaunchTemplate={"LaunchTemplateName": prefix}, MinSize=0, MaxSize=2,
             DesiredCapacity=capacity, VPCZoneIdentifier=",".join(subnets))
-    alarm = f"{prefix}-5xx-rate"
+    alarm = f"{prefix}-green-5xx-rate"   # named as the team stack names the canary variant's alarm
     lb_dim = lb["LoadBalancerArn"].split(":loadbalancer/", 1)[1]
     metric = {"Namespace": "AWS/ApplicationELB", "Dimensions": [{"Name": "LoadBalancer", "Value": lb_dim}]}
     client(emu, "cloudwatch", rt.region).put_metric_alarm(

@@ -67,6 +67,10 @@ def test_demo_then_cli_lifecycle_then_local_down_leaves_nothing(tmp_path: Path, 
     jobs = json.loads(_ok(_gpufleet(tmp_path, env, "job", "list", "--json")))
     assert sorted(j["status"] for j in jobs) == ["SUCCEEDED"] * 3
 
+    # Every call above, by every role, judged against the synthesized policies, boundary and network
+    # (read now: `local down` removes the record; asserted last, so a finding never leaves processes behind).
+    audited = _gpufleet(tmp_path, env, "audit", "--json")
+
     root = tmp_path / ".gpufleet"
     emu, cloud = emulator.find(root), find_cloud(root)
     assert emu is not None and cloud is not None
@@ -74,3 +78,18 @@ def test_demo_then_cli_lifecycle_then_local_down_leaves_nothing(tmp_path: Path, 
     _ok(_gpufleet(tmp_path, env, "local", "down"))
     assert [p for p in pids if pid_alive(p)] == []
     assert sorted(os.listdir(tmp_path)) == ["job.yaml"]
+
+    report = json.loads(audited.stdout)
+    print(json.dumps({r["role"]: {"calls": r["calls"], "unused": [u["action"] for u in r["unused_grants"]]}
+                      for r in report["roles"]}, indent=1))   # for the issue note
+    assert (report["denied"], report["unrouted"], report["unattributed"]) == (0, 0, {}), audited.stderr[-6000:]
+    assert audited.returncode == 0
+    by_kind = {r["kind"]: r for r in report["roles"]}
+    assert {"training", "serving", "operator"} <= set(by_kind)
+    assert {"sqs:ReceiveMessage", "dynamodb:UpdateItem", "s3:PutObject", "kms:GenerateDataKey",
+            "cloudwatch:PutMetricData"} <= set(by_kind["training"]["actions"])
+    assert {"s3:GetObject", "kms:Decrypt", "dynamodb:GetItem"} <= set(by_kind["serving"]["actions"])
+    assert {"sqs:SendMessage", "elasticloadbalancing:ModifyListener"} <= set(by_kind["operator"]["actions"])
+    unreviewed = {r["kind"]: [u["action"] for u in r["unused_grants"] if u["reviewed_reason"] is None]
+                  for r in report["roles"]}
+    assert unreviewed == {kind: [] for kind in unreviewed}

@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 
 from gpufleet.aws import AwsClients
+from gpufleet.callrecord import flush_all
 from gpufleet.local.cloud import router_target_health, router_urls
 from gpufleet.rollout.engine import RolledBack, Rollout, RolloutOptions
 from gpufleet.rollout.fleet import read_weights
 from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.store.endpoints import EndpointTable
+from gpufleet.workspace import calls_dir
 from tests.cli.endpoints import ERROR_RATE_THRESHOLD, model_tarball, register_model
+from tests.support.audit import audit_team_calls, problems
 from tests.support.aws import client
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -82,3 +85,12 @@ def test_failing_model_trips_alarm_and_rolls_back_to_blue(served_team: tuple[Pat
     assert len(errors) / len(during) < 3 * 10 / 100                   # about the canary's 10 % share
     assert all(s == 200 for t, s in traffic.results if t > rolled_back_at + 1.0)
     assert len(errors) / len(traffic.results) < 10 / 100              # over the whole run: under the canary share
+
+    # The rollout's and the serving agents' calls, judged against the team stack's real-AWS roles and network
+    # (unused grants are judged by the demo e2e, which exercises every role end to end).
+    flush_all()
+    report = audit_team_calls(calls_dir(root), rt, root.parent / "audit", endpoints=("web",))
+    assert problems(report) == []
+    kinds = {r.kind: r for r in report.roles}
+    assert "elasticloadbalancing:ModifyListener" in kinds["operator"].actions
+    assert {"s3:GetObject", "kms:Decrypt"} <= kinds["serving"].actions

@@ -34,6 +34,24 @@ def test_drill_rebuilds_same_versions_same_predictions_and_a_second_rebuild_chan
         assert doc["restored"][0]["endpoints_redeployed"] == {"digits": "digits:2"}
         assert doc["second_rebuild"] == {"stack_changes": 0, "records_changed": False, "plan_changes": 0}
         assert set(doc["rto_phases"]) == {"stacks", "local cloud", "restore + redeploy", "first answer"}
+
+        # The rebuilt roles in the DR region, judged like the primary's: the serving hosts there read
+        # replicated models, encrypted with the replica key that the lost region's stack made.
+        audited = subprocess.run([sys.executable, "-m", "gpufleet.cli", "audit", "--json"], cwd=tmp_path, env=env,
+                                 text=True, capture_output=True, timeout=300, check=False)
+        report = json.loads(audited.stdout)
+        print(json.dumps({r["role"]: {"calls": r["calls"], "actions": r["actions"], "kms_keys": r["kms_keys"],
+                                      "unused": [u["action"] for u in r["unused_grants"]]}
+                          for r in report["roles"]}, indent=1))
+        assert (report["denied"], report["unrouted"], report["unattributed"]) == (0, 0, {}), audited.stderr[-6000:]
+        rebuilt = {r["kind"]: r for r in report["roles"] if r["region"] == "us-west-2"}
+        assert {"serving", "operator"} <= set(rebuilt)
+        state = json.loads((tmp_path / ".gpufleet" / "state" / "team-ml.tfstate").read_text())
+        replica_key = next(r["instances"][0]["attributes"]["arn"] for r in state["resources"]
+                           if r["type"] == "aws_kms_key" and r["name"].startswith("dr-key"))
+        assert "kms:Decrypt" in rebuilt["serving"]["actions"]
+        assert replica_key in rebuilt["serving"]["kms_keys"], rebuilt["serving"]
+        # (unused grants are judged by the demo e2e: the rebuilt roles here never train)
     finally:
         subprocess.run([sys.executable, "-m", "gpufleet.cli", "local", "down"], cwd=tmp_path, env=env,
                        capture_output=True, timeout=180, check=False)

@@ -33,6 +33,7 @@ from gpufleet.agent.serving.models import LoadedModel, ModelSlot, build_model
 from gpufleet.agent.training.output import package_model
 from gpufleet.local.emulator import Emulator, free_port
 from gpufleet.schema.runtime import TeamRuntime
+from tests.support.audit import recording
 from tests.support.aws import client, create_team_resources
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -161,7 +162,7 @@ def start_agent(team: Team, tmp_path: Path, repo_env: dict[str, str]) -> Iterato
         log = tmp_path / f"agent-{port}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen([sys.executable, "-m", "gpufleet.agent", "run", "--config", str(path)],
-                                    stdout=out, stderr=subprocess.STDOUT, env=repo_env)
+                                    stdout=out, stderr=subprocess.STDOUT, env=recording(repo_env, tmp_path / "calls"))
         agent = Agent(f"http://127.0.0.1:{port}", proc, log)
         started.append(agent)
         return agent

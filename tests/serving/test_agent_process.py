@@ -18,6 +18,7 @@ from gpufleet.agent.training.output import publish_model
 from gpufleet.aws import AwsClients
 from gpufleet.registry.models import approve_model_version
 from tests.serving.conftest import Agent, Constant, Digits, Team, pack, scripted_model_dir
+from tests.support.audit import audit_team_calls, problems
 
 
 def _predict_classes(agent: Agent, x: np.ndarray, content_type: str) -> np.ndarray:
@@ -37,7 +38,7 @@ def _predict_classes(agent: Agent, x: np.ndarray, content_type: str) -> np.ndarr
 
 
 def test_model_from_the_training_agent_serves_predicts_and_reports(team: Team, digits: Digits,
-                                                                   start_agent) -> None:
+                                                                   start_agent, tmp_path: Path) -> None:
     clients = AwsClients.create(team.runtime.region, team.emu.endpoint)
     published = publish_model(clients, team.runtime, digits.model_dir, "digits", {"job_id": "job-digits"})
     assert published == "digits:1"
@@ -54,9 +55,9 @@ def test_model_from_the_training_agent_serves_predicts_and_reports(team: Team, d
     assert np.argmax(one.json()[0]) == digits.y_test[0]
 
     metrics = httpx.get(f"{agent.url}/metrics").text
-    assert 'gpufleet_requests_total{code="200"} 4' in metrics
-    assert 'gpufleet_model_info{model="digits",version="1"} 1' in metrics
-    assert "gpufleet_gpu_available 0" in metrics
+    assert 'gpufleet_requests_total{code="200"} 4.0' in metrics
+    assert 'gpufleet_model_info{model="digits",version="1"} 1.0' in metrics
+    assert "gpufleet_gpu_available 0.0" in metrics
 
     agent.process.send_signal(signal.SIGTERM)
     assert agent.process.wait(20) == 0
@@ -66,6 +67,14 @@ def test_model_from_the_training_agent_serves_predicts_and_reports(team: Team, d
             ["i-", ""])}])["Metrics"]}
     assert {"Invocations", "ModelLatency"} <= names
     _assert_captured(team, request_count=4)
+
+    # The agent's calls, judged against the serving role and network the team stack gives it on AWS
+    # (unused grants are judged by the demo e2e, which exercises every role end to end).
+    report = audit_team_calls(tmp_path / "calls", team.runtime, tmp_path / "audit", endpoints=("web",))
+    assert problems(report) == []
+    (serving,) = report.roles
+    assert {"s3:GetObject", "s3:PutObject", "kms:Decrypt", "kms:GenerateDataKey", "dynamodb:GetItem",
+            "cloudwatch:PutMetricData"} <= serving.actions
 
 
 def _assert_captured(team: Team, request_count: int) -> None:
@@ -199,7 +208,7 @@ def test_tampered_artifact_is_refused_and_current_model_keeps_serving(team: Team
     team.point_endpoint("tamper", "blue", "tamper", 2)
 
     deadline = time.monotonic() + 20
-    while "gpufleet_model_load_failures_total 1" not in httpx.get(f"{agent.url}/metrics").text:
+    while "gpufleet_model_load_failures_total 1.0" not in httpx.get(f"{agent.url}/metrics").text:
         assert time.monotonic() < deadline, agent.log.read_text()[-2000:]
         time.sleep(0.1)
     r = httpx.post(f"{agent.url}/invocations", json=[[0.0]])
@@ -233,7 +242,7 @@ def test_sigterm_drains_in_flight_requests_then_exits(team: Team, start_agent, t
     for t in threads:
         t.start()
     deadline = time.monotonic() + 10
-    while "gpufleet_requests_in_flight 3" not in httpx.get(f"{agent.url}/metrics").text:
+    while "gpufleet_requests_in_flight 3.0" not in httpx.get(f"{agent.url}/metrics").text:
         assert time.monotonic() < deadline
         time.sleep(0.01)
     agent.process.send_signal(signal.SIGTERM)

@@ -20,8 +20,8 @@ def test_without_nvml_telemetry_reports_unavailable_never_an_error() -> None:
     assert reading["status"] == "unavailable" and reading["gpus"] == []
     assert "NVML" in reading["reason"] or "nvml" in reading["reason"].lower()
     lines = render_gpu(reading)
-    assert "gpufleet_gpu_available 0" in lines
-    assert any(line.startswith('gpufleet_gpu_status{status="unavailable"') for line in lines)
+    assert "gpufleet_gpu_available 0.0" in lines
+    assert any(line.startswith("gpufleet_gpu_status{") and 'status="unavailable"' in line for line in lines)
 
 
 class FakeNvml:
@@ -73,10 +73,10 @@ def test_gpu_readings_reach_prometheus_and_cloudwatch(team: Team) -> None:
     telemetry = Telemetry(team.client("cloudwatch"), team.client("autoscaling"), gpu, metrics, HealthState(),
                           {"Team": team.runtime.team, "Endpoint": "gpu", "Variant": "blue"}, "i-gpu")
     text = "\n".join(render_gpu(telemetry.poll_gpu()))
-    for line in ('gpufleet_gpu_utilization_percent{gpu="0",uuid="GPU-fake-0"} 87',
+    for line in ('gpufleet_gpu_utilization_percent{gpu="0",uuid="GPU-fake-0"} 87.0',
                  'gpufleet_gpu_power_watts{gpu="0",uuid="GPU-fake-0"} 250.0',
-                 'gpufleet_gpu_temperature_celsius{gpu="0",uuid="GPU-fake-0"} 61',
-                 'gpufleet_gpu_ecc_uncorrected_errors{gpu="0",uuid="GPU-fake-0"} 0', "gpufleet_gpu_available 1"):
+                 'gpufleet_gpu_temperature_celsius{gpu="0",uuid="GPU-fake-0"} 61.0',
+                 'gpufleet_gpu_ecc_uncorrected_errors{gpu="0",uuid="GPU-fake-0"} 0.0', "gpufleet_gpu_available 1.0"):
         assert line in text
     telemetry.publish()
     listed = team.client("cloudwatch").list_metrics(

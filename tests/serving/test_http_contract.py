@@ -137,7 +137,7 @@ def test_one_failing_request_does_not_fail_its_batch_neighbours(serve_in_process
     for t in threads:
         t.join()
     assert statuses == {i: 500 if i == 3 else 200 for i in range(8)}
-    assert server.metrics.batch_size.count < 8       # some requests did share a batch
+    assert server.metrics.sample("gpufleet_batch_size_count") < 8       # some requests did share a batch
 
 
 def test_request_over_the_timeout_gets_504_and_others_still_answer(serve_in_process, tmp_path: Path) -> None:
@@ -145,7 +145,7 @@ def test_request_over_the_timeout_gets_504_and_others_still_answer(serve_in_proc
     slow = httpx.post(f"{server.url}/invocations", json=[[1.0, 0, 0, 0]], timeout=10)
     assert slow.status_code == 504 and "no answer within 0.3 s" in slow.json()["error"]
     assert httpx.get(f"{server.url}/ping").status_code == 200   # the loop is not stuck in the handler
-    while "gpufleet_batch_size_count 1" not in httpx.get(f"{server.url}/metrics").text:
+    while "gpufleet_batch_size_count 1.0" not in httpx.get(f"{server.url}/metrics").text:
         time.sleep(0.05)   # the worker is still in the slow handler; requests queue behind it
     assert httpx.post(f"{server.url}/invocations", json=[[0.0] * 4], timeout=10).status_code == 200
 
@@ -156,12 +156,12 @@ def test_metrics_expose_requests_latency_batches_model_and_gpu_state(serve_in_pr
         httpx.post(f"{server.url}/invocations", json=[[1.0] * 4])
     httpx.post(f"{server.url}/invocations", content=b"{", headers={"content-type": "application/json"})
     text = httpx.get(f"{server.url}/metrics").text
-    assert 'gpufleet_requests_total{code="200"} 3' in text
-    assert 'gpufleet_requests_total{code="400"} 1' in text
-    assert 'gpufleet_request_latency_seconds_bucket{le="+Inf"} 4' in text
-    assert 'gpufleet_batch_size_count 3' in text
-    assert 'gpufleet_model_info{model="m",version="1"} 1' in text
-    assert 'gpufleet_gpu_available 0' in text
+    assert 'gpufleet_requests_total{code="200"} 3.0' in text
+    assert 'gpufleet_requests_total{code="400"} 1.0' in text
+    assert 'gpufleet_request_latency_seconds_bucket{le="+Inf"} 4.0' in text
+    assert 'gpufleet_batch_size_count 3.0' in text
+    assert 'gpufleet_model_info{model="m",version="1"} 1.0' in text
+    assert 'gpufleet_gpu_available 0.0' in text
 
 
 json_values = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(),

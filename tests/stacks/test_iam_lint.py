@@ -59,6 +59,8 @@ def _arn(doc: dict[str, Any], match: re.Match[str]) -> str:
         return f"arn:aws:s3:::{target['bucket']}"
     if kind == "aws_sqs_queue":
         return f"arn:aws:sqs:{REGION}:{ACCOUNT}:{target['name']}"
+    if kind == "aws_ecr_repository":
+        return f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{target['name']}"
     if kind == "aws_dynamodb_table":
         return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{target['name']}"
     if kind in ("aws_kms_key", "aws_kms_alias") and attr in ("arn", "target_key_arn"):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gpufleet.constructs.network import GATEWAY_SERVICES, HOST_SERVICES
+from gpufleet.constructs.network import GATEWAY_SERVICES, HOST_SERVICES, HOST_TRAFFIC
 from gpufleet.local.differences import LOCAL_MODE_DIFFERENCES
 from tests.conftest import REPO_ROOT
 from tests.stacks.conftest import (
@@ -56,7 +56,8 @@ def services_hosts_call() -> set[str]:
 
 
 def _endpoints(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {e["service_name"].rsplit(".", 1)[-1]: e for e in resources(doc, "aws_vpc_endpoint").values()}
+    """By service: what follows ``com.amazonaws.<region>.`` (``s3``, ``ecr.api``)."""
+    return {e["service_name"].split(".", 3)[-1]: e for e in resources(doc, "aws_vpc_endpoint").values()}
 
 
 def test_host_services_list_every_service_the_agent_code_calls() -> None:
@@ -69,7 +70,7 @@ def test_without_nat_every_service_the_hosts_call_has_a_vpc_endpoint(aws_stacks:
     doc = aws_stacks["platform"]
     assert not resources(doc, "aws_nat_gateway")
     endpoints = _endpoints(doc)
-    assert set(endpoints) == {HOST_SERVICES[s] for s in services_hosts_call()}
+    assert set(endpoints) == {HOST_SERVICES[s] for s in services_hosts_call()} | set(HOST_TRAFFIC)
     private_rt = one(doc, "aws_route_table", lambda t: t["tags"]["Name"] == "acme-vpc-private")
     private_subnets = sorted(f"${{aws_subnet.{k}.id}}" for k, s in resources(doc, "aws_subnet").items()
                              if s["tags"]["gpufleet:tier"] == "private")
@@ -160,6 +161,7 @@ def test_local_mode_differs_from_real_aws_only_in_the_listed_ways(aws_stacks: Sy
         {t: n for t, n in local.items() if t not in differing}
     team = local_stacks["team-vision"]
     assert all(b["force_destroy"] is True for b in resources(team, "aws_s3_bucket").values())
+    assert one(team, "aws_ecr_repository")["force_delete"] is True
     assert all(t["deletion_protection_enabled"] is False for t in resources(team, "aws_dynamodb_table").values())
     ami = next(iter(team["data"]["aws_ami"].values()))
     assert ami["owners"] == ["898082745236"]
@@ -173,7 +175,8 @@ def test_local_mode_differs_from_real_aws_only_in_the_listed_ways(aws_stacks: Sy
     listed = " ".join(f for f, _ in LOCAL_MODE_DIFFERENCES)
     assert one(team, "aws_s3_bucket_replication_configuration")["lifecycle"]["ignore_changes"] == ["rule"]
     for phrase in ("force-destroyable", "deletion protection", "TLS-only and team-scope", "Deep Learning AMI",
-                   "tag_specifications", "redrive policy", "replication rule", "no lifecycle configuration"):
+                   "tag_specifications", "redrive policy", "replication rule", "no lifecycle configuration",
+                   "image repository (ECR)", "local podman images"):
         assert phrase in listed
 
 

@@ -383,9 +383,8 @@ def _granted(statements: dict[str, dict[str, Any]], action: str) -> list[list[st
 def test_host_roles_are_granted_every_call_their_agents_make_on_their_own_resources(aws_stacks: Synth) -> None:
     doc = aws_stacks[TEAM]
     training, serving = _role_statements(doc, "training"), _role_statements(doc, "serving")
-    assert len(_granted(training, "sqs:SendMessage")) == 1, "re-queueing an interrupted job"
-    (send_to,) = _granted(training, "sqs:SendMessage")[0]
-    assert referenced(doc, send_to)["name"] == "acme-vision-jobs"
+    sends = [referenced(doc, arn)["name"] for (arn,) in _granted(training, "sqs:SendMessage")]
+    assert sends == ["acme-vision-jobs", "acme-vision-jobs-dlq"], "re-queueing; dead-lettering a given-up job"
     asg_prefix = ("arn:${data.aws_partition.partition.partition}:autoscaling:us-east-1:"
                   "${data.aws_caller_identity.account.account_id}:autoScalingGroup:*:autoScalingGroupName/")
     assert _granted(serving, "autoscaling:SetInstanceHealth") == [
@@ -409,3 +408,22 @@ def test_job_log_group_is_kms_encrypted_kept_a_year_and_in_the_runtime(aws_stack
     assert logs_use["principals"] == [{"type": "Service", "identifiers": ["logs.us-east-1.amazonaws.com"]}]
     assert logs_use["condition"][0]["variable"] == "kms:EncryptionContext:aws:logs:arn"
     assert "/acme/vision/training-jobs" in doc["output"][RUNTIME_OUTPUT]["value"]
+
+
+def test_team_image_repository_is_immutable_scanned_kms_encrypted_and_pulled_only_by_the_team(
+        aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    repo = one(doc, "aws_ecr_repository")
+    assert repo["name"] == "acme-vision-images" and repo["image_tag_mutability"] == "IMMUTABLE"
+    assert repo["image_scanning_configuration"]["scan_on_push"] is True
+    [encryption] = repo["encryption_configuration"]
+    assert encryption["encryption_type"] == "KMS" and "aws_kms_key" in encryption["kms_key"]
+    assert not repo.get("force_delete")
+    for role in ("training", "serving"):
+        statements = _role_statements(doc, role)
+        assert _granted(statements, "ecr:GetAuthorizationToken") == [["*"]], role
+        for action in ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"):
+            [[arn]] = _granted(statements, action)
+            assert referenced(doc, arn) is repo, (role, action)
+        assert not _granted(statements, "ecr:PutImage"), "hosts only pull"
+    assert _granted(_role_statements(doc, "operator"), "ecr:PutImage"), "operators push images"

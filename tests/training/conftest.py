@@ -24,6 +24,7 @@ from gpufleet.schema.job_spec import parse_job_spec
 from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.store.jobs import get_job
 from tests.conftest import REPO_ROOT
+from tests.support.audit import recording
 from tests.support.aws import create_team_resources
 
 DIGITS = REPO_ROOT / "examples" / "training" / "digits"
@@ -44,7 +45,7 @@ class Team:
         assert rec is not None
         return rec
 
-    def submit(self, source: Path, **spec: Any) -> str:
+    def submit(self, source: Path | None, **spec: Any) -> str:
         base = {"name": "job", "team": self.runtime.team, "entry_point": "train.py"}
         return submit_job(self.clients, self.runtime, parse_job_spec({**base, **spec}), source)
 
@@ -89,17 +90,19 @@ def start_agent(team: Team, tmp_path: Path, repo_env: dict[str, str]) -> Iterato
     started: list[AgentProc] = []
 
     def start(name: str, imds_endpoint: str | None = None, health_port: int = 0, pip: dict[str, Any] | None = None,
-              **training: Any) -> AgentProc:
+              containers: dict[str, Any] | None = None, **training: Any) -> AgentProc:
         root = tmp_path / name
         root.mkdir(exist_ok=True)   # a test may have mounted a small disk at root/ml first
         local: dict[str, Any] = {"aws_endpoint_url": team.emu.endpoint, "instance_id": name}
         if imds_endpoint:
             local["imds_endpoint"] = imds_endpoint
         config = {"role": "training", "team": json.loads(team.runtime.to_json()), "work_root": str(root / "ml"),
-                  "health_port": health_port, "local": local, "training": {**FAST, **training}, "pip": pip or {}}
+                  "health_port": health_port, "local": local, "training": {**FAST, **training}, "pip": pip or {},
+                  "containers": containers or {}}
         (root / "agent.json").write_text(json.dumps(config))
         log_path = root / "agent.log"
-        env = {**repo_env, "OMP_NUM_THREADS": "1"}   # two cores shared: no thread oversubscription
+        # two cores shared: no thread oversubscription; every agent records its calls for the audit
+        env = recording({**repo_env, "OMP_NUM_THREADS": "1"}, tmp_path / "calls")
         with log_path.open("wb") as out:
             proc = subprocess.Popen([sys.executable, "-m", "gpufleet.agent", "run", "--config",
                                      str(root / "agent.json")], env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -19,7 +19,8 @@ from gpufleet.agent.training.claim import Claim, Skip, claim_job, heartbeat
 from gpufleet.agent.training.layout import Layout, sm_environment
 from gpufleet.agent.training.logship import LogShipper
 from gpufleet.agent.training.metrics import MetricParser
-from gpufleet.agent.training.process import JobProcess, descendants, script_failure
+from gpufleet.agent.training.process import JobProcess, descendants, direct_worker_env, script_failure
+from gpufleet.agent.training.runner import runs_directly
 from gpufleet.agent.training.spot import check_imds, complete_lifecycle_action
 from gpufleet.schema.agent_config import AgentConfig
 from gpufleet.schema.job_spec import MetricDefinition, parse_job_spec
@@ -158,6 +159,37 @@ def test_stopping_a_job_kills_its_whole_tree_even_a_worker_that_ignores_sigterm(
         assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split(")")[1][:3]
 
 
+def test_only_one_process_on_one_host_skips_torchrun() -> None:
+    def spec(**fields: object):  # type: ignore[no-untyped-def]
+        return parse_job_spec({"name": "j", "team": "alpha", "entry_point": "train.py", **fields})
+
+    assert runs_directly(spec()) and runs_directly(spec(gpus_per_instance=1))
+    assert not runs_directly(spec(gpus_per_instance=2))   # one process per GPU: torchrun starts them
+    assert not runs_directly(spec(instance_count=2))      # several hosts: torchrun's rendezvous
+
+
+def test_a_script_run_directly_can_init_process_group_as_under_torchrun(tmp_path: Path) -> None:
+    """Scripts written for torchrun call ``init_process_group()`` with the env:// defaults; without the
+    launcher's store, rank 0 must be able to start its own on MASTER_PORT."""
+    script = tmp_path / "dist.py"
+    script.write_text(textwrap.dedent("""
+        import torch.distributed as dist
+        dist.init_process_group("gloo")
+        print(f"rank={dist.get_rank()} world={dist.get_world_size()}", flush=True)
+        dist.destroy_process_group()
+    """))
+    lines: list[str] = []
+    proc = JobProcess([sys.executable, "-u", str(script)], {**os.environ, **direct_worker_env("job-1")},
+                      tmp_path, tmp_path / "log", lines.append)
+    proc.start()
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.finish_output()
+    assert proc.poll() == 0, lines
+    assert "rank=0 world=1" in lines
+
+
 def test_failure_reason_keeps_the_scripts_lines_and_exit_code_not_torchruns_report() -> None:
     lines = ["W1126 19:00:00.000000 10 site-packages/torch/distributed/run.py:1] OMP_NUM_THREADS set",
              "step 1", "ValueError: bad batch",
@@ -257,9 +289,10 @@ def test_log_shipper_keeps_to_cloudwatch_quotas_and_sends_no_duplicates_after_a_
     lines = [f"{i:05d} " + "x" * 494 for i in range(3000)] + ["é" * 300_000, "end"]
     path = tmp_path / "job.log"
     path.write_text("\n".join(lines) + "\n")
+    group = f"/gf/{team.runtime.team}"
+    team.clients.client("logs").create_log_group(logGroupName=group)   # the team stack makes it; the agent never does
     logs = QuotaCheckingLogs(team.clients.client("logs"), fail_call=2)
-    ship = LogShipper(team.clients, path, team.runtime.buckets.logs, "job-q", "i-9",
-                      log_group=f"/gf/{team.runtime.team}")
+    ship = LogShipper(team.clients, path, team.runtime.buckets.logs, "job-q", "i-9", log_group=group)
     with pytest.raises(ConnectionError):
         ship._flush_cloudwatch(logs)
     assert logs.accepted == lines[:len(logs.accepted)]   # the first batch went through before the failure

@@ -97,6 +97,12 @@ def test_sagemaker_contract_script_runs_unchanged(team: Team, start_agent, tmp_p
     assert seen["hyperparameters_json"] == {"epochs": "2", "learning-rate": "0.5", "optimizer": "adam",
                                             "amp": "true"}
     assert seen["sm_hp_epochs"] == "2"
+    # One process on one host: the agent runs the script itself, with the variables torchrun would set.
+    assert "gpufleet.agent" in seen["parent"] and "torch.distributed.run" not in seen["parent"]
+    torch_env = seen["torch_env"]
+    assert int(torch_env.pop("MASTER_PORT")) > 0
+    assert torch_env == {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
+                         "MASTER_ADDR": "127.0.0.1", "TORCHELASTIC_RUN_ID": f"{job_id}-1"}
     assert len(record["lineage"]["inputs"]) == 2
     wait_for(lambda: team.clients.s3.list_objects_v2(Bucket=team.runtime.buckets.logs,
                                                      Prefix=f"jobs/{job_id}/").get("KeyCount"), 10, "log upload")

@@ -13,9 +13,11 @@ import re
 import signal
 import time
 import urllib.request
+from pathlib import Path
 
 from gpufleet.local.emulator import free_port
 from gpufleet.registry import list_model_versions
+from tests.support.audit import audit_team_calls, problems
 from tests.training.conftest import DIGITS, Team, processes_with_env, stop_agent, wait_for
 from tests.training.fake_imds import FakeImds
 
@@ -50,7 +52,7 @@ def test_kill_9_agent_mid_run_resumes_on_second_agent_from_checkpoint_and_regist
 
 
 def test_spot_notice_hands_job_to_another_agent_losing_at_most_one_checkpoint_interval(
-        team: Team, start_agent) -> None:
+        team: Team, start_agent, tmp_path: Path) -> None:
     imds = FakeImds("host-a")
     health_port = free_port()
     try:
@@ -81,6 +83,12 @@ def test_spot_notice_hands_job_to_another_agent_losing_at_most_one_checkpoint_in
         assert len(list_model_versions(team.clients, team.runtime, "spot")) == 1
     finally:
         imds.close()
+    # What the handover took, judged against the team stack's real-AWS roles and network
+    # (unused grants are judged by the demo e2e, which exercises every role end to end).
+    report = audit_team_calls(tmp_path / "calls", team.runtime, tmp_path / "audit")
+    assert problems(report) == []
+    training = next(r for r in report.roles if r.kind == "training")
+    assert {"sqs:SendMessage", "autoscaling:CompleteLifecycleAction"} <= training.actions   # the re-queue
 
 
 def test_two_node_torchrun_job_completes_with_rank_0_agreed_in_the_jobs_table(team: Team, start_agent) -> None:

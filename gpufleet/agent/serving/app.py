@@ -18,6 +18,7 @@ from itertools import count
 from typing import Any
 
 from gpufleet.agent.serving import codecs
+from gpufleet.agent.serving.batching import BatcherClosed
 from gpufleet.agent.serving.capture import DataCapture
 from gpufleet.agent.serving.metrics import ServingMetrics
 from gpufleet.agent.serving.models import LoadedModel, ModelSlot
@@ -103,10 +104,8 @@ class ServingApp:
                 accept = value.decode("latin-1")
             elif name == b"content-length":
                 length = int(value) if value.isdigit() else -1
-        model = self.slot.current
+        model = self.slot.acquire()
         self.in_flight += 1
-        if model is not None:
-            model.in_flight += 1
         try:
             if model is None:
                 raise RequestFailed(503, "endpoint: no model loaded yet (retry after /ping returns 200)")
@@ -118,7 +117,7 @@ class ServingApp:
         finally:
             self.in_flight -= 1
             if model is not None:
-                model.in_flight -= 1
+                self.slot.release(model)
         headers = [(b"content-type", out_type), (b"content-length", b"%d" % len(out)),
                    (b"x-amzn-requestid", request_id)]
         if model is not None:
@@ -168,6 +167,8 @@ class ServingApp:
             prediction = await future
         except RequestFailed:
             raise
+        except BatcherClosed as exc:
+            raise RequestFailed(503, str(exc)) from None
         except codecs.BadPayload as exc:
             raise RequestFailed(400, str(exc)) from None
         except Exception as exc:

@@ -88,7 +88,7 @@ def run(config: AgentConfig, stop: threading.Event) -> int:
         telemetry.publish()
         if health_server:
             health_server.shutdown()
-        emit("serving_stopped", served=sum(metrics.requests.values()))
+        emit("serving_stopped", served=metrics.served())
     return 0
 
 

@@ -64,12 +64,21 @@ def _defaults(device: torch.device) -> dict[str, Callable[..., Any]]:
 
 
 def _import_inference(script: Path) -> ModuleType:
-    """Import ``code/inference.py`` under a unique name, with ``code/`` importable for its helpers."""
+    """Import ``code/inference.py`` under a unique name, with ``code/`` importable for its helpers.
+
+    The helpers are imported as top-level modules (``import helpers``), as SageMaker allows, but kept
+    out of ``sys.modules`` afterwards: otherwise the next version's ``import helpers`` would get this
+    version's cached module. Modules of the same names imported before are hidden meanwhile.
+    """
     name = "gpufleet_inference_" + hashlib.sha256(str(script).encode()).hexdigest()[:12]
     spec = importlib.util.spec_from_file_location(name, script)
     if spec is None or spec.loader is None:
         raise HandlerLoadError(f"{script}: not importable")
     module = importlib.util.module_from_spec(spec)
+    local = _local_module_names(script.parent)
+    hidden = {n: m for n, m in sys.modules.items() if n.split(".", 1)[0] in local}
+    for n in hidden:
+        del sys.modules[n]
     sys.path.insert(0, str(script.parent))
     try:
         spec.loader.exec_module(module)
@@ -77,7 +86,17 @@ def _import_inference(script: Path) -> ModuleType:
         raise HandlerLoadError(f"{script}: import failed ({type(exc).__name__}: {exc})") from exc
     finally:
         sys.path.remove(str(script.parent))
+        for n in [n for n in sys.modules if n.split(".", 1)[0] in local]:
+            del sys.modules[n]     # this version's helpers: its inference module holds them
+        sys.modules.update(hidden)
     return module
+
+
+def _local_module_names(code_dir: Path) -> set[str]:
+    """Top-level names that ``code_dir`` provides: ``name.py`` files and package folders."""
+    return {p.stem if p.is_file() else p.name for p in code_dir.iterdir()
+            if (p.is_file() and p.suffix == ".py" and p.stem != "inference")
+            or (p.is_dir() and (p / "__init__.py").is_file())}
 
 
 @dataclass
@@ -103,6 +122,8 @@ class Handler:
 
     def run_batch(self, items: list[Any]) -> list[Any]:
         """Predictions for ``items`` in order; an exception object stands in for a failed item."""
+        if len(items) == 1:
+            return [self._predict_one(items[0])]
         results: list[Any] = [None] * len(items)
         for indexes in _groups(items):
             if len(indexes) == 1:

@@ -3,6 +3,8 @@
 A request binds to the model that is current when it arrives and keeps it to the end (its
 ``input_fn``, ``predict_fn`` and ``output_fn`` all come from one version). A swap replaces the
 current model in one assignment; the old one is unloaded only after its in-flight count drains.
+Requests are counted (on the loop thread) before they are served and the swap (on the watcher
+thread) waits for that count, so a request never runs on a model that is being unloaded.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from gpufleet.agent.serving.batching import Batcher, BatchObserver
+from gpufleet.agent.serving.batching import Batcher, BatchObserver, Placement
 from gpufleet.agent.serving.handler import Handler
 
 
@@ -35,6 +37,9 @@ class LoadedModel:
     def unload(self) -> None:
         self.batcher.close()
         self.handler.model = None
+        # The watcher froze the heap after loading this model (gc.freeze): frozen objects are never
+        # collected, so the model's reference cycles would stay alive. The watcher freezes again.
+        gc.unfreeze()
         gc.collect()
         if self.handler.device.type == "cuda":
             torch.cuda.empty_cache()
@@ -45,9 +50,11 @@ class LoadedModel:
 def build_model(name: str, version: int, handler: Handler, max_batch: int, max_delay_s: float,
                 observe: BatchObserver | None = None, directory: Path | None = None) -> LoadedModel:
     """A loaded model with its own batcher. Batches run on a worker thread for CUDA (the loop decodes
-    while the GPU computes) and for custom handlers (their code may block); inline otherwise."""
-    threaded = handler.custom or handler.device.type == "cuda"
-    batcher = Batcher(handler.run_batch, max_batch, max_delay_s, observe, threaded=threaded)
+    while the GPU computes); a custom handler's first batches too (its code may block), and any batch
+    slower than a thread hop is worth (see ``batching``)."""
+    placement: Placement = ("thread" if handler.device.type == "cuda" else
+                            "probe" if handler.custom else "adaptive")
+    batcher = Batcher(handler.run_batch, max_batch, max_delay_s, observe, placement)
     return LoadedModel(name, version, handler, batcher, directory)
 
 
@@ -60,6 +67,25 @@ class ModelSlot:
     def identity(self) -> tuple[str, int] | None:
         model = self.current
         return (model.name, model.version) if model else None
+
+    def acquire(self) -> LoadedModel | None:
+        """The current model, counted in flight until ``release``: a swap waits for it to finish.
+
+        Read, count, then check it is still current: a swap that landed between the read and the count
+        has not seen the count, so the request lets go of the old model and takes the new one.
+        """
+        while True:
+            model = self.current
+            if model is None:
+                return None
+            model.in_flight += 1
+            if model is self.current:
+                return model
+            model.in_flight -= 1
+
+    @staticmethod
+    def release(model: LoadedModel) -> None:
+        model.in_flight -= 1
 
     def swap(self, new: LoadedModel, drain_timeout_s: float) -> LoadedModel | None:
         """Make ``new`` current, wait for the old model's requests to finish, unload it, return it."""

@@ -5,6 +5,11 @@
 - RUNNING multi-node job with room: this host appends itself to ``nodes`` (its slot is the index).
 - RUNNING but not heartbeated for ``stale_after_s``: its agent died; take it over as a new attempt.
 - RUNNING and alive: someone else has it; look again once it could have gone stale.
+- QUEUED/INTERRUPTED/stale after ``max_attempts`` claims, or on the last receive the queue's redrive
+  allows (a crash now would move the message to the DLQ behind the record's back): a poison job (it
+  keeps killing or losing its host). It ends FAILED with why, ``dead_letter`` set, and its message goes
+  to the DLQ: the record is the truth, the DLQ (and its alarm) tells the operators. Whoever next
+  receives a message of a FAILED ``dead_letter`` job moves it there, so a failed send is retried.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ class Claim:
 class Skip:
     """The message is not ours to run: what to do with it instead."""
 
-    action: Literal["delete", "release", "defer"]
+    action: Literal["delete", "release", "defer", "dead-letter"]
     reason: str
     delay_s: int = 0
 
@@ -59,6 +64,23 @@ def _fail_bad_job(clients: AwsClients, runtime: TeamRuntime, rec: Record, reason
     return Skip("delete", reason)
 
 
+def _give_up(clients: AwsClients, runtime: TeamRuntime, rec: Record, settings: TrainingSettings,
+             stale_hb: str | None, why: str) -> Skip | None:
+    """End a job that has used its attempts; None when the record moved meanwhile (decide again)."""
+    attempts = int(rec.get("attempts", 0))
+    last = (f"its agent on {rec.get('claimed_by')} stopped heartbeating" if stale_hb is not None
+            else str(rec.get("reason") or "interrupted"))
+    reason = f"gave up after {attempts} attempts ({why}); the last one: {last}"
+    cond, values = ("heartbeat_at = :hb", {":hb": stale_hb}) if stale_hb is not None else ("", {})
+    if not update_job(clients, runtime, rec["job_id"], {"status": "FAILED", "reason": reason, "dead_letter": True,
+                                                        "finished_at": now_iso()},
+                      expect_status=[rec["status"]], expect_attempts=attempts, condition=cond, values=values,
+                      removes=["publisher"]):
+        return None
+    log.warning("job failed: max attempts reached", extra={"job_id": rec["job_id"], "attempts": attempts})
+    return Skip("dead-letter", reason)
+
+
 def _validated(rec: Record, identity: Identity) -> JobSpec | str:
     try:
         spec = parse_job_spec(rec.get("spec"), f"job {rec['job_id']}")
@@ -66,7 +88,7 @@ def _validated(rec: Record, identity: Identity) -> JobSpec | str:
         return "bad spec: " + "; ".join(exc.problems)
     if spec.team != identity.team:
         return f"bad spec: team {spec.team!r} is not this queue's team {identity.team!r}"
-    if not spec.source:
+    if not (spec.source or spec.image):   # a container job's image may hold its code
         return "bad spec: no source"
     return spec
 
@@ -99,23 +121,39 @@ def _join(clients: AwsClients, runtime: TeamRuntime, rec: Record, spec: JobSpec,
     return Claim(rec["job_id"], int(rec["attempts"]), len(nodes), spec, rec.get("rendezvous")) if ok else None
 
 
+def _exhausted(rec: Record, settings: TrainingSettings, receives: int, max_receives: int | None) -> str | None:
+    """Why this claim must not start another attempt, if it must not."""
+    if int(rec.get("attempts", 0)) >= settings.max_attempts:
+        return f"the agents' training.max_attempts is {settings.max_attempts}"
+    if max_receives is not None and receives >= max_receives:
+        return f"its message was received {receives} times, the queue's maxReceiveCount"
+    return None
+
+
 def claim_job(clients: AwsClients, runtime: TeamRuntime, job_id: str, identity: Identity,
-              settings: TrainingSettings) -> Claim | Skip:
+              settings: TrainingSettings, receives: int = 1, max_receives: int | None = None) -> Claim | Skip:
+    """Decide on one receive of the job's message (``receives``: its ApproximateReceiveCount;
+    ``max_receives``: the queue's redrive maxReceiveCount, None without one)."""
     for _ in range(5):   # a lost race re-reads the record and decides again
         rec = get_job(clients, runtime, job_id)
         if rec is None:
             return Skip("release", f"no job {job_id} in the jobs table")
         status = rec.get("status")
         if status in JOB_FINAL:
-            return Skip("delete", f"job already {status}")
+            return Skip("dead-letter" if rec.get("dead_letter") else "delete", f"job already {status}")
         spec = _validated(rec, identity)
         if isinstance(spec, str):
             return _fail_bad_job(clients, runtime, rec, spec)
         nodes = list(rec.get("nodes", []))
         stale = status == "RUNNING" and age_s(rec.get("heartbeat_at")) > settings.stale_after_s
+        stale_hb = str(rec.get("heartbeat_at")) if stale else None
+        exhausted = _exhausted(rec, settings, receives, max_receives) if status in JOB_CLAIMABLE or stale else None
+        if exhausted:
+            if given_up := _give_up(clients, runtime, rec, settings, stale_hb, exhausted):
+                return given_up
+            continue
         if status in JOB_CLAIMABLE or stale:
-            claim = _take(clients, runtime, rec, spec, identity, settings,
-                          str(rec.get("heartbeat_at")) if stale else None)
+            claim = _take(clients, runtime, rec, spec, identity, settings, stale_hb)
         elif status == "RUNNING" and len(nodes) < spec.instance_count and identity.instance_id not in nodes:
             claim = _join(clients, runtime, rec, spec, identity)
         else:

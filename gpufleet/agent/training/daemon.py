@@ -38,13 +38,19 @@ def handle_message(ctx: AgentContext, message: dict[str, Any]) -> str:
         log.warning("unreadable queue message", extra={"message_id": message.get("MessageId")})
         ctx.message(receipt, visibility=0)
         return "poison"
-    decision = claim_job(ctx.clients, ctx.runtime, job_id, ctx.identity, ctx.config.training)
+    receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+    decision = claim_job(ctx.clients, ctx.runtime, job_id, ctx.identity, ctx.config.training,
+                         receives, ctx.max_receives)
     if isinstance(decision, Claim):
         with scale_in_protection(ctx.clients, ctx.runtime.training.asg, ctx.identity.instance_id):
             return run_claimed_job(ctx, decision, receipt)
     log.info("message skipped", extra={"job_id": job_id, "action": decision.action, "reason": decision.reason})
     if decision.action == "delete":
         ctx.message(receipt, delete=True)
+    elif decision.action == "dead-letter":
+        ctx.dead_letter(receipt, message["Body"])
+    elif decision.action == "defer":
+        ctx.requeue(job_id, receipt, decision.delay_s)
     else:
         ctx.message(receipt, visibility=decision.delay_s)
     return decision.action
@@ -57,7 +63,8 @@ def serve_queue(ctx: AgentContext) -> None:
         try:
             messages = ctx.clients.sqs.receive_message(
                 QueueUrl=ctx.runtime.queue_url, MaxNumberOfMessages=1, WaitTimeSeconds=settings.poll_wait_s,
-                VisibilityTimeout=settings.visibility_timeout_s).get("Messages", [])
+                VisibilityTimeout=settings.visibility_timeout_s,
+                AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
         except AWS_ERRORS as exc:
             ctx.poll_failures += 1
             log.error("queue poll failed", extra={"error": str(exc), "consecutive": ctx.poll_failures})
@@ -72,6 +79,17 @@ def serve_queue(ctx: AgentContext) -> None:
                 handle_message(ctx, message)
             except Exception:
                 log.exception("job handling failed; the agent carries on")
+
+
+def queue_max_receives(clients: AwsClients, queue_url: str) -> int | None:
+    """The queue's redrive maxReceiveCount (None without a redrive policy, or unreadable now: then only
+    ``max_attempts`` bounds a job's attempts)."""
+    try:
+        attrs = clients.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["RedrivePolicy"])
+        return int(json.loads(attrs["Attributes"]["RedrivePolicy"])["maxReceiveCount"])
+    except (*AWS_ERRORS, KeyError, ValueError, TypeError) as exc:
+        log.warning("could not read the queue's redrive policy", extra={"error": str(exc)})
+        return None
 
 
 def _health(ctx: AgentContext) -> dict[str, Any]:
@@ -92,6 +110,7 @@ def run(config: AgentConfig, stop: threading.Event) -> int:
                        layout=Layout(Path(config.work_root)), notice=Notice(), stop=stop,
                        subreaper=threading.current_thread() is threading.main_thread() and become_subreaper(),
                        job_user=job_user)
+    ctx.max_receives = queue_max_receives(ctx.clients, ctx.runtime.queue_url)
     try:
         server = start_health_server(config.health_port, lambda: _health(ctx)) if config.health_port else None
     except OSError as exc:

@@ -81,10 +81,13 @@ def fetch_channel(clients: AwsClients, name: str, uri: str, dest: Path) -> list[
 
 def fetch_inputs(clients: AwsClients, spec: JobSpec, layout: Layout) -> tuple[str, list[Input]]:
     """(code sha256, input references). Raises InputError for inputs that cannot be used."""
-    if not spec.source:
+    if spec.source:   # a container job may bring its code in its image
+        code_sha = fetch_code(clients, spec.source, layout)
+    elif spec.image:
+        code_sha = ""
+    else:
         raise InputError("spec has no source")
-    code_sha = fetch_code(clients, spec.source, layout)
-    if not (layout.code / spec.entry_point).is_file():
+    if spec.entry_point and not (layout.code / spec.entry_point).is_file():
         raise InputError(f"entry point {spec.entry_point} is not in the source")
     inputs: list[Input] = []
     for name, uri in sorted(spec.channels.items()):

@@ -103,6 +103,7 @@ def sm_environment(layout: Layout, spec: JobSpec, slot: int, job_id: str) -> dic
     """The ``SM_*`` variables of SageMaker's training toolkit, for this host of the job."""
     names = hosts(spec.instance_count)
     channels = sorted(spec.channels)
+    entry_point = spec.entry_point or ""   # a container job's image decides what runs
     user_args = hyperparameter_args(spec)
     env = {
         "SM_MODEL_DIR": str(layout.model),
@@ -118,8 +119,8 @@ def sm_environment(layout: Layout, spec: JobSpec, slot: int, job_id: str) -> dic
         "SM_CURRENT_HOST": names[slot],
         "SM_HOSTS": json.dumps(names),
         "SM_MODULE_DIR": spec.source or "",
-        "SM_MODULE_NAME": spec.entry_point.removesuffix(".py").replace("/", "."),
-        "SM_USER_ENTRY_POINT": spec.entry_point,
+        "SM_MODULE_NAME": entry_point.removesuffix(".py").replace("/", "."),
+        "SM_USER_ENTRY_POINT": entry_point,
         "SM_USER_ARGS": json.dumps(user_args),
         "SM_LOG_LEVEL": "20",
         "SM_NETWORK_INTERFACE_NAME": "eth0",
@@ -133,7 +134,7 @@ def sm_environment(layout: Layout, spec: JobSpec, slot: int, job_id: str) -> dic
         "job_name": job_id, "current_host": names[slot], "hosts": names, "hyperparameters": spec.hyperparameters,
         "channel_input_dirs": {c: str(layout.channel(c)) for c in channels}, "model_dir": str(layout.model),
         "output_data_dir": str(layout.output_data), "num_gpus": spec.gpus_per_instance,
-        "module_dir": spec.source or "", "user_entry_point": spec.entry_point,
+        "module_dir": spec.source or "", "user_entry_point": entry_point,
     })
     return env
 

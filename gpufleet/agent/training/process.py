@@ -1,9 +1,13 @@
-"""Run the job's launcher (torchrun) as a child that can never outlive the agent.
+"""Run the job's process (torchrun, or the script itself for a one-process job) as a child that can never
+outlive the agent.
 
-- ``PR_SET_PDEATHSIG``: if the agent dies (even ``kill -9``), the kernel sends torchrun SIGTERM, and
-  torchrun stops its workers.
+- ``PR_SET_PDEATHSIG``: if the agent dies (even ``kill -9``), the kernel sends the child SIGTERM (torchrun
+  then stops its workers).
 - Stopping sends SIGTERM, waits the grace period, then SIGKILLs the whole process tree, workers included
   (torchrun starts them in their own sessions, so a process-group kill would miss them).
+- A one-process job skips torchrun's launcher (about 1.7 s of start-up) but gets the environment
+  torchrun gives its worker (``direct_worker_env``), so scripts that read ``RANK`` or call
+  ``init_process_group()`` run unchanged.
 - When the agent is its process's main thread it is also a child subreaper, so workers whose launcher
   died are re-parented to the agent and killed after the job (``kill_orphans``).
 """
@@ -17,6 +21,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 from collections.abc import Callable
@@ -45,6 +50,28 @@ def script_failure(lines: list[str], launcher_code: int, keep: int) -> tuple[int
             break
     own = [line for line in lines[:cut] if not _TORCH_LOG.match(line)]
     return code, own[-keep:]
+
+
+def direct_worker_env(run_id: str) -> dict[str, str]:
+    """What torchrun (``torch.distributed.run --standalone --nproc-per-node=1``) sets for its one worker.
+
+    ``TORCHELASTIC_USE_AGENT_STORE=False``: with no launcher there is no agent store, so an
+    ``init_process_group()`` in the script starts its own TCP store on ``MASTER_PORT``, as a plain
+    ``python train.py`` with these variables would."""
+    return {
+        "RANK": "0", "LOCAL_RANK": "0", "GROUP_RANK": "0", "ROLE_RANK": "0", "ROLE_NAME": "default",
+        "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1", "GROUP_WORLD_SIZE": "1", "ROLE_WORLD_SIZE": "1",
+        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
+        "TORCHELASTIC_RESTART_COUNT": "0", "TORCHELASTIC_MAX_RESTARTS": "0", "TORCHELASTIC_RUN_ID": run_id,
+        "TORCHELASTIC_USE_AGENT_STORE": "False",
+        "TORCH_NCCL_ASYNC_ERROR_HANDLING": os.environ.get("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1"),
+    }
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _die_with_parent() -> None:   # runs in the child between fork and exec: no Python objects beyond this
@@ -80,7 +107,8 @@ def kill_orphans(keep: set[int] | None = None) -> int:
 
 
 class JobProcess:
-    """The launcher process, its output teed to a log file and a line callback, and its last lines."""
+    """The job's process (torchrun or the script), its output teed to a log file and a line callback, and
+    its last lines."""
 
     def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, log_path: Path,
                  on_line: Callable[[str], None], tail_lines: int = 20, run_as: dict[str, Any] | None = None) -> None:
@@ -119,7 +147,7 @@ class JobProcess:
             self._reader.join(timeout_s)
 
     def stop(self, grace_s: float) -> int:
-        """SIGTERM the launcher, wait ``grace_s``, then SIGKILL the whole tree. Returns the exit code."""
+        """SIGTERM the child, wait ``grace_s``, then SIGKILL the whole tree. Returns the exit code."""
         assert self.proc
         if self.proc.poll() is None:
             _kill([self.proc.pid], signal.SIGTERM)

@@ -1,5 +1,6 @@
-"""One attempt of a claimed job: fetch inputs, restore checkpoints, run the script under torchrun with
-the SageMaker contract, heartbeat, sync checkpoints and logs, then conclude by the job lifecycle:
+"""One attempt of a claimed job: fetch inputs, restore checkpoints, run the script (under torchrun when it
+has several processes or hosts, directly when it has one) with the SageMaker contract, heartbeat, sync
+checkpoints and logs, then conclude by the job lifecycle:
 
 - exit 0: package, upload and register the model (on a multi-node job, the node that has one), SUCCEEDED,
   delete the message;
@@ -16,13 +17,15 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from gpufleet.agent.identity import Identity
 from gpufleet.agent.requirements import RequirementsError, cache_root, requirements_python
 from gpufleet.agent.training.checkpoints import CheckpointSync
 from gpufleet.agent.training.claim import Claim, finish, heartbeat
+from gpufleet.agent.training.container import ContainerError, container_job, failure_reason, prepare_container
 from gpufleet.agent.training.inputs import InputError, fetch_inputs
 from gpufleet.agent.training.isolation import JobUser, hand_back, hand_over, resolve_job_user
 from gpufleet.agent.training.jobcreds import job_environment, start_job_credentials
@@ -38,15 +41,17 @@ from gpufleet.agent.training.logship import LogShipper
 from gpufleet.agent.training.metrics import MetricParser
 from gpufleet.agent.training.output import publish_model
 from gpufleet.agent.training.periodic import Every
-from gpufleet.agent.training.process import JobProcess, kill_orphans, script_failure
+from gpufleet.agent.training.process import JobProcess, direct_worker_env, kill_orphans, script_failure
 from gpufleet.agent.training.spot import Notice
 from gpufleet.aws import AWS_ERRORS, AwsClients
 from gpufleet.schema import JOB_CLAIMABLE, JOB_FINAL
 from gpufleet.schema.agent_config import AgentConfig
+from gpufleet.schema.job_spec import JobSpec
 from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.store.jobs import get_job, update_job
 
 log = logging.getLogger("gpufleet.agent.runner")
+T = TypeVar("T")
 
 
 @dataclass
@@ -60,6 +65,7 @@ class AgentContext:
     subreaper: bool = False
     current_job: str | None = None
     jobs_run: int = 0
+    max_receives: int | None = None   # the queue's redrive maxReceiveCount
     poll_failures: int = 0     # consecutive; /healthz turns unhealthy when the queue stays unreachable
     job_user: JobUser | None = None   # who job code runs as (None: the agent's user, as before isolation)
     job_python: str | None = None   # the job's requirements.txt environment, when it has one
@@ -68,8 +74,8 @@ class AgentContext:
     def runtime(self) -> TeamRuntime:
         return self.config.team
 
-    def requeue(self, job_id: str, receipt: str) -> None:
-        _requeue(self, job_id, receipt)
+    def requeue(self, job_id: str, receipt: str, delay_s: int = 0) -> None:
+        _requeue(self, job_id, receipt, delay_s)
 
     def message(self, receipt: str, *, delete: bool = False, visibility: int | None = None) -> None:
         """Delete the message or change its visibility; a stale receipt is logged, not fatal."""
@@ -82,23 +88,49 @@ class AgentContext:
         except AWS_ERRORS as exc:
             log.warning("queue message update failed", extra={"error": str(exc)})
 
+    def dead_letter(self, receipt: str, body: str) -> None:
+        """Move a given-up job's message to the DLQ. If the send fails the message stays, and whoever
+        receives it next (the job record says dead_letter) tries again."""
+        try:
+            self.clients.sqs.send_message(QueueUrl=self.runtime.dlq_url, MessageBody=body)
+        except AWS_ERRORS as exc:
+            log.warning("could not move the message to the DLQ; it stays queued", extra={"error": str(exc)})
+            return
+        self.message(receipt, delete=True)
 
-def _requeue(ctx: AgentContext, job_id: str, receipt: str) -> None:
-    """Hand an interrupted job back as a fresh message: another host picks it up now, and interruptions
-    do not count toward the redrive limit that sends poison messages to the DLQ. If the send fails the
-    old message is made visible instead (one more receive, never a lost job)."""
+
+# SQS's largest DelaySeconds; a later look just defers again.
+MAX_DELAY_S = 900
+
+
+def _requeue(ctx: AgentContext, job_id: str, receipt: str, delay_s: int = 0) -> None:
+    """Hand a job back as a fresh message (visible after ``delay_s``): the receives of a job that was
+    interrupted or merely looked at (a deferral) do not count toward the queue's redrive limit, so a
+    message reaches the DLQ only unreadable or when the agents give the job up (``max_attempts``),
+    never while its record still waits to run. If the send fails the old message is made visible
+    instead (one more receive, never a lost job)."""
     try:
-        ctx.clients.sqs.send_message(QueueUrl=ctx.runtime.queue_url, MessageBody=json.dumps({"job_id": job_id}))
+        ctx.clients.sqs.send_message(QueueUrl=ctx.runtime.queue_url, MessageBody=json.dumps({"job_id": job_id}),
+                                     DelaySeconds=min(delay_s, MAX_DELAY_S))
     except AWS_ERRORS as exc:
         log.warning("could not re-enqueue the job; releasing its message", extra={"error": str(exc)})
-        ctx.message(receipt, visibility=0)
+        ctx.message(receipt, visibility=delay_s)
         return
     ctx.message(receipt, delete=True)
 
 
+def runs_directly(spec: JobSpec) -> bool:
+    """One host and one process (at most one GPU): torchrun's launcher would only add its start-up."""
+    return spec.instance_count == 1 and spec.procs_per_host == 1
+
+
 def launcher_argv(ctx: AgentContext, claim: Claim) -> list[str]:
     spec = claim.spec
-    argv = [ctx.job_python or ctx.config.training.python or sys.executable, "-m", "torch.distributed.run",
+    assert spec.entry_point, "a spec without an image has an entry point (JobSpec checks it)"
+    python = ctx.job_python or ctx.config.training.python or sys.executable
+    if runs_directly(spec):
+        return [python, "-u", spec.entry_point, *hyperparameter_args(spec)]   # as torchrun runs its worker
+    argv = [python, "-m", "torch.distributed.run",
             f"--nproc-per-node={spec.procs_per_host}", "--max-restarts=0"]
     if spec.instance_count == 1:
         argv += ["--standalone", "--nnodes=1"]
@@ -112,8 +144,11 @@ def launcher_argv(ctx: AgentContext, claim: Claim) -> list[str]:
 
 
 def job_env(ctx: AgentContext, claim: Claim) -> dict[str, str]:
-    return {**os.environ, **sm_environment(ctx.layout, claim.spec, claim.slot, claim.job_id),
-            "PYTHONUNBUFFERED": "1", "GPUFLEET_JOB_ID": claim.job_id, "GPUFLEET_ATTEMPT": str(claim.attempt)}
+    env = {**os.environ, **sm_environment(ctx.layout, claim.spec, claim.slot, claim.job_id),
+           "PYTHONUNBUFFERED": "1", "GPUFLEET_JOB_ID": claim.job_id, "GPUFLEET_ATTEMPT": str(claim.attempt)}
+    if runs_directly(claim.spec):
+        env.update(direct_worker_env(f"{claim.job_id}-{claim.attempt}"))
+    return env
 
 
 def run_claimed_job(ctx: AgentContext, claim: Claim, receipt: str) -> str:
@@ -143,7 +178,13 @@ def _run(ctx: AgentContext, claim: Claim, receipt: str) -> str:
     try:
         ctx.layout.reset()
         attempt = _prepare(ctx, claim)
-        ctx.job_python = _install_requirements(ctx, claim, receipt)
+        if claim.spec.image:   # the image brings its own dependencies
+            image, settings, agent = claim.spec.image, ctx.config.containers, ctx.identity.instance_id
+            _with_heartbeat(ctx, claim, receipt, lambda: prepare_container(ctx.clients, settings, image, agent))
+        else:
+            ctx.job_python = _with_heartbeat(ctx, claim, receipt, lambda: _install_requirements(ctx))
+    except ContainerError as exc:
+        return _conclude_failure(ctx, claim, receipt, f"image: {exc}")
     except (InputError, *AWS_ERRORS) as exc:
         return _conclude_failure(ctx, claim, receipt, f"inputs: {exc}")
     except RequirementsError as exc:
@@ -160,13 +201,12 @@ def _run(ctx: AgentContext, claim: Claim, receipt: str) -> str:
     except AWS_ERRORS as exc:
         return _conclude_failure(ctx, claim, receipt, f"job role: {exc}")
     hand_over([ctx.layout.root / d for d in JOB_DIRS], user)
-    proc = JobProcess(launcher_argv(ctx, claim), job_environment(job_env(ctx, claim), creds_env), ctx.layout.code,
-                      ctx.layout.job_log, attempt.metrics.feed, ctx.config.training.log_tail_lines, user.popen_args())
+    proc = _job_process(ctx, claim, attempt, user, creds_env)
     try:
         try:
             proc.start()
         except OSError as exc:
-            return _conclude_failure(ctx, claim, receipt, f"could not start the launcher: {exc}")
+            return _conclude_failure(ctx, claim, receipt, f"could not start the job's process: {exc}")
         outcome, code = _supervise(ctx, claim, receipt, proc, attempt)
     finally:
         if creds:   # the session still expires on its own; stopping just ends the refreshes
@@ -178,6 +218,9 @@ def _run(ctx: AgentContext, claim: Claim, receipt: str) -> str:
         if claim.spec.instance_count > 1 and _peer_interrupted(ctx, claim):
             return _settle_lost_race(ctx, claim, receipt)
         code, lines = script_failure(list(proc.tail), code, ctx.config.training.log_tail_lines)
+        if claim.spec.image:
+            return _conclude_failure(ctx, claim, receipt, f"the container exited with code {code}; " + (
+                failure_reason(ctx.layout) or "last lines:\n" + "\n".join(lines)))
         return _conclude_failure(ctx, claim, receipt,
                                  f"the script exited with code {code}; last lines:\n" + "\n".join(lines))
     if outcome == "timeout":
@@ -204,9 +247,27 @@ def _prepare(ctx: AgentContext, claim: Claim) -> Attempt:
     return Attempt(code_sha, inputs, ckpt, ship, MetricParser(spec.metric_definitions))
 
 
-def _install_requirements(ctx: AgentContext, claim: Claim, receipt: str) -> str | None:
-    """The source's requirements.txt environment (None without one). The job heartbeats meanwhile: a
-    first install may take minutes, and a silent job would be taken over as dead."""
+def _job_process(ctx: AgentContext, claim: Claim, attempt: Attempt, user: JobUser,
+                 credentials_env: dict[str, str]) -> JobProcess:
+    """torchrun on the host (script mode) as the job user with the job role's credentials, or the job's
+    image (bring your own container)."""
+    tail = ctx.config.training.log_tail_lines
+    if claim.spec.image:
+        return container_job(ctx.config.containers, ctx.layout, claim, ctx.identity.instance_id,
+                             attempt.metrics.feed, tail)
+    return JobProcess(launcher_argv(ctx, claim), job_environment(job_env(ctx, claim), credentials_env),
+                      ctx.layout.code, ctx.layout.job_log, attempt.metrics.feed, tail, user.popen_args())
+
+
+def _install_requirements(ctx: AgentContext) -> str | None:
+    """The source's requirements.txt environment (None without one)."""
+    return requirements_python(ctx.layout.code, cache_root(ctx.config.pip, ctx.config.work_root),
+                               ctx.config.training.python or sys.executable, ctx.config.pip, ctx.layout.job_log)
+
+
+def _with_heartbeat(ctx: AgentContext, claim: Claim, receipt: str, step: Callable[[], T]) -> T:
+    """Run a preparation step while the job heartbeats: a first pip install or image pull may take
+    minutes, and a silent job would be taken over as dead."""
     settings = ctx.config.training
 
     def beat() -> None:
@@ -216,8 +277,7 @@ def _install_requirements(ctx: AgentContext, claim: Claim, receipt: str) -> str 
     timer = Every(settings.heartbeat_s, beat, "heartbeat")
     timer.start()
     try:
-        return requirements_python(ctx.layout.code, cache_root(ctx.config.pip, ctx.config.work_root),
-                                   settings.python or sys.executable, ctx.config.pip, ctx.layout.job_log)
+        return step()
     finally:
         timer.stop()
 

@@ -26,6 +26,10 @@ seen = {
     "num_gpus": int(os.environ["SM_NUM_GPUS"]),
     "hyperparameters_json": json.loads((config_dir / "hyperparameters.json").read_text()),
     "sm_hp_epochs": os.environ["SM_HP_EPOCHS"],
+    # torchrun's worker variables, which a one-process job gets without torchrun
+    "torch_env": {k: os.environ.get(k) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+                                                 "MASTER_PORT", "TORCHELASTIC_RUN_ID")},
+    "parent": Path(f"/proc/{os.getppid()}/cmdline").read_bytes().decode().split("\0"),
 }
 Path(os.environ["SM_OUTPUT_DATA_DIR"]).mkdir(parents=True, exist_ok=True)
 Path(args.model_dir, "seen.json").write_text(json.dumps(seen))

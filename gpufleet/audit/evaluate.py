@@ -1,0 +1,228 @@
+"""``gpufleet audit``: each recorded call judged against the synthesized policies and network.
+
+**The evaluator is moto's** (``moto.iam.access_control.IAMPolicyStatement``, the code moto's server runs
+when IAM enforcement is on), used in-process, statement by statement:
+
+- A request (action, resource) is allowed when an Allow statement of the role's identity policies matches
+  it, no Deny does, **and** the permission boundary allows it too (a boundary only narrows).
+- Conditions: moto evaluates ``StringEquals`` against the condition keys the call carries (the record
+  keeps ``cloudwatch:namespace``); it treats every other operator as satisfied, so such a statement is
+  judged on action and resource alone. moto answers DENIED when an *Allow* statement's condition fails;
+  that is read here as "this statement does not allow it", as IAM would.
+- Calls AWS makes on the caller's behalf are judged too: SSE-KMS S3 reads need ``kms:Decrypt`` and writes
+  ``kms:GenerateDataKey`` on the object's key (the one S3 reported, else the bucket's default); SQS
+  sends and receives on a KMS-encrypted queue need the same on the queue's key.
+
+Not judged: resource policies (bucket policies, KMS key policies). gpufleet's are Deny guards conditioned on
+``aws:SecureTransport`` and ``aws:PrincipalArn`` plus the key policy's delegation to the account's IAM, and
+moto cannot judge those condition operators, so judging them here would deny every S3 call; the stack tests
+and checkov cover them.
+
+A call is *routable* when its caller runs outside the VPC (the operator) or the platform network of the
+call's region has a NAT gateway or a VPC endpoint for the service. Stand-in callers (the local cloud, the
+DR drill's replication and region loss) do what AWS itself does and are only counted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from moto.iam.access_control import IAMPolicyStatement, PermissionResult
+
+from gpufleet.audit.reviewed import REVIEWED_UNUSED
+from gpufleet.audit.stacks import Role, Stacks
+from gpufleet.callrecord import STAND_IN_ROLES, Call, asg_arn, partition
+
+HOST_ROLES = ("training", "serving")   # run in the private subnets; the operator runs outside the VPC
+KMS_FOR = {"s3:PutObject": ("kms:GenerateDataKey",), "s3:GetObject": ("kms:Decrypt",),
+           "s3:GetObjectVersion": ("kms:Decrypt",), "sqs:SendMessage": ("kms:GenerateDataKey", "kms:Decrypt"),
+           "sqs:ReceiveMessage": ("kms:Decrypt",)}
+# An ARN whose account field the call left empty (S3 ARNs have none by design).
+EMPTY_ACCOUNT = re.compile(r"^(arn:[^:]+:(?!s3:)[^:]+:[^:]*:)(:)")
+
+
+@dataclass(frozen=True)
+class Request:
+    action: str
+    resource: str
+    context: tuple[tuple[str, str], ...] = ()
+    via: str = ""      # the call's own action when AWS makes this request on the caller's behalf
+
+
+@dataclass
+class Denial:
+    operation: str
+    request: Request
+    reason: str                            # "not granted" | "outside the permission boundary" | "explicitly denied"
+    suggestion: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"operation": self.operation, "action": self.request.action, "resource": self.request.resource,
+                "via": self.request.via or None, "reason": self.reason, "suggested_statement": self.suggestion}
+
+
+@dataclass
+class RoleReport:
+    role: str
+    kind: str
+    team: str | None
+    region: str
+    calls: int = 0
+    actions: set[str] = field(default_factory=set)
+    kms_keys: set[str] = field(default_factory=set)      # keys AWS used on the role's behalf (S3, SQS)
+    denied: list[Denial] = field(default_factory=list)
+    unrouted: Counter[str] = field(default_factory=Counter)
+    unused: dict[str, str | None] = field(default_factory=dict)   # granted, never used → reviewed reason or None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"role": self.role, "kind": self.kind, "team": self.team, "region": self.region, "calls": self.calls,
+                "actions": sorted(self.actions), "kms_keys": sorted(self.kms_keys),
+                "denied": [d.to_json() for d in self.denied], "unrouted": dict(self.unrouted),
+                "unused_grants": [{"action": a, "reviewed_reason": r} for a, r in sorted(self.unused.items())]}
+
+
+@dataclass
+class AuditReport:
+    roles: list[RoleReport] = field(default_factory=list)
+    stand_in_calls: int = 0
+    unattributed: Counter[str] = field(default_factory=Counter)   # "<role>/<team>@<region>" with no synthesized role
+    resolved_by_state: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def denied(self) -> int:
+        return sum(len(r.denied) for r in self.roles) + sum(self.unattributed.values())
+
+    @property
+    def unrouted(self) -> int:
+        return sum(sum(r.unrouted.values()) for r in self.roles)
+
+    @property
+    def ok(self) -> bool:
+        return self.denied == 0 and self.unrouted == 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "denied": self.denied, "unrouted": self.unrouted, "stand_in_calls": self.stand_in_calls,
+                "unattributed": dict(self.unattributed), "resolved_by_state": self.resolved_by_state,
+                "roles": [r.to_json() for r in self.roles]}
+
+
+def _statement_result(statement: Mapping[str, Any], request: Request) -> PermissionResult:
+    result = IAMPolicyStatement(statement).is_action_permitted(request.action, request.resource, None,
+                                                                dict(request.context))
+    if result == PermissionResult.DENIED and statement.get("Effect") == "Allow":
+        return PermissionResult.NEUTRAL   # an Allow whose condition failed allows nothing; it denies nothing
+    return result
+
+
+def _judge(policies: Iterable[Mapping[str, Any]], request: Request) -> PermissionResult:
+    """PERMITTED / DENIED / NEUTRAL over several documents: any Deny wins, else any Allow."""
+    results = {_statement_result(st, request) for policy in policies for st in policy.get("Statement", [])}
+    for verdict in (PermissionResult.DENIED, PermissionResult.PERMITTED):
+        if verdict in results:
+            return verdict
+    return PermissionResult.NEUTRAL
+
+
+def suggestion(request: Request) -> dict[str, Any]:
+    return {"Sid": "Allow" + re.sub(r"[^A-Za-z0-9]", "", request.action.split(":")[1]), "Effect": "Allow",
+            "Action": request.action, "Resource": request.resource}
+
+
+class Auditor:
+    def __init__(self, stacks: Stacks, instance_asgs: Mapping[str, str] | None = None) -> None:
+        self.stacks = stacks
+        self.instance_asgs = dict(instance_asgs or {})
+        self.account = next(iter(sorted(stacks.accounts)), "")
+        self.reports: dict[str, RoleReport] = {}
+        self.used: dict[str, set[str]] = {}
+        self.unattributed: Counter[str] = Counter()
+
+    def role_for(self, call: Call) -> Role | None:
+        named = [r for r in self.stacks.roles if r.name == call.role]   # CloudTrail names the role itself
+        if named:
+            return named[0]
+        candidates = [r for r in self.stacks.roles if r.kind == call.role and r.region == call.region]
+        if call.team:
+            candidates = [r for r in candidates if r.team == call.team]
+        elif len(candidates) > 1:   # the CLI does not say its team: the one whose resources the call names
+            owners = [r for r in candidates if any(f"-{r.team}-" in f"{arn}-" or f"/{r.team}" in arn
+                                                   for _, arn in call.targets)]
+            candidates = owners or candidates
+        return candidates[0] if len(candidates) == 1 else None
+
+    def requests(self, call: Call) -> list[Request]:
+        context = tuple(sorted(call.context.items()))
+        out: list[Request] = []
+        for action, resource in call.targets:
+            resource = self._complete(resource, call.region)
+            out.append(Request(action, resource, context))
+            out += [Request(kms, key, context, via=action) for kms in KMS_FOR.get(action, ())
+                    if (key := self._key_for(action, resource, call))]
+        return out
+
+    def _complete(self, arn: str, region: str) -> str:
+        """Fill the account the call did not name; name the ASG of an instance-only Auto Scaling call."""
+        if ":ec2:" in arn and "/i-" in arn and (asg := self.instance_asgs.get(arn.rsplit("/", 1)[1])):
+            arn = asg_arn(asg, region, partition(region))
+        return EMPTY_ACCOUNT.sub(lambda m: f"{m.group(1)}{self.account}:", arn) if self.account else arn
+
+    def _key_for(self, action: str, resource: str, call: Call) -> str | None:
+        if action.startswith("s3:"):
+            bucket = resource.split(":::", 1)[-1].split("/", 1)[0]
+            key = call.kms_key or self.stacks.bucket_keys.get(bucket)
+        else:
+            key = self.stacks.queue_keys.get(resource)
+        if key and not key.startswith("arn:"):   # S3 may report a bare key id
+            key = f"arn:{partition(call.region)}:kms:{call.region}:{self.account}:key/{key}"
+        return key
+
+    def add(self, call: Call) -> None:
+        role = self.role_for(call)
+        if role is None:
+            self.unattributed[f"{call.role}/{call.team or '-'}@{call.region}"] += 1
+            return
+        report = self.reports.setdefault(role.name, RoleReport(role.name, role.kind, role.team, role.region))
+        used = self.used.setdefault(role.name, set())
+        report.calls += 1
+        for request in self.requests(call):
+            report.actions.add(request.action)
+            if request.via:
+                report.kms_keys.add(request.resource)
+            identity = _judge(role.policies, request)
+            boundary = _judge([role.boundary], request) if role.boundary else PermissionResult.PERMITTED
+            if identity == PermissionResult.PERMITTED and boundary == PermissionResult.PERMITTED:
+                used.add(request.action)
+                continue
+            reason = ("explicitly denied" if PermissionResult.DENIED in (identity, boundary)
+                      else "not granted" if identity != PermissionResult.PERMITTED
+                      else "outside the permission boundary")
+            report.denied.append(Denial(call.operation, request, reason, suggestion(request)))
+        if role.kind in HOST_ROLES:
+            network = self.stacks.networks.get(call.region)
+            if network is None or not network.routes(call.service):
+                report.unrouted[call.service] += 1
+
+    def report(self, calls: Iterable[Call]) -> AuditReport:
+        stand_in = 0
+        for call in calls:
+            if call.role in STAND_IN_ROLES:
+                stand_in += 1
+            else:
+                self.add(call)
+        for role in self.stacks.roles:
+            if role.name not in self.reports:
+                continue
+            granted = {a for p in role.policies for s in p.get("Statement", []) if s.get("Effect") == "Allow"
+                       for a in ([s["Action"]] if isinstance(s.get("Action"), str) else s.get("Action", []))}
+            reviewed = REVIEWED_UNUSED.get(role.kind, {})
+            self.reports[role.name].unused = {a: reviewed.get(a) for a in sorted(granted - self.used[role.name])}
+        return AuditReport(sorted(self.reports.values(), key=lambda r: (r.region, r.role)), stand_in,
+                           self.unattributed, dict(self.stacks.resolved_by_state))
+
+
+def audit(stacks: Stacks, calls: Iterable[Call], instance_asgs: Mapping[str, str] | None = None) -> AuditReport:
+    return Auditor(stacks, instance_asgs).report(calls)

@@ -1,0 +1,38 @@
+"""Granted actions that no recorded call uses, kept on purpose: role kind → action → why it stays.
+
+``gpufleet audit`` lists every unused grant; those here show their reason instead of asking for removal.
+Add an entry only with a reason a reviewer can check (the code path that makes the call); remove the
+grant from the stacks otherwise.
+"""
+
+from __future__ import annotations
+
+MULTIPART_ABORT = ("boto3's transfer manager aborts a multipart upload that fails (uploads over 8 MB: checkpoints, "
+                   "model tarballs)")
+ELB_READS = ("real-AWS rollouts read the listener and its targets' health from ELB (rollout/fleet.py); in local "
+             "mode the local router answers instead")
+JOB_LOGS = "`gpufleet job logs` lists and reads the logs bucket (jobs/ops.py job_logs)"
+CAPTURE = "data capture (agent/serving/capture.py) writes the capture bucket when an endpoint turns capture on"
+
+REVIEWED_UNUSED: dict[str, dict[str, str]] = {
+    "training": {
+        "autoscaling:CompleteLifecycleAction": "sent when the host terminates (agent/training/spot.py); the spot "
+                                               "handover test records it",
+        "s3:AbortMultipartUpload": MULTIPART_ABORT,
+        "sqs:SendMessage": "re-queues a job its spot notice interrupted (agent/training/runner.py _requeue); the "
+                           "spot handover test records it",
+    },
+    "serving": {
+        "autoscaling:SetInstanceHealth": "reported when the host's GPU fails (agent/serving/telemetry.py); "
+                                         "tests/serving/test_gpu_telemetry.py drives it",
+        "s3:PutObject": CAPTURE,
+        "kms:GenerateDataKey": CAPTURE + " (SSE-KMS)",
+    },
+    "operator": {
+        "elasticloadbalancing:DescribeListeners": ELB_READS,
+        "elasticloadbalancing:DescribeTargetHealth": ELB_READS,
+        "s3:GetObject": JOB_LOGS,
+        "s3:ListBucket": JOB_LOGS,
+        "s3:AbortMultipartUpload": MULTIPART_ABORT + "; the operator uploads job code",
+    },
+}

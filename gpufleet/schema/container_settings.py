@@ -1,0 +1,24 @@
+"""How agents run SageMaker bring-your-own-container images (``containers:`` in the agent config)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# A container image reference: [registry[:port]/]path[:tag][@sha256:digest], lower-case path components.
+IMAGE = (r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+         r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$")
+
+
+class ContainerSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # The runtime's command line up to its subcommand, e.g. ["podman", "--runtime", "runc"]; default:
+    # podman if it is on PATH, else docker.
+    command: list[str] | None = Field(default=None, min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)   # for the runtime's CLI (e.g. CONTAINERS_CONF)
+    network: str = "host"        # training: multi-node jobs rendezvous over the host's network, as torchrun does
+    shm_size: str = Field(default="2g", pattern=r"^[0-9]+[bkmg]?$")   # PyTorch data loaders share memory
+    pull: Literal["missing", "always", "never"] = "missing"   # ECR tags are immutable: "missing" is enough
+    # Where the NVIDIA container toolkit writes its CDI spec on hosts with GPUs (the playbook's nvidia-ctk).
+    cdi_specs: list[str] = Field(default_factory=lambda: ["/etc/cdi/nvidia.yaml", "/var/run/cdi/nvidia.yaml"])

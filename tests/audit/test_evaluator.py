@@ -1,0 +1,162 @@
+"""The audit's evaluator on small hand-written ``cdk.tf.json`` documents in the shape cdktf synthesizes.
+
+No AWS and no Terraform: the evaluator only reads synthesized JSON (and state, when given), and judges with
+moto's IAM policy evaluation in-process.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gpufleet.audit.cloudtrail import read_cloudtrail
+from gpufleet.audit.evaluate import audit
+from gpufleet.audit.stacks import load_stacks
+from gpufleet.callrecord import Call, targets
+
+REGION, ACCOUNT = "us-east-1", "123456789012"
+QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/p-t-jobs"
+
+
+def _statement(sid: str, actions: list[str], resources: list[str], **extra: Any) -> dict[str, Any]:
+    return {"sid": sid, "effect": "Allow", "actions": actions, "resources": resources, **extra}
+
+
+def _team_stack(role_statements: list[dict[str, Any]], boundary_statements: list[dict[str, Any]]) -> dict[str, Any]:
+    docs = {"role_doc": {"statement": role_statements}, "boundary_doc": {"statement": boundary_statements}}
+    return {
+        "provider": {"aws": [{"region": REGION, "default_tags": [{"tags": {"gpufleet:team": "t"}}]}]},
+        "data": {"aws_iam_policy_document": docs},
+        "resource": {
+            "aws_iam_policy": {"boundary": {"name": "p-t-boundary",
+                                            "policy": "${data.aws_iam_policy_document.boundary_doc.json}"}},
+            "aws_iam_role": {"training-role_1": {
+                "//": {"metadata": {"path": "team-t/training-role/role"}}, "name": "p-t-training",
+                "permissions_boundary": "${aws_iam_policy.boundary.arn}"}},
+            "aws_iam_role_policy": {"inline": {"role": "${aws_iam_role.training-role_1.id}",
+                                               "policy": "${data.aws_iam_policy_document.role_doc.json}"}},
+            "aws_sqs_queue": {"jobs": {"name": "p-t-jobs"}},
+            "aws_s3_bucket": {"data": {"bucket": "p-t-data"}},
+        },
+    }
+
+
+def _platform_stack(endpoints: list[str], nat: bool = False) -> dict[str, Any]:
+    resources: dict[str, Any] = {"aws_vpc": {"vpc": {}}, "aws_vpc_endpoint": {
+        s: {"service_name": f"com.amazonaws.{REGION}.{s}", "vpc_endpoint_type": "Gateway" if s == "s3" else "Interface",
+            "private_dns_enabled": s != "s3"} for s in endpoints}}
+    if nat:
+        resources["aws_nat_gateway"] = {"nat": {}}
+    return {"provider": {"aws": [{"region": REGION}]}, "resource": resources}
+
+
+def _synth(tmp_path: Path, team: dict[str, Any], platform: dict[str, Any]) -> Path:
+    for name, doc in (("team-t", team), ("platform", platform)):
+        (tmp_path / "cdktf.out" / "stacks" / name).mkdir(parents=True)
+        (tmp_path / "cdktf.out" / "stacks" / name / "cdk.tf.json").write_text(json.dumps(doc))
+    return tmp_path / "cdktf.out"
+
+
+def _call(service: str, operation: str, params: dict[str, Any]) -> Call:
+    return Call("training", "t", service, operation, REGION, targets(service, operation, params, REGION))
+
+
+CONSUME = _statement("ConsumeJobs", ["sqs:ReceiveMessage", "sqs:DeleteMessage"], ["${aws_sqs_queue.jobs.arn}"])
+READ_DATA = _statement("ReadData", ["s3:GetObject"], ["${aws_s3_bucket.data.arn}/*"])
+
+
+def test_a_granted_routable_call_is_allowed_and_unused_grants_are_listed(tmp_path: Path) -> None:
+    synth = _synth(tmp_path, _team_stack([CONSUME], [CONSUME]), _platform_stack(["sqs"]))
+    report = audit(load_stacks([synth]), [_call("sqs", "ReceiveMessage", {"QueueUrl": QUEUE_URL})])
+    assert report.ok and report.denied == 0 and report.unrouted == 0
+    (role,) = report.roles
+    assert (role.role, role.calls, role.actions) == ("p-t-training", 1, {"sqs:ReceiveMessage"})
+    assert list(role.unused) == ["sqs:DeleteMessage"]
+
+
+def test_a_call_the_role_lacks_is_denied_with_the_statement_that_would_allow_it(tmp_path: Path) -> None:
+    synth = _synth(tmp_path, _team_stack([CONSUME], [CONSUME]), _platform_stack(["sqs"]))
+    report = audit(load_stacks([synth]), [_call("sqs", "SendMessage", {"QueueUrl": QUEUE_URL, "MessageBody": "{}"})])
+    assert not report.ok and report.denied == 1
+    (denial,) = report.roles[0].denied
+    assert denial.reason == "not granted"
+    # Without state the queue ARN comes from its synthesized name, with the account matched by "*".
+    assert denial.suggestion == {"Sid": "AllowSendMessage", "Effect": "Allow", "Action": "sqs:SendMessage",
+                                 "Resource": f"arn:aws:sqs:{REGION}:{ACCOUNT}:p-t-jobs"}
+
+
+def test_a_permission_boundary_that_lacks_the_action_denies_it(tmp_path: Path) -> None:
+    synth = _synth(tmp_path, _team_stack([CONSUME, READ_DATA], [CONSUME]), _platform_stack(["sqs", "s3"]))
+    report = audit(load_stacks([synth]), [_call("s3", "GetObject", {"Bucket": "p-t-data", "Key": "x/y.csv"})])
+    (denial,) = report.roles[0].denied
+    assert (denial.request.action, denial.request.resource) == ("s3:GetObject", "arn:aws:s3:::p-t-data/x/y.csv")
+    assert denial.reason == "outside the permission boundary"
+
+
+def test_a_service_without_endpoint_or_nat_is_unrouted_for_hosts(tmp_path: Path) -> None:
+    synth = _synth(tmp_path, _team_stack([CONSUME], [CONSUME]), _platform_stack(["s3"]))
+    report = audit(load_stacks([synth]), [_call("sqs", "ReceiveMessage", {"QueueUrl": QUEUE_URL})])
+    assert report.denied == 0 and report.unrouted == 1 and dict(report.roles[0].unrouted) == {"sqs": 1}
+    with_nat = _synth(tmp_path / "nat", _team_stack([CONSUME], [CONSUME]), _platform_stack(["s3"], nat=True))
+    assert audit(load_stacks([with_nat]), [_call("sqs", "ReceiveMessage", {"QueueUrl": QUEUE_URL})]).ok
+
+
+def test_conditions_are_judged_for_string_equals(tmp_path: Path) -> None:
+    metrics = _statement("PutMetrics", ["cloudwatch:PutMetricData"], ["*"], condition=[
+        {"test": "StringEquals", "variable": "cloudwatch:namespace", "values": ["gpufleet"]}])
+    synth = _synth(tmp_path, _team_stack([metrics], [metrics]), _platform_stack(["monitoring"]))
+    ours = Call("training", "t", "cloudwatch", "PutMetricData", REGION, [("cloudwatch:PutMetricData", "*")],
+                context={"cloudwatch:namespace": "gpufleet"})
+    theirs = Call("training", "t", "cloudwatch", "PutMetricData", REGION, [("cloudwatch:PutMetricData", "*")],
+                  context={"cloudwatch:namespace": "Other"})
+    assert audit(load_stacks([synth]), [ours]).ok
+    assert audit(load_stacks([synth]), [theirs]).denied == 1
+
+
+def test_sse_kms_reads_need_decrypt_on_the_key_s3_reports(tmp_path: Path) -> None:
+    synth = _synth(tmp_path, _team_stack([READ_DATA], [READ_DATA]), _platform_stack(["s3"]))
+    call = _call("s3", "GetObject", {"Bucket": "p-t-data", "Key": "k"})
+    call.kms_key = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/replica"
+    (denial,) = audit(load_stacks([synth]), [call]).roles[0].denied
+    assert (denial.request.action, denial.request.resource, denial.request.via) == (
+        "kms:Decrypt", call.kms_key, "s3:GetObject")
+
+
+@pytest.mark.parametrize(("service", "operation", "params", "expected"), [
+    ("s3", "HeadObject", {"Bucket": "b", "Key": "k"}, [("s3:GetObject", "arn:aws:s3:::b/k")]),
+    ("s3", "ListObjectsV2", {"Bucket": "b", "Prefix": "p/"}, [("s3:ListBucket", "arn:aws:s3:::b")]),
+    ("sqs", "SendMessage", {"QueueUrl": QUEUE_URL}, [("sqs:SendMessage", f"arn:aws:sqs:{REGION}:{ACCOUNT}:p-t-jobs")]),
+    ("dynamodb", "TransactWriteItems", {"TransactItems": [{"Update": {"TableName": "jobs"}},
+                                                          {"ConditionCheck": {"TableName": "models"}}]},
+     [("dynamodb:UpdateItem", f"arn:aws:dynamodb:{REGION}::table/jobs"),
+      ("dynamodb:ConditionCheckItem", f"arn:aws:dynamodb:{REGION}::table/models")]),
+    ("autoscaling", "SetInstanceHealth", {"InstanceId": "i-1", "HealthStatus": "Unhealthy"},
+     [("autoscaling:SetInstanceHealth", f"arn:aws:ec2:{REGION}::instance/i-1")]),
+    ("logs", "PutLogEvents", {"logGroupName": "g", "logStreamName": "s"},
+     [("logs:PutLogEvents", f"arn:aws:logs:{REGION}::log-group:g:log-stream:s")]),
+    ("elbv2", "DescribeTargetHealth", {"TargetGroupArn": "arn:tg"},
+     [("elasticloadbalancing:DescribeTargetHealth", "*")]),
+])
+def test_request_parameters_become_actions_and_arns(service: str, operation: str, params: dict[str, Any],
+                                                   expected: list[tuple[str, str]]) -> None:
+    assert targets(service, operation, params, REGION) == expected
+
+
+def test_cloudtrail_events_are_judged_as_the_role_they_assumed(tmp_path: Path) -> None:
+    synth = _synth(tmp_path, _team_stack([CONSUME], [CONSUME]), _platform_stack(["sqs"]))
+    trail = tmp_path / "trail.json"
+    trail.write_text(json.dumps({"Records": [
+        {"eventSource": "sqs.amazonaws.com", "eventName": "SendMessage", "awsRegion": REGION,
+         "userIdentity": {"arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/p-t-training/i-0abc"},
+         "requestParameters": {"queueUrl": QUEUE_URL}},
+        {"eventSource": "sqs.amazonaws.com", "eventName": "ReceiveMessage", "awsRegion": REGION,
+         "userIdentity": {"arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/p-t-training/i-0abc"},
+         "requestParameters": {"queueUrl": QUEUE_URL}},
+        {"eventSource": "sqs.amazonaws.com", "eventName": "SendMessage", "awsRegion": REGION,
+         "userIdentity": {"type": "AWSService", "invokedBy": "s3.amazonaws.com"}}]}))
+    report = audit(load_stacks([synth]), read_cloudtrail(trail))
+    (role,) = report.roles
+    assert role.calls == 2 and [d.request.action for d in role.denied] == ["sqs:SendMessage"]
