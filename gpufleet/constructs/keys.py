@@ -22,8 +22,9 @@ ADMIN_ACTIONS = (
 )
 # No DescribeKey: it takes no encryption context, so the condition that pins the group could never match.
 LOG_SERVICE_ACTIONS = ("kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom", "kms:ReEncryptTo")
-USE_ACTIONS = ("kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom",
-               "kms:ReEncryptTo")
+# gpufleet never calls KMS itself: S3 (SSE-KMS), SQS and DynamoDB use the key on the caller's behalf, with
+# GenerateDataKey to write and Decrypt to read. Encrypt, ReEncrypt* and DescribeKey have no caller.
+USE_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
 
 
 class EncryptionKey(Construct):
@@ -51,11 +52,12 @@ class EncryptionKey(Construct):
         self.key_id: str = self.key.key_id
 
     def grant_encrypt_decrypt(self, grantee: Grantee, label: str) -> None:
+        """Read and write data that a service encrypts with this key on the grantee's behalf."""
         grantee.add_to_policy(Statement(sid("Use", label, "Key"), USE_ACTIONS, (self.arn,)))
 
     def grant_decrypt(self, grantee: Grantee, label: str) -> None:
-        grantee.add_to_policy(Statement(sid("Decrypt", label, "Key"), ("kms:Decrypt", "kms:DescribeKey"),
-                                        (self.arn,)))
+        """Read data that a service encrypted with this key (replicas)."""
+        grantee.add_to_policy(Statement(sid("Decrypt", label, "Key"), ("kms:Decrypt",), (self.arn,)))
 
     def allow_log_group(self, region: str, log_group_arn: str, label: str) -> None:
         """Let CloudWatch Logs encrypt and read one log group's events with this key (AWS docs, "Encrypt log

@@ -8,9 +8,9 @@ from constructs import Construct
 from gpufleet.constructs.policy import Grantee, Statement, sid
 from gpufleet.providers import SnsTopic, SqsQueue
 
-CONSUME_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
-                   "sqs:GetQueueAttributes", "sqs:GetQueueUrl")
-SEND_ACTIONS = ("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl")
+# Callers get the queue URL from the team runtime, so neither side needs GetQueueUrl or GetQueueAttributes.
+CONSUME_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility")
+SEND_ACTIONS = ("sqs:SendMessage",)
 
 
 class JobQueue(Construct):
@@ -45,10 +45,6 @@ class JobQueue(Construct):
     def grant_dead_letter(self, grantee: Grantee, label: str) -> None:
         """Send to the DLQ only (a consumer moving a message it gave up on there)."""
         grantee.add_to_policy(Statement(sid("DeadLetter", label), ("sqs:SendMessage",), (self.dlq_arn,)))
-
-    def grant_redrive(self, grantee: Grantee, label: str) -> None:
-        """Inspect and drain the DLQ (operators)."""
-        grantee.add_to_policy(Statement(sid("Redrive", label), CONSUME_ACTIONS, (self.dlq_arn,)))
 
 
 class AlarmTopic(Construct):

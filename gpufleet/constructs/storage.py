@@ -23,11 +23,16 @@ from gpufleet.providers import (
     S3BucketVersioningA,
 )
 
-READ_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion")
-WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts")
-DELETE_ACTIONS = ("s3:DeleteObject", "s3:DeleteObjectVersion")
-LIST_ACTIONS = ("s3:ListBucket", "s3:ListBucketVersions", "s3:GetBucketLocation")
-OBJECT_ACTIONS = READ_ACTIONS + WRITE_ACTIONS + DELETE_ACTIONS
+# What the grants give: the calls gpufleet makes (``gpufleet audit`` lists any granted action no call uses).
+# Nothing reads an object by version, deletes one, or lists versions or multipart parts.
+READ_ACTIONS = ("s3:GetObject",)
+# boto3's transfer manager writes large files as multipart uploads (s3:PutObject) and aborts one that fails.
+WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload")
+# Readers list: to find a prefix's objects, and so that a missing key answers 404, not 403.
+LIST_ACTIONS = ("s3:ListBucket",)
+# What the team-only Deny guards: every object action, granted or not, so a grant added later stays fenced.
+GUARDED_OBJECT_ACTIONS = ("s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:AbortMultipartUpload",
+                          "s3:ListMultipartUploadParts", "s3:DeleteObject", "s3:DeleteObjectVersion")
 
 
 @dataclass(frozen=True)
@@ -85,7 +90,7 @@ class SecureBucket(Construct):
                 conditions=(Condition("Bool", "aws:SecureTransport", ("false",)),)))
         if only_principals:
             self.policy.add(Statement(
-                "DenyObjectAccessOutsideTeam", OBJECT_ACTIONS, (f"{self.arn}/*",), effect="Deny",
+                "DenyObjectAccessOutsideTeam", GUARDED_OBJECT_ACTIONS, (f"{self.arn}/*",), effect="Deny",
                 principals={"AWS": ("*",)},
                 conditions=(Condition("ArnNotLike", "aws:PrincipalArn", tuple(only_principals)),)))
         self._policy_resource: S3BucketPolicy | None = None
@@ -121,16 +126,23 @@ class SecureBucket(Construct):
     def _objects(self, prefix: str) -> str:
         return f"{self.arn}/{prefix}*"
 
-    def grant_read(self, grantee: Grantee, label: str, prefix: str = "") -> None:
+    def grant_read(self, grantee: Grantee, label: str, prefix: str = "", *, list_bucket: bool = True) -> None:
+        """Read objects under ``prefix`` and list the bucket; ``list_bucket=False`` for a reader that only
+        fetches keys it is told (a missing one is then a 403, not a 404)."""
         grantee.add_to_policy(Statement(sid("Read", label), READ_ACTIONS, (self._objects(prefix),)))
-        self._grant_list(grantee, label)
+        if list_bucket:
+            self._grant_list(grantee, label)
 
-    def grant_write(self, grantee: Grantee, label: str, prefix: str = "") -> None:
-        grantee.add_to_policy(Statement(sid("Write", label), WRITE_ACTIONS, (self._objects(prefix),)))
-        self._grant_list(grantee, label)
+    def grant_write(self, grantee: Grantee, label: str, prefix: str = "", *, multipart: bool = True) -> None:
+        """Write objects under ``prefix``; a writer that never reads needs no listing either.
+        ``multipart=False`` for writers that only ever put small objects in one request."""
+        actions = WRITE_ACTIONS if multipart else ("s3:PutObject",)
+        grantee.add_to_policy(Statement(sid("Write", label), actions, (self._objects(prefix),)))
 
     def grant_read_write(self, grantee: Grantee, label: str, prefix: str = "") -> None:
-        grantee.add_to_policy(Statement(sid("ReadWrite", label), OBJECT_ACTIONS, (self._objects(prefix),)))
+        """Read and write objects under ``prefix`` (never delete them) and list the bucket."""
+        grantee.add_to_policy(Statement(sid("ReadWrite", label), READ_ACTIONS + WRITE_ACTIONS,
+                                        (self._objects(prefix),)))
         self._grant_list(grantee, label)
 
     def replicate_to(self, replica: SecureBucket, *, role: Grantee, role_arn: str, source_key_arn: str,

@@ -63,7 +63,7 @@ class TeamStack(GpufleetStack):
                               key_arn=self.key.arn, visibility_timeout_s=QUEUE_VISIBILITY_S,
                               ignore_redrive_drift=target.local)
         self.tables = {t: Table(self, f"table-{t}", name=self.aws_name(t, "dynamodb"), keys=keys,
-                                key_arn=self.key.arn, deletion_protection=not target.local)
+                                key_arn=self.key.arn, region=self.region, deletion_protection=not target.local)
                        for t, keys in TABLE_KEYS.items()}
         self.roles = build_roles(self, role_names, list(team.operators))
         self.images = ImageRepository(self, "images", name=self.aws_name("images"), key_arn=self.key.arn,
@@ -164,7 +164,7 @@ class TeamStack(GpufleetStack):
         """Replicated artifacts stay encrypted with the DR replica key the lost region's stack made here."""
         alias = DataAwsKmsAlias(self, "replica-key", name=f"alias/{self.cfg.platform.name}/{self.spec.name}-dr")
         for role in (self.roles.training, self.roles.serving, self.roles.operator):
-            role.add_to_policy(Statement(sid("Decrypt", "replica", "Key"), ("kms:Decrypt", "kms:DescribeKey"),
+            role.add_to_policy(Statement(sid("Decrypt", "replica", "Key"), ("kms:Decrypt",),
                                          (alias.target_key_arn,)))
 
     def _queue_alarms(self) -> list[str]:

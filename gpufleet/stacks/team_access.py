@@ -27,11 +27,10 @@ PUT_METRICS = Statement("PutGpufleetMetrics", ("cloudwatch:PutMetricData",), ("*
                         conditions=(Condition("StringEquals", "cloudwatch:namespace", (METRIC_NAMESPACE,)),))
 # Describe calls of ELB and Auto Scaling support no resource-level permissions (AWS service
 # authorization reference), so they take "*"; they reveal configuration, never data.
+# Only what rollouts and `gpufleet fleet` read (rollout/fleet.py): rule weights, target health, capacity.
 DESCRIBE_FLEETS = Statement("DescribeFleets", (
     "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules",
-    "elasticloadbalancing:DescribeTargetGroups", "elasticloadbalancing:DescribeTargetHealth",
-    "elasticloadbalancing:DescribeLoadBalancers", "autoscaling:DescribeAutoScalingGroups",
-    "autoscaling:DescribeAutoScalingInstances"), ("*",))
+    "elasticloadbalancing:DescribeTargetHealth", "autoscaling:DescribeAutoScalingGroups"), ("*",))
 
 
 @dataclass(frozen=True)
@@ -87,7 +86,7 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
     # The agent's session policy narrows each job to its own checkpoint and log prefixes.
     buckets["data"].grant_read(j, "data-bucket")
     buckets["checkpoints"].grant_read_write(j, "checkpoints-bucket")
-    buckets["logs"].grant_write(j, "job-logs", prefix="jobs/")
+    buckets["logs"].grant_write(j, "job-log-objects", prefix="jobs/")
     # By name, not the role's ARN attribute: the shared boundary holds this statement, and the job role's
     # trust names the training role, whose boundary that is (a reference would be a dependency cycle).
     t.add_to_policy(Statement("AssumeJobRole", ("sts:AssumeRole",), (role_arn_of(j),)))
@@ -97,23 +96,23 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
     buckets["artifacts"].grant_read(t, "job-code", prefix="code/")
     buckets["artifacts"].grant_read(t, "model-artifacts", prefix="models/")
     buckets["artifacts"].grant_write(t, "model-artifacts", prefix="models/")
-    for b in ("checkpoints", "logs"):
-        buckets[b].grant_read_write(t, f"{b}-bucket")
+    buckets["checkpoints"].grant_read_write(t, "checkpoints-bucket")   # restored and synced
+    buckets["logs"].grant_write(t, "logs-bucket")   # the job log, shipped when the attempt ends
     queue.grant_consume(t, "job-queue")
     queue.grant_send(t, "job-queue")   # an interrupted job goes back as a fresh message
     queue.grant_dead_letter(t, "job-queue")   # a job given up after max_attempts
     tables["jobs"].grant_read_write(t, "jobs-table")
-    tables["models"].grant_read_write(t, "models-table")
+    tables["models"].grant_read_write(t, "models-table")   # the next version number is a query
     training.grant_lifecycle(t, "training")
     job_logs.grant_write(t, "job-logs")
     t.add_to_policy(PUT_METRICS)
-    # Serving hosts: read approved models, write captured requests and logs, read endpoint state.
-    buckets["artifacts"].grant_read(s, "model-artifacts", prefix="models/")
-    buckets["capture"].grant_write(s, "capture-bucket")
-    buckets["logs"].grant_write(s, "logs-bucket")
-    tables["endpoints"].grant_read(s, "endpoints-table")
-    tables["models"].grant_read(s, "models-table")
-    tables["approvals"].grant_read(s, "approvals-table")
+    # Serving hosts: read approved models, write captured requests, read endpoint state.
+    # The agent fetches the one key the approval pins; any failure rejects the artifact (serving/artifacts.py).
+    buckets["artifacts"].grant_read(s, "model-artifacts", prefix="models/", list_bucket=False)
+    # Captured requests go in batches of small JSON lines, one put_object each (agent/serving/capture.py).
+    buckets["capture"].grant_write(s, "capture-bucket", multipart=False)
+    tables["endpoints"].grant_get(s, "endpoints-table")   # the agent follows its endpoint's record
+    tables["approvals"].grant_get(s, "approvals-table")   # and the approved artifact of the version it serves
     for fleet in endpoints.values():
         fleet.grant_report_health(s, f"endpoint-{fleet.name}")
     s.add_to_policy(PUT_METRICS)
@@ -121,16 +120,14 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
     for name, bucket in buckets.items():
         bucket.grant_read_write(o, f"{name}-bucket")
     queue.grant_send(o, "job-queue")
-    queue.grant_redrive(o, "job-queue")
-    for name, table in tables.items():
-        table.grant_read_write(o, f"{name}-table")
+    for name, table in tables.items():   # job list, the registry and endpoint exports scan
+        table.grant_read_write(o, f"{name}-table", scan=True)
     training.grant_scale(o, "training")
     for fleet in endpoints.values():
         fleet.grant_shift_traffic(o, f"endpoint-{fleet.name}")
         fleet.grant_scale(o, f"endpoint-{fleet.name}")
     if alarm_arns:
         o.add_to_policy(Statement("ReadAlarms", ("cloudwatch:DescribeAlarms",), tuple(alarm_arns)))
-    o.add_to_policy(Statement("ReadMetrics", ("cloudwatch:GetMetricData",), ("*",)))  # no resource type
     o.add_to_policy(DESCRIBE_FLEETS)
 
 

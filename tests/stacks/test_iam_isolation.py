@@ -16,10 +16,9 @@ from tests.stacks.conftest import REF, Synth, config_with, data_sources, resourc
 ACCOUNT, REGION = "123456789012", "us-east-1"
 # Actions AWS offers no resource type for; the only statements allowed a "*" resource.
 NO_RESOURCE_ACTIONS = {
-    "cloudwatch:PutMetricData", "cloudwatch:GetMetricData", "elasticloadbalancing:DescribeListeners",
-    "elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeTargetGroups",
-    "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeLoadBalancers",
-    "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
+    "cloudwatch:PutMetricData", "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules",
+    "elasticloadbalancing:DescribeTargetHealth", "autoscaling:DescribeAutoScalingGroups",
+    "ecr:GetAuthorizationToken",
 }
 NAME_FIELDS = ("bucket", "name", "alarm_name", "description")
 

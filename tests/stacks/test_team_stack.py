@@ -398,6 +398,37 @@ def test_host_roles_are_granted_every_call_their_agents_make_on_their_own_resour
     assert not _granted(training, "logs:CreateLogGroup"), "the stack owns the group"
 
 
+
+def _actions(statements: dict[str, dict[str, Any]]) -> set[str]:
+    return {a for s in statements.values() if s["effect"] == "Allow" for a in s["actions"]}
+
+
+def test_roles_get_only_the_actions_their_calls_use(aws_stacks: Synth) -> None:
+    """Least privilege as `gpufleet audit` measures it: no KMS action beyond what S3, SQS and DynamoDB use
+    for the caller, no deletes, no object versions, no batch or describe calls nothing makes, no DLQ grant."""
+    doc = aws_stacks[TEAM]
+    roles = {r: _role_statements(doc, r) for r in ("training", "serving", "operator")}
+    never = {"kms:Encrypt", "kms:DescribeKey", "kms:ReEncryptFrom", "kms:ReEncryptTo", "s3:DeleteObject",
+             "s3:DeleteObjectVersion", "s3:GetObjectVersion", "s3:ListBucketVersions", "s3:GetBucketLocation",
+             "s3:ListMultipartUploadParts", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem",
+             "dynamodb:DeleteItem", "dynamodb:DescribeTable", "dynamodb:ConditionCheckItem",
+             "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "cloudwatch:GetMetricData"}
+    via_dynamodb = [{"test": "StringEquals", "variable": "kms:ViaService",
+                     "values": ["dynamodb.us-east-1.amazonaws.com"]}]
+    for role, statements in roles.items():
+        table_keys = {sid: s for sid, s in statements.items() if s.get("condition") == via_dynamodb}
+        assert table_keys, f"{role}: DynamoDB uses the table key for the caller: it needs a ViaService grant"
+        assert all(set(s["actions"]) == {"kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"}
+                   for s in table_keys.values())
+        others = {sid: s for sid, s in statements.items() if sid not in table_keys}
+        assert not _actions(others) & never, role
+    assert {a for a in _actions(roles["serving"]) if a.startswith(("dynamodb:", "s3:"))} == {
+        "dynamodb:GetItem", "s3:GetObject", "s3:PutObject"}
+    assert "dynamodb:Scan" not in _actions(roles["training"])
+    assert _granted(roles["operator"], "dynamodb:Scan"), "`gpufleet job list` and the registry export scan"
+    (dlq,) = [k for k, r in resources(doc, "aws_sqs_queue").items() if r["name"] == "acme-vision-jobs-dlq"]
+    assert not [r for s in roles["operator"].values() for r in s["resources"] if f"aws_sqs_queue.{dlq}." in r]
+
 def test_job_log_group_is_kms_encrypted_kept_a_year_and_in_the_runtime(aws_stacks: Synth) -> None:
     doc = aws_stacks[TEAM]
     group = one(doc, "aws_cloudwatch_log_group")
