@@ -26,6 +26,8 @@ REF = re.compile(r"\$\{(data\.)?([a-z0-9_]+)\.([A-Za-z0-9_-]+)\.([a-z_]+)\}")
 KNOWN_FALSE_POSITIVES = {
     ("RESOURCE_MISMATCH", "elasticloadbalancing:ModifyListener"):
         "parliament's action table predates listener/app/... ARNs; AWS's service reference lists them",
+    ("RESOURCE_MISMATCH", "elasticloadbalancing:ModifyRule"):
+        "parliament's action table predates listener-rule/app/... ARNs; AWS's service reference lists them",
     ("RESOURCE_STAR", "key policy"):
         'in a KMS key policy "*" is the key itself (AWS docs, "Key policies in AWS KMS")',
     ("MALFORMED", "trust policy"):
@@ -67,6 +69,9 @@ def _arn(doc: dict[str, Any], match: re.Match[str]) -> str:
         return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     if kind == "aws_lb_listener":
         return f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:listener/app/alb/50dc6c495c0c9188/f2f7d6f0"
+    if kind == "aws_lb_listener_rule":
+        return (f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:listener-rule/app/alb/50dc6c495c0c9188/"
+                "f2f7d6f0/9683b2d02a6cabee")
     if kind == "aws_cloudwatch_metric_alarm" and attr == "alarm_name":
         return str(target["alarm_name"])
     if kind == "aws_iam_role":
