@@ -24,8 +24,6 @@ REF = re.compile(r"\$\{(data\.)?([a-z0-9_]+)\.([A-Za-z0-9_-]+)\.([a-z_]+)\}")
 # (issue, statement sid or document, action) -> why it is not a defect. parliament reads identity
 # policies; resource policies and its old action table explain the rest.
 KNOWN_FALSE_POSITIVES = {
-    ("RESOURCE_MISMATCH", "elasticloadbalancing:ModifyListener"):
-        "parliament's action table predates listener/app/... ARNs; AWS's service reference lists them",
     ("RESOURCE_MISMATCH", "elasticloadbalancing:ModifyRule"):
         "parliament's action table predates listener-rule/app/... ARNs; AWS's service reference lists them",
     ("RESOURCE_STAR", "key policy"):
@@ -116,8 +114,8 @@ def _kind(doc: dict[str, Any], name: str) -> str:
 def _finding_key(finding: Any, kind: str) -> tuple[str, str]:
     detail = finding.detail if isinstance(finding.detail, list) else [finding.detail]
     actions = {d.get("action") for d in detail if isinstance(d, dict)}
-    if finding.issue == "RESOURCE_MISMATCH" and actions == {"elasticloadbalancing:ModifyListener"}:
-        return finding.issue, "elasticloadbalancing:ModifyListener"
+    if finding.issue == "RESOURCE_MISMATCH" and actions == {"elasticloadbalancing:ModifyRule"}:
+        return finding.issue, "elasticloadbalancing:ModifyRule"
     return finding.issue, kind
 
 
