@@ -180,12 +180,32 @@ class Endpoint(_Strict):
     target_requests_per_instance: int = Field(default=100, ge=1, le=100_000)
     internet_facing: bool = False
     certificate_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/.+$")
+    allowed_cidrs: list[str] = Field(default_factory=list, max_length=50,
+                                     description="Client networks; internal endpoints default to the VPC")
+    public: bool = Field(default=False, description="Says an internet-facing endpoint may take clients from "
+                                                    "anywhere (0.0.0.0/0)")
+    waf: bool = Field(default=True, description="Internet-facing: a WAF web ACL with AWS managed rules")
     capture_percentage: float = Field(default=0.0, ge=0.0, le=100.0)
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         return _dns_name(v, 12)
+
+    @field_validator("allowed_cidrs")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        for cidr in v:
+            try:
+                ipaddress.IPv4Network(cidr, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"{cidr!r} is not an IPv4 network ({exc}; e.g. '203.0.113.0/24')") from None
+        return v
+
+    @property
+    def client_cidrs(self) -> list[str]:
+        """Where clients may connect from; empty means the VPC (internal endpoints)."""
+        return self.allowed_cidrs or (["0.0.0.0/0"] if self.public else [])
 
     @model_validator(mode="after")
     def _min_le_max(self) -> Endpoint:
@@ -252,12 +272,15 @@ class _Validated:
     team_names: list[tuple[int, str]]                          # (team index, name)
     endpoint_names: list[tuple[int, str, list[tuple[int, str]]]]  # (team index, team name, [(index, name)])
     fleets: list[TrainingFleet]                                 # the training fleets that are valid
+    valid_endpoints: list[tuple[str, Endpoint]]                 # (path, endpoint) of those that are valid
 
     @classmethod
     def of_config(cls, cfg: PlatformConfig) -> _Validated:
         return cls(cfg.platform, frozenset(), list(enumerate(cfg.team_names)),
                    [(i, t.name, list(enumerate(e.name for e in t.endpoints))) for i, t in enumerate(cfg.teams)],
-                   [t.training for t in cfg.teams])
+                   [t.training for t in cfg.teams],
+                   [(f"teams[{i}].endpoints[{j}]", e) for i, t in enumerate(cfg.teams)
+                    for j, e in enumerate(t.endpoints)])
 
     @classmethod
     def of_data(cls, data: dict[str, Any]) -> _Validated:
@@ -274,7 +297,13 @@ class _Validated:
             fleet, bad = _validate_leniently(TrainingFleet, t.get("training"))
             if fleet is not None and not bad & {"instance_types", "max_instances"}:
                 fleets.append(fleet)
-        return cls(platform, invalid, names, endpoints, fleets)
+        valid_endpoints = []
+        for i, t in teams:
+            for j, raw in enumerate(t["endpoints"] if isinstance(t.get("endpoints"), list) else []):
+                ep, bad = _validate_leniently(Endpoint, raw)
+                if ep is not None and not bad:
+                    valid_endpoints.append((f"teams[{i}].endpoints[{j}]", ep))
+        return cls(platform, invalid, names, endpoints, fleets, valid_endpoints)
 
 
 def cross_field_problems(cfg: PlatformConfig) -> list[str]:
@@ -297,6 +326,8 @@ def _problems_across(v: _Validated) -> list[str]:
                 problems.append(f"teams[{i}].endpoints[{j}].name: {name!r} is used twice in team "
                                 f"{team!r} (endpoint names must be unique per team)")
             endpoint_seen.add(name)
+    for where, ep in v.valid_endpoints:
+        problems += exposure_problems(ep, where)
     if v.platform and v.platform.max_gpus is not None and "max_gpus" not in v.invalid_platform_fields:
         # With invalid fleets left out the sum is a lower bound: over the quota is still over.
         total = sum(f.max_gpus for f in v.fleets)
@@ -316,6 +347,27 @@ def _platform_problems(p: Platform, invalid: frozenset[str]) -> list[str]:
     if not invalid & {"vpc_cidr", "az_count"} and 2 ** (24 - prefix) < subnets_needed:
         problems.append(f"platform.vpc_cidr: {p.vpc_cidr} has room for {2 ** (24 - prefix)} /24 subnets, "
                         f"{subnets_needed} needed for {p.az_count} AZs (use a larger range or fewer AZs)")
+    return problems
+
+
+def exposure_problems(ep: Endpoint, where: str) -> list[str]:
+    """An endpoint reachable from the internet must be TLS-only and allow-listed, unless declared public."""
+    anywhere = [c for c in ep.allowed_cidrs if ipaddress.IPv4Network(c).prefixlen == 0]
+    problems = []
+    if anywhere and not ep.public:
+        problems.append(f"{where}.allowed_cidrs: {anywhere[0]!r} lets anyone on the internet connect "
+                        "(list your clients' networks, or set public: true if the endpoint is meant to be public)")
+    if not ep.internet_facing:
+        if ep.public:
+            problems.append(f"{where}.public: only an internet-facing endpoint can be public "
+                            "(remove public, or set internet_facing: true)")
+        return problems
+    if ep.certificate_arn is None:
+        problems.append(f"{where}.certificate_arn: an internet-facing endpoint serves HTTPS only and needs a "
+                        "certificate (set it to an ACM certificate ARN, or set internet_facing: false)")
+    if not ep.client_cidrs:
+        problems.append(f"{where}.allowed_cidrs: an internet-facing endpoint needs a client allow-list "
+                        "(list your clients' networks, e.g. ['203.0.113.0/24'], or set public: true)")
     return problems
 
 

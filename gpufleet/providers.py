@@ -70,6 +70,7 @@ from cdktf_cdktf_provider_aws.kms_key import KmsKey  # noqa: E402
 from cdktf_cdktf_provider_aws.launch_template import LaunchTemplate  # noqa: E402
 from cdktf_cdktf_provider_aws.lb import Lb  # noqa: E402
 from cdktf_cdktf_provider_aws.lb_listener import LbListener  # noqa: E402
+from cdktf_cdktf_provider_aws.lb_listener_rule import LbListenerRule  # noqa: E402
 from cdktf_cdktf_provider_aws.lb_target_group import LbTargetGroup  # noqa: E402
 from cdktf_cdktf_provider_aws.nat_gateway import NatGateway  # noqa: E402
 from cdktf_cdktf_provider_aws.provider import AwsProvider, AwsProviderDefaultTags, AwsProviderEndpoints  # noqa: E402
@@ -93,6 +94,8 @@ from cdktf_cdktf_provider_aws.sqs_queue import SqsQueue  # noqa: E402
 from cdktf_cdktf_provider_aws.subnet import Subnet  # noqa: E402
 from cdktf_cdktf_provider_aws.vpc import Vpc  # noqa: E402
 from cdktf_cdktf_provider_aws.vpc_endpoint import VpcEndpoint  # noqa: E402
+from cdktf_cdktf_provider_aws.wafv2_web_acl import Wafv2WebAcl  # noqa: E402
+from cdktf_cdktf_provider_aws.wafv2_web_acl_association import Wafv2WebAclAssociation  # noqa: E402
 
 S3BucketLogging = S3BucketLoggingA
 S3BucketServerSideEncryptionConfiguration = S3BucketServerSideEncryptionConfigurationA
@@ -131,6 +134,7 @@ __all__ = [
     "LaunchTemplate",
     "Lb",
     "LbListener",
+    "LbListenerRule",
     "LbTargetGroup",
     "NatGateway",
     "Route",
@@ -154,4 +158,6 @@ __all__ = [
     "Subnet",
     "Vpc",
     "VpcEndpoint",
+    "Wafv2WebAcl",
+    "Wafv2WebAclAssociation",
 ]

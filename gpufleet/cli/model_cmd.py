@@ -48,12 +48,12 @@ def list_(name: str | None, team: str | None, as_json: bool) -> None:
 @team_option
 @handle_errors
 def show(ref: str, team: str | None) -> None:
-    """One version's record: artifact, sha256, status and lineage."""
-    from gpufleet.store.models import get_model_version
+    """One version's record: artifact, sha256, status (as the operator decided) and lineage."""
+    from gpufleet.registry.models import show_model_version
 
     name, version = parse_model_ref(ref, "NAME:VERSION")
     ctx = team_context(team)
-    click.echo(json.dumps(get_model_version(ctx.aws, ctx.runtime, name, version), indent=2, default=str))
+    click.echo(json.dumps(show_model_version(ctx.aws, ctx.runtime, name, version), indent=2, default=str))
 
 
 @model.command()

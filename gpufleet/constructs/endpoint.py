@@ -1,5 +1,10 @@
-"""EndpointFleet: an ALB with blue/green target groups behind one weighted listener, an ASG per
-variant with target tracking on requests per target, and the alarms rollouts watch."""
+"""EndpointFleet: an ALB with blue/green target groups behind one weighted listener rule, an ASG per
+variant with target tracking on requests per target, and the alarms rollouts watch.
+
+Clients reach only the SageMaker paths (``/ping``, ``/invocations``): the listener's rule forwards those,
+and its default action answers a fixed 404 for everything else (the agent's ``/metrics`` included).
+With a certificate the listener is HTTPS and port 80 only redirects to it.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +18,23 @@ from gpufleet.constructs.launch import GpuLaunchTemplate
 from gpufleet.constructs.policy import Grantee, Statement, sid
 from gpufleet.constructs.suppress import skip_checks
 from gpufleet.constructs.training import POLICY_IGNORED, asg_tags
+from gpufleet.constructs.waf import RegionalWebAcl
 from gpufleet.providers import (
     AutoscalingGroup,
     AutoscalingPolicy,
     CloudwatchMetricAlarm,
     Lb,
     LbListener,
+    LbListenerRule,
     LbTargetGroup,
     SecurityGroup,
 )
 
 VARIANTS = ("blue", "green")
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+CLIENT_PATHS = ("/ping", "/invocations")   # the SageMaker serving contract; nothing else is exposed
+NOT_FOUND = {"type": "fixed-response", "fixed_response": {
+    "content_type": "text/plain", "message_body": "not found", "status_code": "404"}}
 
 
 @dataclass(frozen=True)
@@ -37,18 +47,23 @@ class EndpointFleet(Construct):
     """Front door in ``__init__`` (ALB, listener, target groups, alarms); capacity in ``add_variant``.
 
     Two phases because the hosts' user-data names the listener and target groups this creates.
-    The listener's weights start all-blue; Terraform ignores later changes, since rollouts own them.
+    The forward rule's weights start all-blue; Terraform ignores later changes, since rollouts own them.
+    ``client_cidrs`` defaults to the VPC; ``waf`` puts AWS managed rules in front of an internet-facing one.
     """
 
     def __init__(self, scope: Construct, fleet_id: str, *, name: str, target_group_names: Mapping[str, str],
                  vpc_id: str, vpc_cidr: str, subnet_ids: Sequence[str], internal: bool = True,
-                 certificate_arn: str | None = None, serving_port: int = 8080, health_path: str = "/ping",
+                 certificate_arn: str | None = None, client_cidrs: Sequence[str] = (), waf: bool = False,
+                 serving_port: int = 8080, health_path: str = "/ping",
                  access_logs_bucket: str | None = None, alarm_topic_arn: str | None = None,
                  alarms: EndpointAlarms = EndpointAlarms(), tags: Mapping[str, str] | None = None) -> None:
         super().__init__(scope, fleet_id)
+        if not internal and certificate_arn is None:
+            raise ValueError(f"endpoint {name}: an internet-facing load balancer needs a certificate_arn (HTTPS only)")
         self.name, self.serving_port, self.subnet_ids = name, serving_port, list(subnet_ids)
         self.tags = dict(tags or {})
-        self.alb_sg = self._alb_security_group(vpc_id, vpc_cidr, internal, certificate_arn is not None)
+        self.alb_sg = self._alb_security_group(vpc_id, vpc_cidr, list(client_cidrs) or [vpc_cidr],
+                                               certificate_arn is not None)
         self.host_sg = SecurityGroup(
             self, "host-sg", name=f"{name}-hosts", vpc_id=vpc_id, description=f"{name} serving hosts",
             ingress=blocks([{"description": "Inference traffic from the load balancer", "protocol": "tcp",
@@ -62,30 +77,39 @@ class EndpointFleet(Construct):
                       if access_logs_bucket else None)
         skip_checks(self.alb, {"CKV_AWS_150": "deletion protection would make `gpufleet destroy` fail; "
                                               "the load balancer holds no data and is recreated from config"})
-        if internal:
-            skip_checks(self.alb, {"CKV2_AWS_28": "internal load balancer in private subnets: no WAF",
-                                   "CKV2_AWS_76": "internal load balancer in private subnets: no WAF"})
+        if waf:
+            RegionalWebAcl(self, "waf", name=name, resource_arn=self.alb.arn)
+        else:
+            reason = ("internal load balancer in private subnets: no WAF" if internal else
+                      "internet-facing without WAF: the endpoint's waf setting is false (TLS and an allow-list "
+                      "still apply)")
+            skip_checks(self.alb, {"CKV2_AWS_28": reason, "CKV2_AWS_76": reason})
         self.target_groups = {v: self._target_group(v, target_group_names[v], vpc_id, health_path) for v in VARIANTS}
         self.listener = self._listener(certificate_arn)
+        self.forward_rule = self._forward_rule()
         self.alb_dns: str = self.alb.dns_name
         self.listener_arn: str = self.listener.arn
+        self.rule_arn: str = self.forward_rule.arn
         self.alarm_names: list[str] = []
         for v in VARIANTS:
             self._alarms(v, alarms, alarm_topic_arn)
         self.asgs: dict[str, AutoscalingGroup] = {}
         self.asg_arn_patterns: list[str] = []
 
-    def _alb_security_group(self, vpc_id: str, vpc_cidr: str, internal: bool, tls: bool) -> SecurityGroup:
-        port = 443 if tls else 80
-        source = vpc_cidr if internal else "0.0.0.0/0"
+    def _alb_security_group(self, vpc_id: str, vpc_cidr: str, sources: list[str], tls: bool) -> SecurityGroup:
+        ingress = [{"description": "Clients", "protocol": "tcp", "from_port": 443 if tls else 80,
+                    "to_port": 443 if tls else 80, "cidr_blocks": sources}]
+        if tls:
+            ingress.append({"description": "Clients, redirected to HTTPS", "protocol": "tcp", "from_port": 80,
+                            "to_port": 80, "cidr_blocks": sources})
         sg = SecurityGroup(
             self, "alb-sg", name=f"{self.name}-alb", vpc_id=vpc_id, description=f"{self.name} load balancer",
-            ingress=blocks([{"description": "Clients", "protocol": "tcp", "from_port": port, "to_port": port,
-                      "cidr_blocks": [source]}]),
+            ingress=blocks(ingress),
             egress=blocks([{"description": "Serving hosts", "protocol": "tcp", "from_port": self.serving_port,
                      "to_port": self.serving_port, "cidr_blocks": [vpc_cidr]}]))
-        if not internal:
-            skip_checks(sg, {"CKV_AWS_260": "internet-facing endpoint: clients come from anywhere"})
+        if "0.0.0.0/0" in sources:
+            skip_checks(sg, {"CKV_AWS_260": "declared public (the endpoint's public: true): port 80 only "
+                                            "redirects to HTTPS"})
         return sg
 
     def _target_group(self, variant: str, tg_name: str, vpc_id: str, health_path: str) -> LbTargetGroup:
@@ -99,19 +123,29 @@ class EndpointFleet(Construct):
         return tg
 
     def _listener(self, certificate_arn: str | None) -> LbListener:
-        forward = {"type": "forward", "forward": {"target_group": [
-            {"arn": self.target_groups["blue"].arn, "weight": 100},
-            {"arn": self.target_groups["green"].arn, "weight": 0}]}}
         tls = certificate_arn is not None
         listener = LbListener(self, "listener", load_balancer_arn=self.alb.arn, port=443 if tls else 80,
-                              protocol="HTTPS" if tls else "HTTP", default_action=blocks([forward]),
-                              certificate_arn=certificate_arn, ssl_policy=TLS_POLICY if tls else None,
-                              lifecycle={"ignore_changes": ["default_action"]})
-        if not tls:
+                              protocol="HTTPS" if tls else "HTTP", default_action=blocks([NOT_FOUND]),
+                              certificate_arn=certificate_arn, ssl_policy=TLS_POLICY if tls else None)
+        if tls:
+            LbListener(self, "http-redirect", load_balancer_arn=self.alb.arn, port=80, protocol="HTTP",
+                       default_action=blocks([{"type": "redirect", "redirect": {
+                           "port": "443", "protocol": "HTTPS", "status_code": "HTTP_301"}}]))
+        else:
+            # Config validation refuses an internet-facing endpoint without a certificate.
             reason = "no certificate_arn configured for this internal endpoint; set one to serve HTTPS"
             skip_checks(listener, {"CKV_AWS_2": reason, "CKV_AWS_103": reason})
             skip_checks(self.alb, {"CKV2_AWS_20": reason})
         return listener
+
+    def _forward_rule(self) -> LbListenerRule:
+        forward = {"type": "forward", "forward": {"target_group": [
+            {"arn": self.target_groups["blue"].arn, "weight": 100},
+            {"arn": self.target_groups["green"].arn, "weight": 0}]}}
+        return LbListenerRule(self, "forward", listener_arn=self.listener.arn, priority=10,
+                              action=blocks([forward]),
+                              condition=blocks([{"path_pattern": {"values": list(CLIENT_PATHS)}}]),
+                              lifecycle={"ignore_changes": ["action"]})
 
     def _alarms(self, variant: str, limits: EndpointAlarms, topic_arn: str | None) -> None:
         dims = {"LoadBalancer": self.alb.arn_suffix, "TargetGroup": self.target_groups[variant].arn_suffix}
@@ -170,6 +204,6 @@ class EndpointFleet(Construct):
                                         tuple(self.asg_arn_patterns)))
 
     def grant_shift_traffic(self, grantee: Grantee, label: str) -> None:
-        """Change the listener's weights (rollouts) and read target health."""
-        grantee.add_to_policy(Statement(sid("ShiftTraffic", label), ("elasticloadbalancing:ModifyListener",),
-                                        (self.listener_arn,)))
+        """Change the forward rule's weights (rollouts)."""
+        grantee.add_to_policy(Statement(sid("ShiftTraffic", label), ("elasticloadbalancing:ModifyRule",),
+                                        (self.rule_arn,)))

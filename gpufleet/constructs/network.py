@@ -28,11 +28,11 @@ from gpufleet.providers import (
 
 # Every AWS service the host agents call (gpufleet/agent/**), as boto3 client name -> VPC endpoint service
 # (com.amazonaws.<region>.<service>). Private hosts reach them through these endpoints; without a NAT
-# gateway nothing else is reachable. Not listed, because hosts never call them: KMS (S3, SQS and DynamoDB
-# call it for the hosts, server-side), STS (instance-profile credentials come from IMDS) and EC2 (the
-# identity comes from IMDS).
+# gateway nothing else is reachable. STS is listed because training agents assume the team's job role for
+# each job. Not listed, because hosts never call them: KMS (S3, SQS and DynamoDB call it for the hosts,
+# server-side) and EC2 (the identity comes from IMDS).
 HOST_SERVICES = {"s3": "s3", "dynamodb": "dynamodb", "sqs": "sqs", "cloudwatch": "monitoring", "logs": "logs",
-                 "autoscaling": "autoscaling", "ecr": "ecr.api"}
+                 "autoscaling": "autoscaling", "ecr": "ecr.api", "sts": "sts"}
 # Endpoints for traffic that is no boto3 client call: image pulls from ECR's registry (its layers then
 # come from S3, through the S3 gateway endpoint).
 HOST_TRAFFIC = ("ecr.dkr",)

@@ -19,6 +19,7 @@ from gpufleet.aws import AwsClients
 from gpufleet.registry.export import ENDPOINTS_EXPORT_KEY, EXPORT_KEY, export_registry, read_export
 from gpufleet.rollout.fleet import TargetHealth
 from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.store.approvals import record_decision
 from gpufleet.store.dynamo import from_item, to_item
 from gpufleet.store.endpoints import EndpointTable
 
@@ -107,6 +108,10 @@ def restore_models(clients: AwsClients, runtime: TeamRuntime, report: RestoreRep
             report.models_unchanged.append(ref)
             continue
         table.put_item(Item=to_item(record))
+        if record.get("status") in ("Approved", "Rejected"):
+            # The export carries the operator's decisions; the rebuilt region's approvals table gets them
+            # back, pinned to the replica artifact whose sha256 was just checked.
+            record_decision(clients, runtime, record, record["status"], record.get("status_reason"))
         report.models_restored.append(ref)
     if report.models_restored:
         export_registry(clients, runtime)  # the rebuilt region's own export, for its own next loss

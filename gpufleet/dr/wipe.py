@@ -39,7 +39,7 @@ def _delete_team(aws: AwsClients, rt: TeamRuntime) -> list[str]:
         with contextlib.suppress(ClientError):
             asg.delete_auto_scaling_group(AutoScalingGroupName=name, ForceDelete=True)
             out.append(f"asg {name}")
-    for table in (rt.tables.jobs, rt.tables.models, rt.tables.endpoints):
+    for table in (rt.tables.jobs, rt.tables.models, rt.tables.endpoints, rt.tables.approvals):
         aws.client("dynamodb").delete_table(TableName=table)
         out.append(f"table {table}")
     for url in rt.all_queue_urls:

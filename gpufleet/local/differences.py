@@ -41,6 +41,9 @@ LOCAL_MODE_DIFFERENCES: list[tuple[str, str]] = [
     ("S3 buckets have no lifecycle configuration (no expiry, no multipart-upload cleanup)",
      "moto never runs lifecycle rules, and the AWS provider spends a fixed 55 s on each one (10 identical "
      "reads 5 s apart, as on real AWS)"),
+    ("jobs run as the local agent's own user, with no IMDS firewall rule",
+     "local agents stand in for hosts on one machine and switch no users; job code still gets only the job "
+     "role's credentials"),
 ]
 
 

@@ -1,6 +1,7 @@
 """The local stand-in for an endpoint's ALB data plane.
 
-It forwards each request to the blue or green variant by the listener's current weights (read from the
+It forwards requests on the listener rule's paths (``/ping``, ``/invocations``; anything else gets the
+listener's fixed 404) to the blue or green variant by the rule's current weights (read from the
 emulated ELBv2, where rollouts set them), only to targets whose ``/ping`` health check passes, and
 publishes the ALB's own CloudWatch metrics (``AWS/ApplicationELB``) so that the endpoint's alarms
 see what they would see on AWS.
@@ -9,12 +10,14 @@ see what they would see on AWS.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import http.client
 import itertools
 import json
 import random
 import threading
 import time
+import urllib.parse
 from collections import defaultdict
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,7 +27,7 @@ from typing import Any
 from gpufleet.aws import AwsClients
 from gpufleet.local.alarms import LOCAL_PUBLISH_EVERY_S
 from gpufleet.local.instances import LocalInstance, read_instances
-from gpufleet.rollout.fleet import read_weights
+from gpufleet.rollout.fleet import forwarded_paths, read_weights
 from gpufleet.schema import VARIANTS, Variant
 from gpufleet.schema.runtime import EndpointRuntime, TeamRuntime
 
@@ -73,6 +76,7 @@ class EndpointRouter:
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.lb_dimension = ""
+        self.paths: list[str] = []   # the forward rule's path patterns; anything else gets the listener's 404
 
     @property
     def url(self) -> str:
@@ -81,6 +85,7 @@ class EndpointRouter:
     def start(self) -> None:
         listener = self.access.client("elbv2").describe_listeners(ListenerArns=[self.ep.listener_arn])
         self.lb_dimension = alb_dimension(listener["Listeners"][0]["LoadBalancerArn"])
+        self.paths = forwarded_paths(self.access.client("elbv2"), self.ep)
         for target, name in ((self.server.serve_forever, "serve"), (self._control_loop, "control"),
                              (self._metrics_loop, "metrics")):
             threading.Thread(target=target, name=f"router-{self.endpoint}-{name}", daemon=True).start()
@@ -137,6 +142,10 @@ class EndpointRouter:
         return variant, healthy[next(self.rr) % len(healthy)].instance
 
     # --- data plane ---------------------------------------------------------------------------------
+    def forwards(self, path: str) -> bool:
+        """Whether the listener rule matches ``path`` (ALB path patterns: case-sensitive, * and ? wildcards)."""
+        return any(fnmatch.fnmatchcase(urllib.parse.urlsplit(path).path, p) for p in self.paths)
+
     def forward(self, method: str, path: str, headers: dict[str, str],
                 body: bytes) -> tuple[int, dict[str, str], bytes]:
         variant, inst = self._pick()
@@ -212,6 +221,9 @@ class EndpointRouter:
                     self._send(200, {"Content-Type": "application/json"}, json.dumps(router.health()).encode())
                     return
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if not router.forwards(self.path):
+                    self._send(404, {"Content-Type": "text/plain"}, b"not found")
+                    return
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() in ("content-type", "accept", "x-request-id")}
                 self._send(*router.forward(self.command, self.path, headers, body))

@@ -12,6 +12,7 @@ from typing import Any
 
 from gpufleet.aws import AwsClients
 from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.store.approvals import with_decisions
 from gpufleet.store.dynamo import now_iso, read_pages
 
 EXPORT_KEY = "registry-export/models.jsonl"
@@ -21,8 +22,9 @@ VERIFY_ROUNDS = 5
 
 
 def scan_models(clients: AwsClients, runtime: TeamRuntime) -> list[dict[str, Any]]:
+    """Every version, with ``status`` as the operator decided it (hosts may write the models table)."""
     items = read_pages(clients.table(runtime.tables.models).scan, ConsistentRead=True)
-    return sorted(items, key=lambda r: (r["model_name"], r["version"]))
+    return sorted(with_decisions(clients, runtime, items), key=lambda r: (r["model_name"], r["version"]))
 
 
 def export_registry(clients: AwsClients, runtime: TeamRuntime) -> str | None:

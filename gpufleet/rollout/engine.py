@@ -23,7 +23,10 @@ from gpufleet.rollout.guard import slowest_detection
 from gpufleet.rollout.steps import traffic_steps
 from gpufleet.schema import Variant
 from gpufleet.schema.runtime import EndpointRuntime, TeamRuntime
+from gpufleet.store.approvals import decided_status, get_decision
+from gpufleet.store.dynamo import Record
 from gpufleet.store.endpoints import LEASE_TTL_S, EndpointConflict, EndpointRecord, EndpointTable, Lease, take_lease
+from gpufleet.store.models import get_model_version
 
 Report = Callable[[str], None]
 log = logging.getLogger("gpufleet.rollout")
@@ -91,7 +94,7 @@ class Rollout:
 
     # --- entry points -------------------------------------------------------------------------------
     def deploy(self, model: str, version: int, kind: str = "deploy") -> EndpointRecord:
-        require_approved(self.access.client("dynamodb"), self.runtime.tables.models, model, version)
+        require_approved(self.access, self.runtime, model, version)
         rec = self.table.get_or_new(self.name)
         if rec.active_rollout:
             raise self._busy(rec.active_rollout)
@@ -370,15 +373,16 @@ class _Trip(Exception):
         self.reason = reason
 
 
-def require_approved(dynamodb: Any, table: str, model: str, version: int) -> dict[str, Any]:
-    """The model version's registry item, if it is Approved; else a user error saying what to do."""
-    item = dynamodb.get_item(TableName=table, Key={"model_name": {"S": model}, "version": {"N": str(version)}},
-                             ConsistentRead=True).get("Item")
-    if item is None:
+def require_approved(access: AwsClients, runtime: TeamRuntime, model: str, version: int) -> Record:
+    """The model version's registry record, if the operator approved it (the approvals table, pinned to
+    the artifact's sha256); else a user error saying what to do."""
+    try:
+        record = get_model_version(access, runtime, model, version)
+    except UserInputError:
         raise UserInputError([f"--model: {model}:{version} is not in the registry "
-                              "(list versions with `gpufleet model list`)"])
-    status = item.get("status", {}).get("S")
+                              "(list versions with `gpufleet model list`)"]) from None
+    status = decided_status(record, get_decision(access, runtime, model, version))
     if status != "Approved":
         raise UserInputError([f"--model: {model}:{version} is {status}, only Approved models deploy "
                               f"(approve it with `gpufleet model approve {model}:{version}`)"])
-    return item
+    return record

@@ -1,4 +1,4 @@
-"""What a rollout reads and moves on AWS: listener weights, variant capacity, target health, alarms."""
+"""What a rollout reads and moves on AWS: the forward rule's weights, variant capacity, target health, alarms."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ TargetHealth = Callable[[Variant], tuple[int, int]]
 
 
 def read_weights(elbv2: Any, ep: EndpointRuntime) -> dict[Variant, int]:
-    listener = elbv2.describe_listeners(ListenerArns=[ep.listener_arn])["Listeners"][0]
+    rule = elbv2.describe_rules(RuleArns=[ep.rule_arn])["Rules"][0]
     by_arn = {getattr(ep.target_groups, v): v for v in VARIANTS}
     weights: dict[Variant, int] = {"blue": 0, "green": 0}
-    for action in listener.get("DefaultActions", []):
+    for action in rule.get("Actions", []):
         groups = action.get("ForwardConfig", {}).get("TargetGroups") or (
             [{"TargetGroupArn": action["TargetGroupArn"], "Weight": 1}] if action.get("TargetGroupArn") else [])
         total = sum(int(g.get("Weight", 1)) for g in groups) or 1
@@ -26,10 +26,17 @@ def read_weights(elbv2: Any, ep: EndpointRuntime) -> dict[Variant, int]:
     return weights
 
 
+def forwarded_paths(elbv2: Any, ep: EndpointRuntime) -> list[str]:
+    """The path patterns the forward rule matches; the listener answers 404 to every other path."""
+    rule = elbv2.describe_rules(RuleArns=[ep.rule_arn])["Rules"][0]
+    return [v for c in rule.get("Conditions", []) if c.get("Field") == "path-pattern"
+            for v in c.get("PathPatternConfig", {}).get("Values") or c.get("Values", [])]
+
+
 def set_weights(elbv2: Any, ep: EndpointRuntime, weights: dict[Variant, int]) -> None:
     """Forward to both target groups with these weights (the stacks tell Terraform to ignore them)."""
     groups = [{"TargetGroupArn": getattr(ep.target_groups, v), "Weight": weights[v]} for v in VARIANTS]
-    elbv2.modify_listener(ListenerArn=ep.listener_arn, DefaultActions=[{
+    elbv2.modify_rule(RuleArn=ep.rule_arn, Actions=[{
         "Type": "forward", "ForwardConfig": {"TargetGroups": groups,
                                              "TargetGroupStickinessConfig": {"Enabled": False}}}])
 

@@ -13,6 +13,9 @@ TABLE_KEYS: dict[str, list[tuple[str, str, str]]] = {
     "jobs": [("job_id", "S", "HASH")],
     "models": [("model_name", "S", "HASH"), ("version", "N", "RANGE")],
     "endpoints": [("endpoint", "S", "HASH")],
+    # The operator's decisions, pinned to the artifact they judged. Only the operator role may write it,
+    # so a host (or job code holding a host's credentials) cannot approve what it registered.
+    "approvals": [("model_name", "S", "HASH"), ("version", "N", "RANGE")],
 }
 
 BUCKETS = ("data", "artifacts", "checkpoints", "capture", "logs")

@@ -1,6 +1,9 @@
-"""The registry record: one item of a team's models table, and where its artifact lives.
+"""The registry record: one item of a team's models table, and where its artifact lives; and the
+operator's decision on it, one item of the approvals table.
 
-Hosts write it (``gpufleet.store.models``), the control plane approves it and exports it, serving reads it.
+Hosts write versions (``gpufleet.store.models``); only the operator writes decisions
+(``gpufleet.store.approvals``), each pinning the artifact's URI and sha256 it judged. Serving loads
+exactly the pinned artifact of an Approved decision, whatever the models table says since.
 """
 
 from __future__ import annotations
@@ -37,6 +40,16 @@ class ModelVersionRecord(TypedDict, total=False):
     status_reason: str                 # why it was rejected
     created_at: str
     updated_at: str
+
+
+class ApprovalRecord(TypedDict, total=False):
+    model_name: str                    # hash key
+    version: int                       # range key
+    status: ModelStatus                # Approved or Rejected (no item: PendingManualApproval)
+    sha256: str                        # the artifact the operator judged
+    artifact_uri: str
+    reason: str                        # why it was rejected
+    decided_at: str
 
 
 def artifact_key(model_name: str, version: int) -> str:

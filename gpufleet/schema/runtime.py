@@ -31,6 +31,7 @@ class Tables(_Doc):
     jobs: str
     models: str
     endpoints: str
+    approvals: str
 
 
 class PriorityQueues(_Doc):
@@ -54,6 +55,7 @@ class VariantPair(_Doc):
 class EndpointRuntime(_Doc):
     alb_dns: str
     listener_arn: str
+    rule_arn: str            # the listener rule forwarding /ping and /invocations (rollouts set its weights)
     target_groups: VariantPair
     asgs: VariantPair
     alarms: list[str] = Field(default_factory=list)
@@ -69,6 +71,8 @@ class TeamRuntime(_Doc):
     tables: Tables
     training: TrainingRuntime
     endpoints: dict[str, EndpointRuntime] = Field(default_factory=dict)
+    # The role job code runs with (the training agent assumes it per job); None: jobs get no AWS credentials.
+    job_role_arn: str | None = None
     queues: PriorityQueues | None = None
 
     def queue_for(self, priority: Priority) -> str:

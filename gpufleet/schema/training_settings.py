@@ -30,3 +30,5 @@ class TrainingSettings(BaseModel):
     lifecycle_hook: str | None = None   # the ASG hook completed after a drain; default <asg>-checkpoint (the stacks')
     rendezvous_port: int = Field(default=29400, ge=0, le=65535)  # 0: any free port (loopback tests)
     python: str | None = None     # interpreter with torch for torchrun; default: the agent's own
+    job_user: str = "gpufleet-job"   # jobs run as this Unix user when the agent is root (the Ansible role makes it)
+    job_credentials_s: int = Field(default=3600, ge=900, le=43200)   # lifetime of each job-role session

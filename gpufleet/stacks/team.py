@@ -54,7 +54,8 @@ class TeamStack(GpufleetStack):
         self.key = EncryptionKey(self, "key", alias=f"{cfg.platform.name}/{team.name}",
                                  description=f"{team.name} team data key", account_root=self.account_root,
                                  account_id=self.account_id)
-        role_names = {r: self.aws_name(f"{r}", "iam_role") for r in ("boundary", "training", "serving", "operator")}
+        role_names = {r: self.aws_name(f"{r}", "iam_role")
+                      for r in ("boundary", "training", "serving", "operator", "job")}
         self.replication_role_name = self.aws_name("replication", "iam_role")
         principals = [role_arn(self, n) for r, n in role_names.items() if r != "boundary"]
         self.buckets = self._buckets(principals, role_arn(self, self.replication_role_name))
@@ -194,7 +195,8 @@ class TeamStack(GpufleetStack):
             target_group_names={v: self.aws_name(f"{ep.name}-{v}", "target_group") for v in VARIANTS},
             vpc_id=net.vpc_id, vpc_cidr=net.cidr,
             subnet_ids=net.public_subnet_ids if ep.internet_facing else net.private_subnet_ids,
-            internal=not ep.internet_facing, certificate_arn=ep.certificate_arn,
+            internal=not ep.internet_facing, certificate_arn=ep.certificate_arn, client_cidrs=ep.client_cidrs,
+            waf=ep.internet_facing and ep.waf,
             access_logs_bucket=self.platform_stack.log_bucket.name,
             alarm_topic_arn=self.platform_stack.alarm_topic.arn, tags={TAG_ROLE: "serving", TAG_ENDPOINT: ep.name})
 
@@ -205,9 +207,10 @@ class TeamStack(GpufleetStack):
             "queue_url": self.queue.url, "dlq_url": self.queue.dlq_url,
             "queues": {p: q.url for p, q in self.queues.items()},
             "tables": {t: table.name for t, table in self.tables.items()},
+            "job_role_arn": self.roles.job.arn,
             "training": {"asg": self.aws_name("training", "asg"), "log_group": self.job_logs.name},
             "endpoints": {name: {
-                "alb_dns": f.alb_dns, "listener_arn": f.listener_arn,
+                "alb_dns": f.alb_dns, "listener_arn": f.listener_arn, "rule_arn": f.rule_arn,
                 "target_groups": {v: f.target_groups[v].arn for v in VARIANTS},
                 "asgs": {v: self.aws_name(f"{name}-{v}", "asg") for v in VARIANTS},
                 "alarms": list(f.alarm_names)} for name, f in self.endpoints.items()},

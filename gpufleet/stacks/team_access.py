@@ -1,4 +1,5 @@
-"""A team's three roles (training hosts, serving hosts, human operators) and what each may touch.
+"""A team's roles (training hosts, serving hosts, human operators, and the job role that training hosts
+hand to job code) and what each may touch.
 
 Every grant names this team's own resources; ``*`` appears only where AWS has no narrower resource,
 each with its reason. The roles share one permission boundary built from the same grants.
@@ -28,10 +29,10 @@ PUT_METRICS = Statement("PutGpufleetMetrics", ("cloudwatch:PutMetricData",), ("*
                         conditions=(Condition("StringEquals", "cloudwatch:namespace", (METRIC_NAMESPACE,)),))
 # Describe calls of ELB and Auto Scaling support no resource-level permissions (AWS service
 # authorization reference), so they take "*"; they reveal configuration, never data.
-# Only what rollouts and `gpufleet fleet` read (rollout/fleet.py): listener weights, target health, capacity.
+# Only what rollouts and `gpufleet fleet` read (rollout/fleet.py): rule weights, target health, capacity.
 DESCRIBE_FLEETS = Statement("DescribeFleets", (
-    "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeTargetHealth",
-    "autoscaling:DescribeAutoScalingGroups"), ("*",))
+    "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules",
+    "elasticloadbalancing:DescribeTargetHealth", "autoscaling:DescribeAutoScalingGroups"), ("*",))
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,14 @@ class TeamRoles:
     training: ScopedRole
     serving: ScopedRole
     operator: ScopedRole
+    job: ScopedRole
     boundary: PermissionBoundary
+
+
+def role_arn_of(role: ScopedRole) -> str:
+    stack = GpufleetStack.of(role)
+    assert isinstance(stack, GpufleetStack)
+    return role_arn(stack, role.name)
 
 
 def role_arn(stack: GpufleetStack, name: str) -> str:
@@ -48,8 +56,9 @@ def role_arn(stack: GpufleetStack, name: str) -> str:
 
 
 def build_roles(stack: GpufleetStack, names: dict[str, str], operators: list[str]) -> TeamRoles:
-    """``names`` has keys boundary, training, serving, operator. With no operators configured, the
-    operator role trusts this account's principals that have MFA."""
+    """``names`` has keys boundary, training, serving, operator, job. With no operators configured, the
+    operator role trusts this account's principals that have MFA. The job role trusts the training role
+    alone: the agent assumes it for each job with a session policy narrowing it to that job's prefixes."""
     boundary = PermissionBoundary(stack, "boundary", name=names["boundary"],
                                   description=f"Ceiling of {stack.team}'s roles: its own resources only")
     training = ScopedRole(stack, "training-role", name=names["training"], boundary=boundary,
@@ -61,23 +70,36 @@ def build_roles(stack: GpufleetStack, names: dict[str, str], operators: list[str
     operator = ScopedRole(stack, "operator-role", name=names["operator"], boundary=boundary,
                           principals=operators or [stack.account_root], mfa=not operators,
                           description=f"{stack.team} operators (CLI: jobs, models, rollouts)")
+    job = ScopedRole(stack, "job-role", name=names["job"], boundary=boundary, principals=[training.arn],
+                     description=f"{stack.team} job code (assumed per job by the training agent)")
     if not operators:
         operator.skip_checks({"CKV_AWS_61": "no teams[].operators configured: principals of this account that IAM "
                                             "lets assume the role, with MFA; list operators to narrow it"})
-    return TeamRoles(training, serving, operator, boundary)
+    return TeamRoles(training, serving, operator, job, boundary)
 
 
 def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, SecureBucket],
                       queues: Mapping[Priority, JobQueue],
                       tables: dict[str, Table], training: GpuTrainingFleet, job_logs: JobLogGroup,
                       endpoints: dict[str, EndpointFleet], alarm_arns: list[str]) -> None:
-    t, s, o = roles.training, roles.serving, roles.operator
-    for role in (t, s, o):
+    t, s, o, j = roles.training, roles.serving, roles.operator, roles.job
+    for role in (t, s, o, j):
         key.grant_encrypt_decrypt(role, "team")
-    # Training hosts: read data, write artifacts/checkpoints/logs, claim jobs, register models.
+    # Job code: read inputs, write its checkpoints and logs; nothing of the registry, queue or tables.
+    # The agent's session policy narrows each job to its own checkpoint and log prefixes.
+    buckets["data"].grant_read(j, "data-bucket")
+    buckets["checkpoints"].grant_read_write(j, "checkpoints-bucket")
+    buckets["logs"].grant_write(j, "job-log-objects", prefix="jobs/")
+    # By name, not the role's ARN attribute: the shared boundary holds this statement, and the job role's
+    # trust names the training role, whose boundary that is (a reference would be a dependency cycle).
+    t.add_to_policy(Statement("AssumeJobRole", ("sts:AssumeRole",), (role_arn_of(j),)))
+    # Training hosts: read data and job code, add model artifacts (never delete one, never touch the
+    # registry export), write checkpoints/logs, claim jobs, register versions. No grant on approvals.
     buckets["data"].grant_read(t, "data-bucket")
-    for b in ("artifacts", "checkpoints"):   # job code and models; checkpoints restored and synced
-        buckets[b].grant_read_write(t, f"{b}-bucket")
+    buckets["artifacts"].grant_read(t, "job-code", prefix="code/")
+    buckets["artifacts"].grant_read(t, "model-artifacts", prefix="models/")
+    buckets["artifacts"].grant_write(t, "model-artifacts", prefix="models/")
+    buckets["checkpoints"].grant_read_write(t, "checkpoints-bucket")   # restored and synced
     buckets["logs"].grant_write(t, "logs-bucket")   # the job log, shipped when the attempt ends
     for priority, queue in queues.items():
         queue.grant_consume(t, f"{priority}-job-queue")
@@ -90,16 +112,16 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
     job_logs.grant_write(t, "job-logs")
     t.add_to_policy(PUT_METRICS)
     # Serving hosts: read approved models, write captured requests, read endpoint state.
-    # The agent fetches the one key the registry names; any failure rejects the artifact (serving/artifacts.py).
+    # The agent fetches the one key the approval pins; any failure rejects the artifact (serving/artifacts.py).
     buckets["artifacts"].grant_read(s, "model-artifacts", prefix="models/", list_bucket=False)
     # Captured requests go in batches of small JSON lines, one put_object each (agent/serving/capture.py).
     buckets["capture"].grant_write(s, "capture-bucket", multipart=False)
     tables["endpoints"].grant_get(s, "endpoints-table")   # the agent follows its endpoint's record
-    tables["models"].grant_get(s, "models-table")         # and the version it serves
+    tables["approvals"].grant_get(s, "approvals-table")   # and the approved artifact of the version it serves
     for fleet in endpoints.values():
         fleet.grant_report_health(s, f"endpoint-{fleet.name}")
     s.add_to_policy(PUT_METRICS)
-    # Operators: everything of this team's data plane, plus rollouts and scaling.
+    # Operators: everything of this team's data plane (the only writer of approvals), plus rollouts and scaling.
     for name, bucket in buckets.items():
         bucket.grant_read_write(o, f"{name}-bucket")
     for priority, queue in queues.items():

@@ -1,8 +1,9 @@
 """The team's models table: versions monotonic per model name (lower floor: hosts and the CLI both write it).
 
 A version number is claimed by a put conditional on ``attribute_not_exists``; a loser re-reads the
-latest version and tries the next number. Registration is idempotent per training job, so a job that
-is retried after a crash registers its model exactly once. Items have the shape of
+latest version and tries the next number. Registration is idempotent per training job and artifact: a
+job retried after a crash gets back the version it registered for the same tarball (sha256), and a new
+version for a different one, so a registered version's artifact never changes. Items have the shape of
 ``gpufleet.schema.registry.ModelVersionRecord``. A registration writes one item and nothing
 else: the registry export is the control plane's (``gpufleet.registry``), never a GPU host's.
 """
@@ -38,16 +39,19 @@ def latest_version(clients: AwsClients, runtime: TeamRuntime, model_name: str) -
     return int(top[0]["version"]) if top else 0
 
 
-def find_by_job(clients: AwsClients, runtime: TeamRuntime, model_name: str, job_id: str) -> Record | None:
-    found = query_versions(clients, runtime, model_name, FilterExpression=Attr("lineage.job_id").eq(job_id))
+def find_by_job(clients: AwsClients, runtime: TeamRuntime, model_name: str, job_id: str,
+                sha256: str) -> Record | None:
+    """The version this job registered for the artifact ``sha256``, if any."""
+    found = query_versions(clients, runtime, model_name,
+                           FilterExpression=Attr("lineage.job_id").eq(job_id) & Attr("sha256").eq(sha256))
     return found[0] if found else None
 
 
 def register_model_version(clients: AwsClients, runtime: TeamRuntime, model_name: str, *, sha256: str,
                            lineage: Record, max_tries: int = 20) -> Record:
-    """Claim the next version of ``model_name`` for this job (or return the one it already has)."""
+    """Claim the next version of ``model_name`` for this job's artifact (or return the one it already has)."""
     job_id = str(lineage.get("job_id", ""))
-    if job_id and (existing := find_by_job(clients, runtime, model_name, job_id)):
+    if job_id and (existing := find_by_job(clients, runtime, model_name, job_id, sha256)):
         return existing
     for attempt in range(max_tries):
         version = latest_version(clients, runtime, model_name) + 1
@@ -65,16 +69,6 @@ def register_model_version(clients: AwsClients, runtime: TeamRuntime, model_name
         return record
     raise RuntimeFailure("register model", f"{max_tries} writers beat this one to a version of {model_name}",
                          "retry the registration")
-
-
-def update_artifact(clients: AwsClients, runtime: TeamRuntime, model_name: str, version: int,
-                    sha256: str, lineage: Record) -> None:
-    """A retried job re-uploaded its artifact: record its new checksum and lineage."""
-    models_table(clients, runtime).update_item(
-        Key={"model_name": model_name, "version": version},
-        UpdateExpression="SET sha256 = :h, lineage = :l, updated_at = :t",
-        ConditionExpression="attribute_exists(model_name)",
-        ExpressionAttributeValues=to_item({":h": sha256, ":l": lineage, ":t": now_iso()}))
 
 
 def get_model_version(clients: AwsClients, runtime: TeamRuntime, model_name: str, version: int) -> Record:

@@ -1,6 +1,7 @@
-"""Test support: an endpoint's ALB, blue/green target groups, weighted listener, ASGs and 5xx alarm,
-created straight in the emulator with boto3 (the team stack makes the same on a real deploy; this skips
-Terraform's minute of ALB waits), and small model artifacts registered in the team's registry.
+"""Test support: an endpoint's ALB, blue/green target groups, a listener (404 by default) with a weighted
+rule for /ping and /invocations, ASGs and 5xx alarm, created straight in the emulator with boto3 (the team
+stack makes the same on a real deploy; this skips Terraform's minute of ALB waits), and small model
+artifacts registered in the team's registry.
 """
 
 from __future__ import annotations
@@ -34,9 +35,13 @@ def create_endpoint_resources(emu: Emulator, rt: TeamRuntime, endpoint: str, blu
                                         HealthCheckPath="/ping")["TargetGroups"][0]["TargetGroupArn"]
            for v in ("blue", "green")}
     listener = elbv2.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=80, DefaultActions=[
+        {"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404", "ContentType": "text/plain"}}],
+    )["Listeners"][0]["ListenerArn"]
+    rule = elbv2.create_rule(ListenerArn=listener, Priority=10, Conditions=[
+        {"Field": "path-pattern", "PathPatternConfig": {"Values": ["/ping", "/invocations"]}}], Actions=[
         {"Type": "forward", "ForwardConfig": {"TargetGroups": [{"TargetGroupArn": tgs["blue"], "Weight": 100},
                                                                {"TargetGroupArn": tgs["green"], "Weight": 0}]}}],
-    )["Listeners"][0]["ListenerArn"]
+    )["Rules"][0]["RuleArn"]
     ami = ec2.describe_images()["Images"][0]["ImageId"]
     ec2.create_launch_template(LaunchTemplateName=prefix, LaunchTemplateData={"ImageId": ami,
                                                                               "InstanceType": "g5.xlarge"})
@@ -59,7 +64,8 @@ def create_endpoint_resources(emu: Emulator, rt: TeamRuntime, endpoint: str, blu
                                                                    "Period": alarm_period_s, "Stat": "Sum"}},
             {"Id": "rate", "Expression": "IF(requests > 0, 100 * FILL(errors, 0) / requests, 0)", "ReturnData": True}])
     doc = rt.model_dump()
-    doc["endpoints"][endpoint] = {"alb_dns": lb["DNSName"], "listener_arn": listener, "target_groups": tgs,
+    doc["endpoints"][endpoint] = {"alb_dns": lb["DNSName"], "listener_arn": listener, "rule_arn": rule,
+                                  "target_groups": tgs,
                                   "asgs": asgs, "alarms": [alarm]}
     return TeamRuntime.model_validate(doc)
 
@@ -105,4 +111,7 @@ def register_model(emu: Emulator, rt: TeamRuntime, name: str, version: int, tarb
             "artifact_uri": {"S": f"s3://{rt.buckets.artifacts}/{key}"},
             "sha256": {"S": hashlib.sha256(tarball).hexdigest()}, "created_at": {"S": time.strftime("%FT%TZ")}}
     client(emu, "dynamodb", rt.region).put_item(TableName=rt.tables.models, Item=item)
+    if status != "PendingManualApproval":   # the operator's decision, pinned to this artifact
+        client(emu, "dynamodb", rt.region).put_item(TableName=rt.tables.approvals, Item={
+            k: item[k] for k in ("model_name", "version", "status", "artifact_uri", "sha256")})
     return item

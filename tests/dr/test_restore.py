@@ -24,6 +24,7 @@ LOST_BUCKET = "dr-lost-region-artifacts"  # where the lost region's registry sai
 
 def _endpoint_runtime(name: str) -> dict[str, Any]:
     return {"alb_dns": f"{name}.local", "listener_arn": f"arn:aws:elasticloadbalancing:::listener/{name}",
+            "rule_arn": f"arn:aws:elasticloadbalancing:::listener-rule/{name}",
             "target_groups": {"blue": "tg-b", "green": "tg-g"}, "asgs": {"blue": "asg-b", "green": "asg-g"}}
 
 

@@ -98,14 +98,16 @@ class Team:
         return client(self.emu, service)
 
     def publish_model(self, name: str, version: int, tarball: bytes, sha256: str | None = None) -> str:
-        """Upload ``models/<name>/<version>/model.tar.gz`` and put the registry record, as training does."""
+        """Upload ``models/<name>/<version>/model.tar.gz`` and put the registry record, as training does,
+        and the operator's approval of that sha256, as `gpufleet model approve` does."""
         key = f"models/{name}/{version}/model.tar.gz"
         self.client("s3").put_object(Bucket=self.runtime.buckets.artifacts, Key=key, Body=tarball)
         uri = f"s3://{self.runtime.buckets.artifacts}/{key}"
+        pinned = {"model_name": {"S": name}, "version": {"N": str(version)}, "artifact_uri": {"S": uri},
+                  "sha256": {"S": sha256 or hashlib.sha256(tarball).hexdigest()}, "status": {"S": "Approved"}}
         self.client("dynamodb").put_item(TableName=self.runtime.tables.models, Item={
-            "model_name": {"S": name}, "version": {"N": str(version)}, "artifact_uri": {"S": uri},
-            "sha256": {"S": sha256 or hashlib.sha256(tarball).hexdigest()}, "status": {"S": "Approved"},
-            "created_at": {"S": time.strftime("%Y-%m-%dT%H:%M:%SZ")}})
+            **pinned, "created_at": {"S": time.strftime("%Y-%m-%dT%H:%M:%SZ")}})
+        self.client("dynamodb").put_item(TableName=self.runtime.tables.approvals, Item=pinned)
         return uri
 
     def point_endpoint(self, endpoint: str, variant: str, name: str, version: int) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from gpufleet.agent.training.output import publish_model
 from gpufleet.aws import AwsClients
+from gpufleet.registry.models import approve_model_version
 from tests.serving.conftest import Agent, Constant, Digits, Team, pack, scripted_model_dir
 from tests.support.audit import audit_team_calls, problems
 
@@ -41,6 +42,7 @@ def test_model_from_the_training_agent_serves_predicts_and_reports(team: Team, d
     clients = AwsClients.create(team.runtime.region, team.emu.endpoint)
     published = publish_model(clients, team.runtime, digits.model_dir, "digits", {"job_id": "job-digits"})
     assert published == "digits:1"
+    approve_model_version(clients, team.runtime, "digits", 1)
     team.point_endpoint("web", "blue", "digits", 1)
     agent = start_agent("web", capture_percent=100)
     agent.wait_ready()

@@ -88,3 +88,19 @@ def config_with(overrides: dict[str, Any]) -> PlatformConfig:
     data = yaml.safe_load(EXAMPLE.read_text())
     data.update(overrides)
     return parse_config(data)
+
+
+INTERNET_FACING = {"teams": [{"name": "web", "training": {"instance_types": ["g5.xlarge"]}, "endpoints": [{
+    "name": "chat", "instance_type": "g5.xlarge", "internet_facing": True, "allowed_cidrs": ["203.0.113.0/24"],
+    "certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/abc"}]}]}
+
+
+@pytest.fixture(scope="session")
+def internet_facing_synth(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Synth]:
+    """The example platform with one team whose endpoint is internet-facing (TLS, allow-list, WAF)."""
+    return synth(config_with(INTERNET_FACING), tmp_path_factory.mktemp("internet"), "aws")
+
+
+@pytest.fixture(scope="session")
+def internet_facing_stacks(internet_facing_synth: tuple[Path, Synth]) -> Synth:
+    return internet_facing_synth[1]

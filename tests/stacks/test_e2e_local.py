@@ -116,7 +116,10 @@ def _assert_properties(emu: Emulator, prefix: str, runtimes: dict[str, Any]) -> 
     assert asg["MinSize"] == 0 and asg["MaxSize"] == 2
     endpoint = alpha.endpoints["digits"]
     listener = client(emu, "elbv2").describe_listeners(ListenerArns=[endpoint.listener_arn])["Listeners"][0]
-    weights = {g["TargetGroupArn"]: g["Weight"] for g in listener["DefaultActions"][0]["ForwardConfig"]["TargetGroups"]}
+    assert listener["DefaultActions"][0]["FixedResponseConfig"]["StatusCode"] == "404"
+    rule = client(emu, "elbv2").describe_rules(RuleArns=[endpoint.rule_arn])["Rules"][0]
+    assert sorted(rule["Conditions"][0]["PathPatternConfig"]["Values"]) == ["/invocations", "/ping"]
+    weights = {g["TargetGroupArn"]: g["Weight"] for g in rule["Actions"][0]["ForwardConfig"]["TargetGroups"]}
     assert weights == {endpoint.target_groups.blue: 100, endpoint.target_groups.green: 0}
     backups = client(emu, "dynamodb").describe_continuous_backups(TableName=alpha.tables.models)
     assert backups["ContinuousBackupsDescription"]["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] \

@@ -16,7 +16,7 @@ from tests.stacks.conftest import REF, Synth, config_with, data_sources, resourc
 ACCOUNT, REGION = "123456789012", "us-east-1"
 # Actions AWS offers no resource type for; the only statements allowed a "*" resource.
 NO_RESOURCE_ACTIONS = {
-    "cloudwatch:PutMetricData", "elasticloadbalancing:DescribeListeners",
+    "cloudwatch:PutMetricData", "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeRules",
     "elasticloadbalancing:DescribeTargetHealth", "autoscaling:DescribeAutoScalingGroups",
     "ecr:GetAuthorizationToken",
 }
@@ -133,7 +133,7 @@ def test_every_role_has_the_team_boundary_and_no_wildcard_actions_in_an_allow(tw
     for team in ("ml", "ml-ops"):
         doc = two_teams[f"team-{team}"]
         roles = resources(doc, "aws_iam_role").values()
-        assert len(roles) == 3
+        assert len(roles) == 4   # training, serving, operator, job
         assert all("aws_iam_policy.boundary" in r["permissions_boundary"] for r in roles)
         for _, statement in _statements(doc):
             if statement["effect"] == "Deny":   # a wildcard in a Deny closes gaps (the TLS-only s3:*)

@@ -24,8 +24,8 @@ REF = re.compile(r"\$\{(data\.)?([a-z0-9_]+)\.([A-Za-z0-9_-]+)\.([a-z_]+)\}")
 # (issue, statement sid or document, action) -> why it is not a defect. parliament reads identity
 # policies; resource policies and its old action table explain the rest.
 KNOWN_FALSE_POSITIVES = {
-    ("RESOURCE_MISMATCH", "elasticloadbalancing:ModifyListener"):
-        "parliament's action table predates listener/app/... ARNs; AWS's service reference lists them",
+    ("RESOURCE_MISMATCH", "elasticloadbalancing:ModifyRule"):
+        "parliament's action table predates listener-rule/app/... ARNs; AWS's service reference lists them",
     ("RESOURCE_STAR", "key policy"):
         'in a KMS key policy "*" is the key itself (AWS docs, "Key policies in AWS KMS")',
     ("MALFORMED", "trust policy"):
@@ -67,6 +67,9 @@ def _arn(doc: dict[str, Any], match: re.Match[str]) -> str:
         return f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     if kind == "aws_lb_listener":
         return f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:listener/app/alb/50dc6c495c0c9188/f2f7d6f0"
+    if kind == "aws_lb_listener_rule":
+        return (f"arn:aws:elasticloadbalancing:{REGION}:{ACCOUNT}:listener-rule/app/alb/50dc6c495c0c9188/"
+                "f2f7d6f0/9683b2d02a6cabee")
     if kind == "aws_cloudwatch_metric_alarm" and attr == "alarm_name":
         return str(target["alarm_name"])
     if kind == "aws_iam_role":
@@ -111,8 +114,8 @@ def _kind(doc: dict[str, Any], name: str) -> str:
 def _finding_key(finding: Any, kind: str) -> tuple[str, str]:
     detail = finding.detail if isinstance(finding.detail, list) else [finding.detail]
     actions = {d.get("action") for d in detail if isinstance(d, dict)}
-    if finding.issue == "RESOURCE_MISMATCH" and actions == {"elasticloadbalancing:ModifyListener"}:
-        return finding.issue, "elasticloadbalancing:ModifyListener"
+    if finding.issue == "RESOURCE_MISMATCH" and actions == {"elasticloadbalancing:ModifyRule"}:
+        return finding.issue, "elasticloadbalancing:ModifyRule"
     return finding.issue, kind
 
 

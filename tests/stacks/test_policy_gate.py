@@ -24,6 +24,16 @@ def test_every_stack_passes_checkov_with_only_reasoned_inline_skips(aws_synth: t
     assert {"CKV_GPUFLEET_1", "CKV_AWS_79"} <= total.passed_ids  # EBS encryption (custom), IMDSv2
 
 
+def test_an_internet_facing_endpoint_passes_checkov_with_waf_tls_and_no_internal_excuses(
+        internet_facing_synth: tuple[Path, Synth]) -> None:
+    stacks_dir, _ = internet_facing_synth
+    result = gate.check_stack(stacks_dir / "team-web")
+    assert result.failed == [], "\n".join(f"{c} {r}: {n}" for c, r, n in result.failed)
+    skipped = {check for check, _, _ in result.skipped}
+    assert not skipped & {"CKV2_AWS_28", "CKV2_AWS_76", "CKV_AWS_2", "CKV_AWS_103", "CKV2_AWS_20", "CKV_AWS_260"}
+    assert {"CKV_AWS_192"} <= result.passed_ids   # WAF with the Log4j (known bad inputs) managed rules
+
+
 def test_custom_check_fails_a_launch_template_with_an_unencrypted_volume(tmp_path: Path) -> None:
     stack = tmp_path / "stack"
     stack.mkdir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -72,7 +73,7 @@ def test_bucket_policies_deny_plain_http_and_object_access_outside_the_team(aws_
         allowed = scope["condition"][0]["values"]
         assert scope["condition"][0]["test"] == "ArnNotLike", name
         roles = {a.rsplit("/", 1)[-1] for a in allowed}
-        team_roles = {"acme-vision-training", "acme-vision-serving", "acme-vision-operator"}
+        team_roles = {"acme-vision-training", "acme-vision-serving", "acme-vision-operator", "acme-vision-job"}
         assert roles == (team_roles | {"acme-vision-replication"} if name == "acme-vision-artifacts" else team_roles)
 
 
@@ -97,7 +98,8 @@ def test_job_queues_are_encrypted_with_a_dead_letter_queue_and_heartbeat_friendl
 
 def test_tables_are_on_demand_with_point_in_time_recovery_kms_and_deletion_protection(aws_stacks: Synth) -> None:
     tables = resources(aws_stacks[TEAM], "aws_dynamodb_table").values()
-    assert {t["name"] for t in tables} == {"acme-vision-jobs", "acme-vision-models", "acme-vision-endpoints"}
+    assert {t["name"] for t in tables} == {"acme-vision-jobs", "acme-vision-models", "acme-vision-endpoints",
+                                           "acme-vision-approvals"}
     for t in tables:
         assert t["billing_mode"] == "PAY_PER_REQUEST"
         assert t["point_in_time_recovery"] == {"enabled": True}
@@ -191,12 +193,27 @@ def test_endpoint_has_an_internal_alb_with_weighted_blue_green_that_terraform_le
     assert alb["access_logs"]["enabled"] is True
     listener = one(doc, "aws_lb_listener")
     assert listener["protocol"] == "HTTP" and listener["port"] == 80  # no certificate configured
-    groups = listener["default_action"][0]["forward"]["target_group"]
+    rule = one(doc, "aws_lb_listener_rule")
+    groups = rule["action"][0]["forward"]["target_group"]
     assert [g["weight"] for g in groups] == [100, 0]
-    assert listener["lifecycle"]["ignore_changes"] == ["default_action"]
+    assert rule["lifecycle"]["ignore_changes"] == ["action"]
     tgs = {t["name"]: t for t in resources(doc, "aws_lb_target_group").values()}
     assert set(tgs) == {"acme-vision-digits-blue", "acme-vision-digits-green"}
     assert all(t["health_check"]["path"] == "/ping" for t in tgs.values())
+    sg = one(doc, "aws_security_group", lambda r: r["name"] == "acme-vision-digits-alb")
+    assert [(i["from_port"], len(i["cidr_blocks"])) for i in sg["ingress"]] == [(80, 1)]
+    assert "0.0.0.0/0" not in sg["ingress"][0]["cidr_blocks"]   # the VPC's range
+    assert resources(doc, "aws_wafv2_web_acl") == {}
+
+
+def test_clients_reach_only_ping_and_invocations_everything_else_is_a_fixed_404(aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    listener = one(doc, "aws_lb_listener")
+    assert listener["default_action"] == [{"type": "fixed-response", "fixed_response": {
+        "content_type": "text/plain", "message_body": "not found", "status_code": "404"}}]
+    rule = one(doc, "aws_lb_listener_rule")
+    assert rule["condition"] == [{"path_pattern": {"values": ["/ping", "/invocations"]}}]
+    assert "aws_lb_listener" in rule["listener_arn"]
 
 
 def test_each_variant_has_an_asg_with_target_tracking_and_alarms_on_errors_and_p99(aws_stacks: Synth) -> None:
@@ -223,24 +240,36 @@ def test_each_variant_has_an_asg_with_target_tracking_and_alarms_on_errors_and_p
         assert "terraform_remote_state" in rate["alarm_actions"][0], "routed to the platform SNS topic"
 
 
-def test_https_listener_and_internet_facing_alb_when_configured() -> None:
-    import tempfile
-    from pathlib import Path
-
-    from tests.stacks.conftest import config_with, synth
-
-    cfg = config_with({"teams": [{"name": "web", "training": {"instance_types": ["g5.xlarge"]}, "endpoints": [{
-        "name": "chat", "instance_type": "g5.xlarge", "internet_facing": True,
-        "certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/abc"}]}]})
-    with tempfile.TemporaryDirectory() as tmp:
-        _, stacks = synth(cfg, Path(tmp), "aws")
-    listener = one(stacks["team-web"], "aws_lb_listener")
-    assert listener["protocol"] == "HTTPS" and listener["port"] == 443
-    assert listener["ssl_policy"].startswith("ELBSecurityPolicy-TLS13")
-    assert one(stacks["team-web"], "aws_lb")["internal"] is False
-    assert len(resources(stacks["platform"], "aws_internet_gateway")) == 1
-    assert len([s for s in resources(stacks["platform"], "aws_subnet").values()
+def test_internet_facing_endpoint_is_https_only_allow_listed_and_behind_managed_waf_rules(
+        internet_facing_stacks: Synth) -> None:
+    doc = internet_facing_stacks["team-web"]
+    listeners = {r["port"]: r for r in resources(doc, "aws_lb_listener").values()}
+    assert listeners[443]["protocol"] == "HTTPS" and listeners[443]["ssl_policy"].startswith("ELBSecurityPolicy-TLS13")
+    assert listeners[443]["default_action"][0]["fixed_response"]["status_code"] == "404"
+    assert listeners[80]["default_action"] == [{"type": "redirect", "redirect": {
+        "port": "443", "protocol": "HTTPS", "status_code": "HTTP_301"}}]
+    rule = one(doc, "aws_lb_listener_rule")
+    assert "443" not in rule["listener_arn"] and rule["condition"][0]["path_pattern"]["values"] == [
+        "/ping", "/invocations"]
+    assert one(doc, "aws_lb")["internal"] is False
+    sg = one(doc, "aws_security_group", lambda r: r["name"] == "acme-web-chat-alb")
+    assert sorted((i["from_port"], tuple(i["cidr_blocks"])) for i in sg["ingress"]) == [
+        (80, ("203.0.113.0/24",)), (443, ("203.0.113.0/24",))]
+    acl = one(doc, "aws_wafv2_web_acl")
+    assert acl["scope"] == "REGIONAL" and acl["default_action"] == {"allow": {}}
+    groups = [r["statement"]["managed_rule_group_statement"] for r in acl["rule"]]
+    assert {g["vendor_name"] for g in groups} == {"AWS"}
+    assert {"AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet"} <= {g["name"] for g in groups}
+    association = one(doc, "aws_wafv2_web_acl_association")
+    assert "aws_lb." in association["resource_arn"] and "aws_wafv2_web_acl." in association["web_acl_arn"]
+    assert len(resources(internet_facing_stacks["platform"], "aws_internet_gateway")) == 1
+    assert len([s for s in resources(internet_facing_stacks["platform"], "aws_subnet").values()
                 if s["tags"]["gpufleet:tier"] == "public"]) == 2
+
+
+def test_no_checkov_skip_calls_an_internet_facing_endpoint_internal(internet_facing_stacks: Synth) -> None:
+    text = json.dumps(internet_facing_stacks["team-web"])
+    assert "internal endpoint" not in text and "internal load balancer" not in text
 
 
 def test_dashboard_and_runtime_output_cover_everything_the_agents_and_cli_read(aws_stacks: Synth) -> None:
@@ -259,7 +288,8 @@ def test_serving_user_data_without_an_endpoint_is_rejected_at_synth() -> None:
 
     runtime = {"platform": "p", "team": "t", "region": "us-east-1",
                "buckets": {b: f"p-t-{b}" for b in BUCKETS}, "queue_url": "q", "dlq_url": "d",
-               "tables": {"jobs": "j", "models": "m", "endpoints": "e"}, "training": {"asg": "p-t-training"}}
+               "tables": {"jobs": "j", "models": "m", "endpoints": "e", "approvals": "a"},
+               "training": {"asg": "p-t-training"}}
     with pytest.raises(ValueError, match="endpoint"):
         agent_user_data(runtime, "serving")
 
@@ -293,6 +323,56 @@ def test_without_a_dr_region_nothing_replicates(tmp_path_factory: pytest.TempPat
     _, stacks = synth(config_with({"platform": data["platform"]}), tmp_path_factory.mktemp("nodr"), "aws")
     assert not resources(stacks[TEAM], "aws_s3_bucket_replication_configuration")
     assert len(stacks[TEAM]["provider"]["aws"]) == 1
+
+
+def _role_grants(doc: dict[str, Any], role: str) -> list[tuple[str, str]]:
+    """(action, resource expression) pairs of a role's inline policy."""
+    role_res = one(doc, "aws_iam_role", lambda r: r["name"] == role)
+    inline = [p for p in resources(doc, "aws_iam_role_policy").values()
+              if referenced(doc, p["role"]) is role_res]
+    return [(a, r) for p in inline for s in policy_statements(doc, p["policy"]) for a in s["actions"]
+            for r in s.get("resources", [])]
+
+
+def _table(doc: dict[str, Any], name: str) -> str:
+    return next(k for k, t in resources(doc, "aws_dynamodb_table").items() if t["name"] == name)
+
+
+def _bucket(doc: dict[str, Any], name: str) -> str:
+    return next(k for k, b in resources(doc, "aws_s3_bucket").items() if b["bucket"] == name)
+
+
+def test_only_the_operator_role_writes_approvals_and_serving_reads_them(aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    approvals = _table(doc, "acme-vision-approvals")
+    writers = {role for role in ("acme-vision-training", "acme-vision-serving", "acme-vision-operator",
+                                 "acme-vision-job")
+               if any(a == "dynamodb:PutItem" and approvals in r for a, r in _role_grants(doc, role))}
+    assert writers == {"acme-vision-operator"}
+    assert any(a == "dynamodb:GetItem" and approvals in r for a, r in _role_grants(doc, "acme-vision-serving"))
+    assert not any(approvals in r for _, r in _role_grants(doc, "acme-vision-training"))
+
+
+def test_training_hosts_add_artifacts_but_never_delete_or_touch_the_registry_export(aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    artifacts = _bucket(doc, "acme-vision-artifacts")
+    on_artifacts = [(a, r) for a, r in _role_grants(doc, "acme-vision-training") if artifacts in r]
+    assert {r.split("}", 1)[1] for _, r in on_artifacts if "}/" in r} == {"/code/*", "/models/*"}
+    assert not any(a.startswith("s3:Delete") for a, _ in on_artifacts)
+    assert not any(a == "s3:PutObject" and r.endswith("/code/*") for a, r in on_artifacts)
+
+
+def test_the_job_role_is_assumable_by_training_hosts_and_reaches_no_registry_queue_or_artifact(
+        aws_stacks: Synth) -> None:
+    doc = aws_stacks[TEAM]
+    job = one(doc, "aws_iam_role", lambda r: r["name"] == "acme-vision-job")
+    trust = referenced(doc, job["assume_role_policy"])["statement"][0]
+    assert trust["principals"][0]["identifiers"][0].startswith("${aws_iam_role.training-role")
+    grants = _role_grants(doc, "acme-vision-job")
+    assert grants and not {a.split(":")[0] for a, _ in grants} & {"dynamodb", "sqs", "sts", "iam", "autoscaling"}
+    assert not any(_bucket(doc, "acme-vision-artifacts") in r for _, r in grants)
+    assert any(a == "sts:AssumeRole" and r.endswith(":role/acme-vision-job")
+               for a, r in _role_grants(doc, "acme-vision-training"))
 
 
 def test_statement_refuses_wildcard_actions_in_an_allow_but_takes_them_in_a_deny() -> None:

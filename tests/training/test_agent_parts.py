@@ -203,7 +203,8 @@ def test_failure_reason_keeps_the_scripts_lines_and_exit_code_not_torchruns_repo
 def _runtime_doc() -> dict[str, object]:
     return {"platform": "p", "team": "alpha", "region": "us-east-1",
             "buckets": {b: f"p-alpha-{b}" for b in ("data", "artifacts", "checkpoints", "capture", "logs")},
-            "queue_url": "q", "dlq_url": "d", "tables": {"jobs": "j", "models": "m", "endpoints": "e"},
+            "queue_url": "q", "dlq_url": "d",
+            "tables": {"jobs": "j", "models": "m", "endpoints": "e", "approvals": "a"},
             "training": {"asg": "asg"}}
 
 

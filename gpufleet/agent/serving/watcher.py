@@ -2,7 +2,9 @@
 
 Swap order: fetch and verify, load, warm up, switch atomically, drain, unload. A model that fails any
 step before the switch is refused and the current one keeps serving; the same version is not retried
-until the record names a different one (a tampered artifact stays refused).
+until the record names a different one (a tampered artifact stays refused). Only a version the operator
+approved loads, and only the artifact the approval pinned (its URI and sha256, from the approvals table,
+which hosts cannot write): a changed models-table record or a replaced artifact is refused.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from gpufleet.agent.serving.metrics import ServingMetrics
 from gpufleet.agent.serving.models import LoadedModel, ModelSlot, build_model
 from gpufleet.schema.pip_settings import PipSettings
 from gpufleet.schema.serving_settings import ServingSettings
+from gpufleet.store.approvals import approved_artifact
 
 
 @dataclass(frozen=True)
@@ -75,14 +78,12 @@ class ModelWatcher:
         return True
 
     def load(self, target: Target) -> LoadedModel:
-        record = self.dynamodb.get_item(
-            TableName=self.tables.models, ConsistentRead=True,
-            Key={"model_name": {"S": target.model}, "version": {"N": str(target.version)}}).get("Item")
-        if not record or "artifact_uri" not in record or "sha256" not in record:
-            raise LookupError(f"models table: no {target.model}:{target.version} with artifact_uri and "
-                              "sha256 (register the model before pointing the endpoint at it)")
+        approved = approved_artifact(self.dynamodb, self.tables.approvals, target.model, target.version)
+        if approved is None:
+            raise LookupError(f"approvals table: {target.model}:{target.version} is not approved "
+                              f"(approve it with `gpufleet model approve {target.model}:{target.version}`)")
         directory = self.work_root / "models" / target.model / str(target.version)
-        fetch_model(self.s3, record["artifact_uri"]["S"], record["sha256"]["S"], directory)
+        fetch_model(self.s3, *approved, directory)
         activate_model_requirements(directory / "code", cache_root(self.pip, self.work_root), self.pip)
         handler = load_handler(directory, self.device)
         model = build_model(target.model, target.version, handler, self.options.max_batch_size,

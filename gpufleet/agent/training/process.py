@@ -26,6 +26,7 @@ import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -110,8 +111,9 @@ class JobProcess:
     its last lines."""
 
     def __init__(self, argv: list[str], env: dict[str, str], cwd: Path, log_path: Path,
-                 on_line: Callable[[str], None], tail_lines: int = 20) -> None:
+                 on_line: Callable[[str], None], tail_lines: int = 20, run_as: dict[str, Any] | None = None) -> None:
         self.argv, self.env, self.cwd, self.log_path, self.on_line = argv, env, cwd, log_path, on_line
+        self.run_as = run_as or {}   # Popen user/group/extra_groups: the job user (gpufleet.agent.training.isolation)
         self.tail: collections.deque[str] = collections.deque(maxlen=tail_lines + _LAUNCHER_REPORT_LINES)
         self.proc: subprocess.Popen[bytes] | None = None
         self._reader: threading.Thread | None = None
@@ -119,7 +121,7 @@ class JobProcess:
     def start(self) -> None:
         self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     start_new_session=True, preexec_fn=_die_with_parent)
+                                     start_new_session=True, preexec_fn=_die_with_parent, **self.run_as)
         self._reader = threading.Thread(target=self._read, name="job-output", daemon=True)
         self._reader.start()
 

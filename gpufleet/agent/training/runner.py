@@ -27,7 +27,10 @@ from gpufleet.agent.training.checkpoints import CheckpointSync
 from gpufleet.agent.training.claim import Claim, finish, heartbeat
 from gpufleet.agent.training.container import ContainerError, container_job, failure_reason, prepare_container
 from gpufleet.agent.training.inputs import InputError, fetch_inputs
+from gpufleet.agent.training.isolation import JobUser, hand_back, hand_over, resolve_job_user
+from gpufleet.agent.training.jobcreds import job_environment, start_job_credentials
 from gpufleet.agent.training.layout import (
+    JOB_DIRS,
     Layout,
     checkpoint_location,
     hyperparameter_args,
@@ -65,6 +68,7 @@ class AgentContext:
     jobs_run: int = 0
     max_receives: int | None = None   # the queue's redrive maxReceiveCount
     poll_failures: int = 0     # consecutive; /healthz turns unhealthy when the queue stays unreachable
+    job_user: JobUser | None = None   # who job code runs as (None: the agent's user, as before isolation)
     job_python: str | None = None   # the job's requirements.txt environment, when it has one
 
     @property
@@ -191,12 +195,25 @@ def _run(ctx: AgentContext, claim: Claim, receipt: Receipt) -> str:
         ctx.layout.reset_quietly()
         return _conclude_failure(ctx, claim, receipt, f"preparing the job on {ctx.identity.instance_id}: {exc} "
                                  "(free space under the agent's work_root, or give the job a larger volume)")
-    proc = _job_process(ctx, claim, attempt)
+    user = ctx.job_user or resolve_job_user(ctx.config.training.job_user, local=True)
     try:
-        proc.start()
-    except OSError as exc:
-        return _conclude_failure(ctx, claim, receipt, f"could not start the job's process: {exc}")
-    outcome, code = _supervise(ctx, claim, receipt, proc, attempt)
+        creds, creds_env = start_job_credentials(
+            ctx.clients.client("sts"), ctx.runtime, claim.spec, claim.job_id, ctx.layout.root / "credentials",
+            ctx.config.training.job_credentials_s, user.owner)
+    except AWS_ERRORS as exc:
+        return _conclude_failure(ctx, claim, receipt, f"job role: {exc}")
+    hand_over([ctx.layout.root / d for d in JOB_DIRS], user)
+    proc = _job_process(ctx, claim, attempt, user, creds_env)
+    try:
+        try:
+            proc.start()
+        except OSError as exc:
+            return _conclude_failure(ctx, claim, receipt, f"could not start the job's process: {exc}")
+        outcome, code = _supervise(ctx, claim, receipt, proc, attempt)
+    finally:
+        if creds:   # the session still expires on its own; stopping just ends the refreshes
+            creds.stop()
+        hand_back([ctx.layout.root / d for d in JOB_DIRS], user)
     if outcome == "exited" and code == 0:
         return _conclude_success(ctx, claim, receipt, attempt.code_sha, attempt.inputs, attempt.metrics.snapshot())
     if outcome == "exited":
@@ -232,14 +249,16 @@ def _prepare(ctx: AgentContext, claim: Claim) -> Attempt:
     return Attempt(code_sha, inputs, ckpt, ship, MetricParser(spec.metric_definitions))
 
 
-def _job_process(ctx: AgentContext, claim: Claim, attempt: Attempt) -> JobProcess:
-    """torchrun on the host (script mode), or the job's image (bring your own container)."""
+def _job_process(ctx: AgentContext, claim: Claim, attempt: Attempt, user: JobUser,
+                 credentials_env: dict[str, str]) -> JobProcess:
+    """torchrun on the host (script mode) as the job user with the job role's credentials, or the job's
+    image (bring your own container)."""
     tail = ctx.config.training.log_tail_lines
     if claim.spec.image:
         return container_job(ctx.config.containers, ctx.layout, claim, ctx.identity.instance_id,
                              attempt.metrics.feed, tail)
-    return JobProcess(launcher_argv(ctx, claim), job_env(ctx, claim), ctx.layout.code, ctx.layout.job_log,
-                      attempt.metrics.feed, tail)
+    return JobProcess(launcher_argv(ctx, claim), job_environment(job_env(ctx, claim), credentials_env),
+                      ctx.layout.code, ctx.layout.job_log, attempt.metrics.feed, tail, user.popen_args())
 
 
 def _install_requirements(ctx: AgentContext) -> str | None:

@@ -1,0 +1,136 @@
+"""Job isolation on this machine (the suite runs as root, as the agent does on a host through its
+capabilities): a job started by the agent's launcher as the job user runs under that uid, in its own
+session, and cannot read the agent's config; the IMDS firewall rule is recognised in nftables and
+iptables output, and a real host without it refuses to run jobs with a one-line error.
+
+The nftables rule itself is not loaded here: this machine's network namespace is the build host's.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from gpufleet.agent.training.isolation import (
+    JobUser,
+    can_switch_users,
+    hand_back,
+    hand_over,
+    imds_blocked_for,
+    require_imds_block,
+    resolve_job_user,
+)
+from gpufleet.agent.training.process import JobProcess
+from gpufleet.errors import UserInputError
+
+NOBODY = pwd.getpwnam("nobody")
+SYSTEM_PYTHON = "/usr/bin/python3"
+JOB_USER = JobUser("nobody", NOBODY.pw_uid, NOBODY.pw_gid, isolated=True)
+
+PROBE = """
+import json, os
+try:
+    open(os.environ["AGENT_CONFIG"]).read()
+    config = "read"
+except PermissionError:
+    config = "denied"
+print(json.dumps({"uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(), "config": config,
+                  "own_session": os.getsid(0) == os.getpid()}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path(SYSTEM_PYTHON).exists(),
+                    reason="switching users needs root or the agent's capabilities; and a system python3")
+def test_a_job_runs_as_the_job_user_in_its_own_session_and_cannot_read_the_agent_config() -> None:
+    # Not pytest's tmp_path: its parents are root-only, so the job user could not reach its own code.
+    tmp_path = Path(tempfile.mkdtemp(prefix="gpufleet-isolation-"))
+    tmp_path.chmod(0o755)
+    try:
+        _run_probe(tmp_path)
+    finally:
+        shutil.rmtree(tmp_path)
+
+
+def _run_probe(tmp_path: Path) -> None:
+    config = tmp_path / "etc" / "agent.yaml"
+    config.parent.mkdir(mode=0o750)
+    config.write_text("team: {secret: true}\n")
+    config.chmod(0o600)
+    work = tmp_path / "work"
+    (work / "code").mkdir(parents=True)
+    script = work / "code" / "probe.py"
+    script.write_text(PROBE)
+    hand_over([work], JOB_USER)
+    lines: list[str] = []
+    # A system interpreter: this suite's own lives under /root, which the job user may not enter (as it
+    # should not); hosts install the agent's virtualenv world-readable under /opt/gpufleet.
+    proc = JobProcess([SYSTEM_PYTHON, str(script)], {"AGENT_CONFIG": str(config), "PATH": os.environ["PATH"]},
+                      work / "code", tmp_path / "job.log", lines.append, run_as=JOB_USER.popen_args())
+    proc.start()
+    while proc.poll() is None:
+        time.sleep(0.05)
+    proc.finish_output()
+    assert proc.poll() == 0, lines
+    seen = json.loads(lines[-1])
+    assert (seen["uid"], seen["gid"], seen["groups"]) == (NOBODY.pw_uid, NOBODY.pw_gid, [])
+    assert seen["config"] == "denied" and seen["own_session"] is True
+    hand_back([work], JOB_USER)
+    assert script.stat().st_uid == os.geteuid()
+
+
+NFT_RULESET = """table inet gpufleet_imds_guard {
+	chain output {
+		type filter hook output priority filter; policy accept;
+		meta skuid "gpufleet-job" ip daddr 169.254.169.254 drop
+	}
+}"""
+IPTABLES = "-P OUTPUT ACCEPT\n-A OUTPUT -d 169.254.169.254/32 -m owner --uid-owner 998 -j DROP\n"
+
+
+def test_the_imds_rule_is_recognised_by_uid_or_name_in_nftables_and_iptables_output() -> None:
+    job = JobUser("gpufleet-job", 998, 998, isolated=True)
+    assert imds_blocked_for(job, NFT_RULESET) and imds_blocked_for(job, IPTABLES)
+    other = JobUser("someone", 1001, 1001, isolated=True)
+    assert not imds_blocked_for(other, NFT_RULESET) and not imds_blocked_for(other, IPTABLES)
+    assert not imds_blocked_for(job, IPTABLES.replace("DROP", "ACCEPT"))
+    assert not imds_blocked_for(job, IPTABLES.replace("169.254.169.254", "10.0.0.1"))
+
+
+def test_a_host_without_the_imds_rule_refuses_to_run_jobs_with_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("gpufleet.agent.training.isolation._ruleset", lambda: "")
+    with pytest.raises(UserInputError) as info:
+        require_imds_block(JobUser("gpufleet-job", 998, 998, isolated=True))
+    (line,) = info.value.problems
+    assert line.startswith("training.job_user: no firewall rule drops 'gpufleet-job' (uid 998) traffic to "
+                           "169.254.169.254") and line.endswith("(run the gpufleet_agent Ansible role, which adds it)")
+    require_imds_block(JobUser("me", os.geteuid(), os.getegid(), isolated=False))   # nothing to guard
+
+
+def test_capabilities_decide_whether_the_agent_can_switch_users() -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root can always switch")
+    assert can_switch_users("CapEff:\t00000000000000e5\n")       # CHOWN, DAC_READ_SEARCH, KILL, SETGID, SETUID
+    assert not can_switch_users("CapEff:\t0000000000000000\n")
+
+
+def test_local_mode_runs_jobs_as_the_agents_user_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING):
+        user = resolve_job_user("gpufleet-job", local=True)
+    assert (user.uid, user.isolated, user.popen_args()) == (os.geteuid(), False, {})
+    assert "jobs run as the agent's own user" in caplog.text
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to look the user up as a real host would")
+def test_an_unknown_job_user_is_a_one_line_error() -> None:
+    with pytest.raises(UserInputError, match=r"^training.job_user: no Unix user 'no-such-user' on this host"):
+        resolve_job_user("no-such-user", local=False)
+    assert subprocess.run(["id", "nobody"], capture_output=True).returncode == 0
