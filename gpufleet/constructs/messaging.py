@@ -44,6 +44,10 @@ class JobQueue(Construct):
     def grant_consume(self, grantee: Grantee, label: str) -> None:
         grantee.add_to_policy(Statement(sid("Consume", label), CONSUME_ACTIONS, (self.arn,)))
 
+    def grant_read_redrive(self, grantee: Grantee, label: str) -> None:
+        """Read the queue's attributes (its redrive policy's maxReceiveCount bounds a job's attempts)."""
+        grantee.add_to_policy(Statement(sid("Attributes", label), ("sqs:GetQueueAttributes",), (self.arn,)))
+
     def grant_send(self, grantee: Grantee, label: str) -> None:
         grantee.add_to_policy(Statement(sid("Send", label), SEND_ACTIONS, (self.arn,)))
 

@@ -106,6 +106,7 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
         queue.grant_send(t, f"{priority}-job-queue")   # an interrupted or deferred job goes back, fresh
     shared_dlq = queues["normal"]   # all priorities share its DLQ
     shared_dlq.grant_dead_letter(t, "job-queue")   # a job given up after max_attempts
+    shared_dlq.grant_read_redrive(t, "job-queue")   # the agent reads maxReceiveCount at start (daemon.py)
     tables["jobs"].grant_read_write(t, "jobs-table")
     tables["models"].grant_read_write(t, "models-table")   # the next version number is a query
     training.grant_lifecycle(t, "training")

@@ -435,7 +435,7 @@ def test_roles_get_only_the_actions_their_calls_use(aws_stacks: Synth) -> None:
              "s3:DeleteObjectVersion", "s3:GetObjectVersion", "s3:ListBucketVersions", "s3:GetBucketLocation",
              "s3:ListMultipartUploadParts", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem",
              "dynamodb:DeleteItem", "dynamodb:DescribeTable", "dynamodb:ConditionCheckItem",
-             "sqs:GetQueueAttributes", "sqs:GetQueueUrl", "cloudwatch:GetMetricData"}
+             "sqs:GetQueueUrl", "cloudwatch:GetMetricData"}
     via_dynamodb = [{"test": "StringEquals", "variable": "kms:ViaService",
                      "values": ["dynamodb.us-east-1.amazonaws.com"]}]
     for role, statements in roles.items():
@@ -448,6 +448,8 @@ def test_roles_get_only_the_actions_their_calls_use(aws_stacks: Synth) -> None:
     assert {a for a in _actions(roles["serving"]) if a.startswith(("dynamodb:", "s3:"))} == {
         "dynamodb:GetItem", "s3:GetObject", "s3:PutObject"}
     assert "dynamodb:Scan" not in _actions(roles["training"])
+    assert len(_granted(roles["training"], "sqs:GetQueueAttributes")) == 1, "the redrive limit, read at start"
+    assert "sqs:GetQueueAttributes" not in _actions(roles["serving"]) | _actions(roles["operator"])
     assert _granted(roles["operator"], "dynamodb:Scan"), "`gpufleet job list` and the registry export scan"
     (dlq,) = [k for k, r in resources(doc, "aws_sqs_queue").items() if r["name"] == "acme-vision-jobs-dlq"]
     assert not [r for s in roles["operator"].values() for r in s["resources"] if f"aws_sqs_queue.{dlq}." in r]
