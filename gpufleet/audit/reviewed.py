@@ -33,6 +33,8 @@ REVIEWED_UNUSED: dict[str, dict[str, str]] = {
         "s3:AbortMultipartUpload": MULTIPART_ABORT,
         "sqs:SendMessage": "re-queues a job its spot notice interrupted (agent/training/runner.py _requeue); the "
                            "spot handover test records it",
+        "sqs:ChangeMessageVisibility": "heartbeats extend a running job's message while it outlives the queue's "
+                                       "visibility timeout (agent/training/runner.py); the demo's job is shorter",
         **_KEY_VIA_DYNAMODB,
         **dict.fromkeys(PULL_ACTIONS, IMAGE_PULL),
     },

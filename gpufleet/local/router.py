@@ -124,9 +124,13 @@ class EndpointRouter:
                 state.healthy = False
 
     def health(self) -> dict[str, Any]:
+        # Scale-in deregisters at once (as the ALB does), not at the next health-check tick: a rollout that
+        # reads health right after a scale-in must not count the draining instance.
+        draining = {i.instance_id for i in read_instances(self.root) if i.draining}
         with self.lock:
             targets = {v: [{"instance_id": s.instance.instance_id, "port": s.instance.serving_port,
-                            "healthy": s.healthy} for s in self.targets.values() if s.instance.variant == v]
+                            "healthy": s.healthy} for s in self.targets.values()
+                           if s.instance.variant == v and s.instance.instance_id not in draining]
                        for v in VARIANTS}
         return {"weights": self.weights, "targets": targets}
 

@@ -89,7 +89,7 @@ def test_demo_then_cli_lifecycle_then_local_down_leaves_nothing(tmp_path: Path, 
     assert {"sqs:ReceiveMessage", "dynamodb:UpdateItem", "s3:PutObject", "kms:GenerateDataKey",
             "cloudwatch:PutMetricData"} <= set(by_kind["training"]["actions"])
     assert {"s3:GetObject", "kms:Decrypt", "dynamodb:GetItem"} <= set(by_kind["serving"]["actions"])
-    assert {"sqs:SendMessage", "elasticloadbalancing:ModifyListener"} <= set(by_kind["operator"]["actions"])
+    assert {"sqs:SendMessage", "elasticloadbalancing:ModifyRule"} <= set(by_kind["operator"]["actions"])
     unreviewed = {r["kind"]: [u["action"] for u in r["unused_grants"] if u["reviewed_reason"] is None]
                   for r in report["roles"]}
     assert unreviewed == {kind: [] for kind in unreviewed}

@@ -92,5 +92,5 @@ def test_failing_model_trips_alarm_and_rolls_back_to_blue(served_team: tuple[Pat
     report = audit_team_calls(calls_dir(root), rt, root.parent / "audit", endpoints=("web",))
     assert problems(report) == []
     kinds = {r.kind: r for r in report.roles}
-    assert "elasticloadbalancing:ModifyListener" in kinds["operator"].actions
+    assert "elasticloadbalancing:ModifyRule" in kinds["operator"].actions   # traffic shifts on the path rule
     assert {"s3:GetObject", "kms:Decrypt"} <= kinds["serving"].actions
