@@ -42,7 +42,10 @@ def bake(emu: Emulator, target: Target, repo_url: str, wheel: Path, workdir: Pat
     bundled = ec2.describe_images(Filters=[{"Name": "name", "Values": [BASE_NAME]}])["Images"][0]
     # No team runtime: an image holds no team's config; user-data writes it at boot.
     extra = workdir / "bake-vars.json"
-    extra.write_text(json.dumps({**nvidia_repo_vars(repo_url), "gpufleet_agent_extras": ["agent"]}))
+    # The nspawn target shares this machine's network namespace: loading the IMDS guard's nftables rule there
+    # would change the build machine's own firewall, so the test bake leaves the guard out.
+    extra.write_text(json.dumps({**nvidia_repo_vars(repo_url), "gpufleet_agent_extras": ["agent"],
+                                 "gpufleet_agent_imds_guard": False}))
     variables = {
         "region": REGION, "base_ami_name": BASE_NAME, "base_ami_owners": json.dumps([bundled["OwnerId"]]),
         "agent_wheel": str(wheel), "driver_source": "nvidia", "driver_version": DRIVER,

@@ -21,7 +21,8 @@ def mixed_teams(example: PlatformConfig) -> PlatformConfig:
     platform's public-subnet outputs come from a helper process's slice alone."""
     doc = example.model_dump(mode="json", exclude_none=True)
     vision, nlp = doc["teams"]
-    public = {**vision["endpoints"][0], "name": "public", "internet_facing": True}
+    public = {**vision["endpoints"][0], "name": "public", "internet_facing": True, "allowed_cidrs": ["203.0.113.0/24"],
+              "certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/0b7e7e3a-5d7c-4e7f-9f3e-3f1d2c4b5a69"}
     doc["teams"] = [vision, nlp, {**nlp, "name": "audio"}, {**vision, "name": "speech"},
                     {**nlp, "name": "robots", "endpoints": [public]}]
     return parse_config(doc)
