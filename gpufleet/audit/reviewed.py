@@ -49,6 +49,10 @@ REVIEWED_UNUSED: dict[str, dict[str, str]] = {
     "operator": {
         "elasticloadbalancing:DescribeListeners": ELB_READS,
         "elasticloadbalancing:DescribeTargetHealth": ELB_READS,
+        "elasticloadbalancing:DescribeRules": "rollouts and `gpufleet endpoint status` read the path rule's weights "
+                                              "(rollout/fleet.py read_weights); the demo e2e's CLI steps record it",
+        "dynamodb:Query": "`gpufleet model list NAME` queries one model's versions (registry/models.py); the demo "
+                          "e2e's CLI steps record it",
         "s3:GetObject": JOB_LOGS,
         "s3:ListBucket": JOB_LOGS,
         "s3:AbortMultipartUpload": MULTIPART_ABORT + "; `gpufleet model bring` uploads a tarball "
