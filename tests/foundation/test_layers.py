@@ -17,7 +17,9 @@ AGENT_ROLES = ["gpufleet.agent.training.daemon", "gpufleet.agent.serving.daemon"
 NOT_ON_A_HOST = ("cdktf", "cdktf_cdktf_provider_aws", "constructs", "jsii", "rich", "click")
 CONTROL_PLANE_AND_ABOVE = ("gpufleet.cli", "gpufleet.demo", "gpufleet.dr", "gpufleet.deploy", "gpufleet.local",
                            "gpufleet.rollout", "gpufleet.registry", "gpufleet.jobs", "gpufleet.teams",
-                           "gpufleet.stacks", "gpufleet.constructs", "gpufleet.providers", "gpufleet.app")
+                           "gpufleet.stacks", "gpufleet.constructs", "gpufleet.providers", "gpufleet.app",
+                           "gpufleet.audit", "gpufleet.invoke", "gpufleet.synth_split", "gpufleet.bootstrap",
+                           "gpufleet.nodes", "gpufleet.terraform")
 
 
 def test_import_linter_contracts_are_kept() -> None:
