@@ -75,7 +75,7 @@ def start(root: Path, port: int | None = None, timeout_s: float = 30.0) -> Emula
     log = root / "emulator.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            [sys.executable, "-m", "gpufleet.local.moto_server", "-H", "127.0.0.1", "-p", str(port)],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             env={**os.environ, **LOCAL_CREDENTIALS},
         )
