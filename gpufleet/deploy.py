@@ -75,8 +75,10 @@ def run_stacks(cfg: PlatformConfig, target: Target, workspace: Path, outdir: Pat
     synth = synth_app(cfg, target, outdir, region)
     rebuilt = region if region and region != cfg.platform.region else None
     workers = parallelism or int(os.environ.get("GPUFLEET_PARALLELISM", "4"))
+    waves = stack_waves(select_stacks(cfg, stacks, action))
+    _init_all([s for wave in waves for s in wave], workspace, outdir, workers)
     outcomes: list[StackOutcome] = []
-    for wave in stack_waves(select_stacks(cfg, stacks, action)):
+    for wave in waves:
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(wave)))) as pool:
             futures = [pool.submit(_run_stack, stack, action, workspace, outdir, sink, rebuilt) for stack in wave]
         failures = [f.exception() for f in futures if f.exception() is not None]
@@ -86,11 +88,18 @@ def run_stacks(cfg: PlatformConfig, target: Target, workspace: Path, outdir: Pat
     return synth, outcomes
 
 
+def _init_all(stacks: list[str], workspace: Path, outdir: Path, workers: int) -> None:
+    """``terraform init`` every stack up front, side by side: init needs no other stack's outputs, so a team
+    stack's init no longer waits for the platform's apply."""
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(stacks)))) as pool:
+        for future in [pool.submit(StackRunner(outdir / "stacks" / s, workspace).init) for s in stacks]:
+            future.result()
+
+
 def _run_stack(stack: str, action: Action, workspace: Path, outdir: Path, sink: EventSink | None,
                rebuilt: str | None = None) -> StackOutcome:
     started = time.monotonic()
     runner = StackRunner(outdir / "stacks" / stack, workspace)
-    runner.init()
     if action == "plan":
         result = runner.plan(sink)
     elif action == "deploy":
