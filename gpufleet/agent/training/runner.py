@@ -263,8 +263,10 @@ def _job_process(ctx: AgentContext, claim: Claim, attempt: Attempt, user: JobUse
 
 def _install_requirements(ctx: AgentContext) -> str | None:
     """The source's requirements.txt environment (None without one)."""
+    reader = ctx.job_user.gid if ctx.job_user and ctx.job_user.isolated else None   # the job user runs it
     return requirements_python(ctx.layout.code, cache_root(ctx.config.pip, ctx.config.work_root),
-                               ctx.config.training.python or sys.executable, ctx.config.pip, ctx.layout.job_log)
+                               ctx.config.training.python or sys.executable, ctx.config.pip, ctx.layout.job_log,
+                               reader)
 
 
 def _with_heartbeat(ctx: AgentContext, claim: Claim, receipt: Receipt, step: Callable[[], T]) -> T:
