@@ -31,7 +31,8 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 FAKE_KEY = "ASIAFAKEHOSTROLEKEY"
 HOST_ROLE = "gpufleet-host-role"
-PROBE_PATH = "/usr/local/share/gpufleet-job-probe.py"
+PROBE_SOURCE = "/usr/local/share/gpufleet-job-probe.py"
+PROBE_PATH = "/opt/ml/code/probe.py"   # where the agent puts a job's code, handed over to the job user
 
 FAKE_IMDS = f"""
 import http.server, json
@@ -81,6 +82,12 @@ def read(path):
         return "denied"
     except FileNotFoundError:
         return "absent"
+def listing(path):
+    try:
+        os.listdir(path)
+        return "listed"
+    except PermissionError:
+        return "denied"
 def local(port):
     try:
         socket.create_connection(("127.0.0.1", port), timeout=3).close()
@@ -89,6 +96,7 @@ def local(port):
         return type(exc).__name__
 print(json.dumps({"uid": os.getuid(), "imds": imds(), "config": read("/etc/gpufleet/agent.yaml"),
                   "service_copy": read("/run/credentials/gpufleet-agent.service/agent.yaml"),
+                  "work_root": listing("/opt/ml"),
                   "local": local(int(sys.argv[1]))}))
 """
 
@@ -140,8 +148,12 @@ def guarded_host(boot_target: BootFn, agent_wheel: Path, ssh_key: Path,
         subprocess.run(target.in_netns(["ip", "addr", "add", "169.254.169.254/32", "dev", "lo"]), check=True)
         imds = subprocess.Popen(target.in_netns([sys.executable, "-c", FAKE_IMDS]), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
-        (target.root / PROBE_PATH.lstrip("/")).write_text(PROBE)
-        yield GuardedHost(target, _configure(target, work, agent_wheel, guard=True))
+        (target.root / PROBE_SOURCE.lstrip("/")).write_text(PROBE)
+        configured = _configure(target, work, agent_wheel, guard=True)
+        # The job's code as the agent leaves it: in the work root's code folder, handed to the job user.
+        target.ssh(f"install -d -o gpufleet-job -g gpufleet-job -m 0750 {Path(PROBE_PATH).parent} && "
+                   f"install -o gpufleet-job -g gpufleet-job -m 0640 {PROBE_SOURCE} {PROBE_PATH}")
+        yield GuardedHost(target, configured)
     finally:
         if imds is not None:
             imds.terminate()
@@ -177,6 +189,7 @@ def test_the_role_loads_the_imds_guard_in_the_hosts_own_network_namespace(guarde
 def test_root_reads_the_fake_imds_credential_and_the_agent_config(guarded_host: GuardedHost) -> None:
     seen = _probe(guarded_host, as_job_user=False)
     assert (seen["uid"], seen["imds"], seen["config"], seen["local"]) == (0, FAKE_KEY, "read", "connected")
+    assert seen["work_root"] == "listed"
 
 
 def test_a_job_script_as_the_job_user_reads_neither_imds_credentials_nor_the_agent_config(
@@ -187,5 +200,8 @@ def test_a_job_script_as_the_job_user_reads_neither_imds_credentials_nor_the_age
     assert seen["imds"] in ("unreachable: TimeoutError", "unreachable: timeout"), seen
     assert seen["config"] == "denied" and seen["service_copy"] in ("denied", "absent"), seen
     assert seen["local"] == "connected", "the rule drops IMDS only, not the job user's other traffic"
+    # It reached its code through the work root, which it may search but not list (the role's 0710).
+    assert seen["work_root"] == "denied"
+    assert guarded_host.target.ssh("stat -c %U:%G:%a /opt/ml").stdout.strip() == "gpufleet:gpufleet-job:710"
     assert yaml.safe_load(guarded_host.target.ssh("cat /etc/gpufleet/agent.yaml").stdout)["training"] == {
         "job_user": "gpufleet-job"}

@@ -137,6 +137,25 @@ def test_gpus_reach_the_container_through_the_cdi_spec(tmp_path: Path) -> None:
     assert gpu_args(ContainerSettings(command=["/usr/bin/docker"], cdi_specs=[str(spec)])) == ["--gpus", "all"]
 
 
+# Inside the container, as an SDK would: run the config's credential_process, then again until the
+# agent's refresh shows through the read-only mount (the folder is mounted, not the file: a rewrite is a
+# new file, which a file mount would never show).
+CONTAINER_SESSION_PROBE = """
+import json, os, subprocess, time
+line = [l for l in open(os.environ["AWS_CONFIG_FILE"]) if l.startswith("credential_process")][0]
+def key():
+    out = subprocess.run(line.split("=", 1)[1].split(), capture_output=True, text=True, check=True).stdout
+    return json.loads(out)["AccessKeyId"]
+first = later = key()
+deadline = time.monotonic() + 120
+while later == first and time.monotonic() < deadline:
+    time.sleep(0.2)
+    later = key()
+print(json.dumps({"uid": os.getuid(), "first": first, "later": later,
+                  "writable": os.access(os.path.dirname(os.environ["AWS_CONFIG_FILE"]), os.W_OK)}))
+"""
+
+
 def _with_job_role(team: Team) -> str:
     """Give the team a job role in the emulator, as the team stack does (the runtime names it)."""
     name = f"{team.runtime.platform}-{team.runtime.team}-job"
@@ -175,7 +194,8 @@ def test_a_container_job_holds_the_job_roles_session_and_none_of_the_hosts_crede
 def test_a_container_runs_as_the_job_user_and_reads_the_refreshed_session_through_its_mount(
         team: Team, podman: Podman, train_image: str) -> None:  # noqa: F811
     """The argv the agent builds, run by real podman as the job user (``nobody`` here, as in
-    test_isolation.py): the session folder is the job user's alone (0700) and mounted read-only."""
+    test_isolation.py): the session folder is the job user's alone (0700), mounted read-only, and the
+    agent's refreshes reach the running container."""
     nobody = pwd.getpwnam("nobody")
     user = JobUser("nobody", nobody.pw_uid, nobody.pw_gid, isolated=True)
     _with_job_role(team)
@@ -186,7 +206,8 @@ def test_a_container_runs_as_the_job_user_and_reads_the_refreshed_session_throug
     layout.reset()
     spec = parse_job_spec({"name": "n", "team": team.runtime.team, "image": train_image})
     creds = JobCredentials(client(team.emu, "sts"), team.runtime.job_role_arn, "job-u", {"Version": "2012-10-17",
-                           "Statement": []}, layout.credentials, team.runtime.region, 900, owner=user.owner)
+                           "Statement": []}, layout.credentials, team.runtime.region, 900, owner=user.owner,
+                           refresh_s=0.5)
     try:
         env = creds.start()
         hand_over([layout.root / d for d in JOB_DIRS], user)
@@ -195,16 +216,12 @@ def test_a_container_runs_as_the_job_user_and_reads_the_refreshed_session_throug
                              extra_env=container_credentials_env(env), slot=0, job_id="job-u", user=user,
                              credentials_dir=layout.credentials)
         assert argv[argv.index("--user") + 1] == f"{nobody.pw_uid}:{nobody.pw_gid}"
-        probe = ("import json, os, subprocess; line = [l for l in open(os.environ['AWS_CONFIG_FILE']) "
-                 "if l.startswith('credential_process')][0]; "
-                 "out = subprocess.run(line.split('=', 1)[1].split(), capture_output=True, text=True).stdout; "
-                 "print(json.dumps({'uid': os.getuid(), 'key': json.loads(out)['AccessKeyId'], "
-                 "'writable': os.access(os.path.dirname(os.environ['AWS_CONFIG_FILE']), os.W_OK)}))")
-        done = podman.run(*argv[len(PODMAN):-1], "python3", "-c", probe, timeout_s=120)
+        done = podman.run(*argv[len(PODMAN):-1], "python3", "-c", CONTAINER_SESSION_PROBE, timeout_s=180)
         assert done.returncode == 0, done.stderr.decode()[-2000:]
         seen = json.loads(done.stdout.decode().strip().splitlines()[-1])
-        current = json.loads(creds.session_file.read_text())["AccessKeyId"]
-        assert seen == {"uid": nobody.pw_uid, "key": current, "writable": False}
+        assert (seen["uid"], seen["writable"]) == (nobody.pw_uid, False)
+        # The agent rewrote the session while the container ran, and the container's SDK path saw it.
+        assert seen["first"] != seen["later"] and seen["first"].startswith("ASIA"), seen
         assert creds.session_file.stat().st_mode & 0o077 == 0 and creds.session_file.stat().st_uid == nobody.pw_uid
     finally:
         creds.stop()
