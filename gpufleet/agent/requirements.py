@@ -14,6 +14,7 @@ import hashlib
 import importlib
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -124,23 +125,39 @@ def _layer_on_parent_environment(python: str, env_dir: Path) -> None:
 
 
 def ensure_environment(requirements: Path, cache_root: Path, python: str, pip: PipSettings,
-                       log: Path | None = None) -> Path:
+                       log: Path | None = None, reader_gid: int | None = None) -> Path:
     """The directory of a complete environment with ``requirements`` installed; built when missing.
-    Raises RequirementsError with pip's error line."""
+    ``reader_gid``: the job user's group, which must read and run the environment but never change it
+    (the agent builds it under UMask 0027). Raises RequirementsError with pip's error line."""
     key = environment_key(requirements.read_bytes(), python, pip)
     env_dir = cache_root / key
     with _locked(cache_root / f"{key}.lock"):
         if not (env_dir / _COMPLETE).is_file():
             _build(env_dir, requirements, python, pip, log)
+        if reader_gid is not None:
+            share_read_only(cache_root, reader_gid, recursive=False)
+            if env_dir.stat().st_gid != reader_gid:   # a cached environment built for no job user yet
+                share_read_only(env_dir, reader_gid)
     return env_dir
 
 
-def requirements_python(code_dir: Path, cache: Path, python: str, pip: PipSettings, log: Path | None) -> str | None:
+def share_read_only(top: Path, gid: int, recursive: bool = True) -> None:
+    """Group ``gid`` gets what the owner has of read and execute (never write); others get nothing."""
+    for path in [top, *top.rglob("*")] if recursive else [top]:
+        mode = os.lstat(path).st_mode
+        os.chown(path, -1, gid, follow_symlinks=False)
+        if not stat.S_ISLNK(mode):
+            owner = stat.S_IMODE(mode) & 0o700
+            path.chmod(owner | (owner >> 3) & 0o050)
+
+
+def requirements_python(code_dir: Path, cache: Path, python: str, pip: PipSettings, log: Path | None,
+                        reader_gid: int | None = None) -> str | None:
     """The interpreter of ``code_dir/requirements.txt``'s environment, or None when there is no such file."""
     requirements = code_dir / REQUIREMENTS_FILE
     if not requirements.is_file():
         return None
-    return str(venv_python(ensure_environment(requirements, cache, python, pip, log)))
+    return str(venv_python(ensure_environment(requirements, cache, python, pip, log, reader_gid)))
 
 
 def activate_model_requirements(code_dir: Path, cache: Path, pip: PipSettings) -> Path | None:

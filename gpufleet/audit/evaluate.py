@@ -127,6 +127,19 @@ def _judge(policies: Iterable[Mapping[str, Any]], request: Request) -> Permissio
     return PermissionResult.NEUTRAL
 
 
+def denial_reason(role: Role, request: Request) -> str | None:
+    """None when ``role`` may make ``request``; else why not: "explicitly denied", "not granted" or
+    "outside the permission boundary". The one judgement the audit makes of every recorded call, also
+    asked directly of requests no call made (what a role must never be able to do)."""
+    identity = _judge(role.policies, request)
+    boundary = _judge([role.boundary], request) if role.boundary else PermissionResult.PERMITTED
+    if identity == PermissionResult.PERMITTED and boundary == PermissionResult.PERMITTED:
+        return None
+    return ("explicitly denied" if PermissionResult.DENIED in (identity, boundary)
+            else "not granted" if identity != PermissionResult.PERMITTED
+            else "outside the permission boundary")
+
+
 def suggestion(request: Request) -> dict[str, Any]:
     return {"Sid": "Allow" + re.sub(r"[^A-Za-z0-9]", "", request.action.split(":")[1]), "Effect": "Allow",
             "Action": request.action, "Resource": request.resource}
@@ -192,14 +205,10 @@ class Auditor:
             report.actions.add(request.action)
             if request.via:
                 report.kms_keys.add(request.resource)
-            identity = _judge(role.policies, request)
-            boundary = _judge([role.boundary], request) if role.boundary else PermissionResult.PERMITTED
-            if identity == PermissionResult.PERMITTED and boundary == PermissionResult.PERMITTED:
+            reason = denial_reason(role, request)
+            if reason is None:
                 used.add(request.action)
                 continue
-            reason = ("explicitly denied" if PermissionResult.DENIED in (identity, boundary)
-                      else "not granted" if identity != PermissionResult.PERMITTED
-                      else "outside the permission boundary")
             report.denied.append(Denial(call.operation, request, reason, suggestion(request)))
         if role.kind in HOST_ROLES:
             network = self.stacks.networks.get(call.region)

@@ -10,17 +10,29 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import pwd
+import shutil
 import tarfile
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
-from gpufleet.agent.training.container import gpu_args
+from gpufleet.agent.training.container import gpu_args, training_argv
+from gpufleet.agent.training.isolation import JobUser, hand_over
+from gpufleet.agent.training.jobcreds import CONTAINER_CREDENTIALS, JobCredentials, container_credentials_env
+from gpufleet.agent.training.layout import JOB_DIRS, Layout
+from gpufleet.aws import LOCAL_CREDENTIALS
 from gpufleet.schema.container_settings import ContainerSettings
+from gpufleet.schema.job_spec import parse_job_spec
+from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.store.models import get_model_version
-from tests.support.containers import Podman, podman  # noqa: F401  (the fixture)
+from tests.support.aws import client
+from tests.support.containers import PODMAN, Podman, podman  # noqa: F401  (the fixture)
 from tests.training.conftest import AgentProc, Team, wait_for
 from tests.training.fake_imds import FakeImds
 
@@ -123,3 +135,94 @@ def test_gpus_reach_the_container_through_the_cdi_spec(tmp_path: Path) -> None:
     spec.write_text("cdiVersion: 0.5.0\nkind: nvidia.com/gpu\n")
     assert gpu_args(podman_settings) == ["--device", "nvidia.com/gpu=all"]
     assert gpu_args(ContainerSettings(command=["/usr/bin/docker"], cdi_specs=[str(spec)])) == ["--gpus", "all"]
+
+
+# Inside the container, as an SDK would: run the config's credential_process, then again until the
+# agent's refresh shows through the read-only mount (the folder is mounted, not the file: a rewrite is a
+# new file, which a file mount would never show).
+CONTAINER_SESSION_PROBE = """
+import json, os, subprocess, time
+line = [l for l in open(os.environ["AWS_CONFIG_FILE"]) if l.startswith("credential_process")][0]
+def key():
+    out = subprocess.run(line.split("=", 1)[1].split(), capture_output=True, text=True, check=True).stdout
+    return json.loads(out)["AccessKeyId"]
+first = later = key()
+deadline = time.monotonic() + 120
+while later == first and time.monotonic() < deadline:
+    time.sleep(0.2)
+    later = key()
+print(json.dumps({"uid": os.getuid(), "first": first, "later": later,
+                  "writable": os.access(os.path.dirname(os.environ["AWS_CONFIG_FILE"]), os.W_OK)}))
+"""
+
+
+def _with_job_role(team: Team) -> str:
+    """Give the team a job role in the emulator, as the team stack does (the runtime names it)."""
+    name = f"{team.runtime.platform}-{team.runtime.team}-job"
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                      "Principal": {"AWS": "arn:aws:iam::123456789012:root"}}]}
+    arn = str(client(team.emu, "iam").create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))[
+        "Role"]["Arn"])
+    team.runtime = TeamRuntime.model_validate({**team.runtime.model_dump(), "job_role_arn": arn})
+    return name
+
+
+def test_a_container_job_holds_the_job_roles_session_and_none_of_the_hosts_credentials(
+        team: Team, start_agent: StartAgent, podman: Podman, train_image: str) -> None:  # noqa: F811
+    role = _with_job_role(team)
+    agent = start_agent("host-c", containers=podman.agent_settings())
+    job_id = team.submit(None, name="byoc-creds", entry_point=None, image=train_image,
+                         channels={"train": _channel(team)})
+    job = team.wait_status(job_id, ("SUCCEEDED", "FAILED"), timeout_s=120)
+    assert job["status"] == "SUCCEEDED", job.get("reason")
+    _, seen = _model_json(team, get_model_version(team.clients, team.runtime, "byoc-creds", 1))
+    env, session = seen["aws_env"], seen["credentials"]
+    # The same mechanism as a process job: a credential_process config, here on the read-only mount.
+    assert env["AWS_CONFIG_FILE"] == f"{CONTAINER_CREDENTIALS}/container-config"
+    assert env["AWS_EC2_METADATA_DISABLED"] == "true" and env["AWS_SHARED_CREDENTIALS_FILE"] == "/dev/null"
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} & set(env), env
+    assert session["AccessKeyId"] != LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"] and session["Expiration"]
+    # Whose session it is, asked of STS with exactly what the container resolved.
+    who = boto3.client("sts", endpoint_url=team.emu.endpoint, region_name=team.runtime.region,
+                       aws_access_key_id=session["AccessKeyId"], aws_secret_access_key=session["SecretAccessKey"],
+                       aws_session_token=session["SessionToken"]).get_caller_identity()["Arn"]
+    assert who.endswith(f":assumed-role/{role}/job-{job_id}"), who
+    assert not Layout(agent.work_root).credentials.exists(), "the session's files go when the job ends"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="running a container as another user needs rootful podman")
+def test_a_container_runs_as_the_job_user_and_reads_the_refreshed_session_through_its_mount(
+        team: Team, podman: Podman, train_image: str) -> None:  # noqa: F811
+    """The argv the agent builds, run by real podman as the job user (``nobody`` here, as in
+    test_isolation.py): the session folder is the job user's alone (0700), mounted read-only, and the
+    agent's refreshes reach the running container."""
+    nobody = pwd.getpwnam("nobody")
+    user = JobUser("nobody", nobody.pw_uid, nobody.pw_gid, isolated=True)
+    _with_job_role(team)
+    assert team.runtime.job_role_arn
+    top = Path(tempfile.mkdtemp(prefix="gpufleet-container-user-"))
+    top.chmod(0o755)
+    layout = Layout(top / "ml")
+    layout.reset()
+    spec = parse_job_spec({"name": "n", "team": team.runtime.team, "image": train_image})
+    creds = JobCredentials(client(team.emu, "sts"), team.runtime.job_role_arn, "job-u", {"Version": "2012-10-17",
+                           "Statement": []}, layout.credentials, team.runtime.region, 900, owner=user.owner,
+                           refresh_s=0.5)
+    try:
+        env = creds.start()
+        hand_over([layout.root / d for d in JOB_DIRS], user)
+        settings = ContainerSettings.model_validate(podman.agent_settings())
+        argv = training_argv(settings, layout, spec, name="gpufleet-user-probe", agent="probe",
+                             extra_env=container_credentials_env(env), slot=0, job_id="job-u", user=user,
+                             credentials_dir=layout.credentials)
+        assert argv[argv.index("--user") + 1] == f"{nobody.pw_uid}:{nobody.pw_gid}"
+        done = podman.run(*argv[len(PODMAN):-1], "python3", "-c", CONTAINER_SESSION_PROBE, timeout_s=180)
+        assert done.returncode == 0, done.stderr.decode()[-2000:]
+        seen = json.loads(done.stdout.decode().strip().splitlines()[-1])
+        assert (seen["uid"], seen["writable"]) == (nobody.pw_uid, False)
+        # The agent rewrote the session while the container ran, and the container's SDK path saw it.
+        assert seen["first"] != seen["later"] and seen["first"].startswith("ASIA"), seen
+        assert creds.session_file.stat().st_mode & 0o077 == 0 and creds.session_file.stat().st_uid == nobody.pw_uid
+    finally:
+        creds.stop()
+        shutil.rmtree(top)

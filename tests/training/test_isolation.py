@@ -134,3 +134,84 @@ def test_an_unknown_job_user_is_a_one_line_error() -> None:
     with pytest.raises(UserInputError, match=r"^training.job_user: no Unix user 'no-such-user' on this host"):
         resolve_job_user("no-such-user", local=False)
     assert subprocess.run(["id", "nobody"], capture_output=True).returncode == 0
+
+
+READ_PROBE = """
+import json, os, sys
+def can(what, fn):
+    try:
+        fn()
+        return "yes"
+    except PermissionError:
+        return "denied"
+def write_into(folder):
+    with open(os.path.join(folder, "planted.py"), "w") as f:
+        f.write("x = 1")
+import gpufleet_tiny_dep
+site = os.path.dirname(gpufleet_tiny_dep.__file__)
+print(json.dumps({
+    "dependency": gpufleet_tiny_dep.GREETING, "prefix": sys.prefix,
+    "code": can("code", lambda: open("train.py").read()),
+    "input": can("input", lambda: open(os.environ["SM_CHANNEL_TRAIN"] + "/rows.csv").read()),
+    "config": can("config", lambda: open(os.environ["AGENT_CONFIG"]).read()),
+    "agent_file": can("agent_file", lambda: open(os.environ["AGENT_FILE"]).read()),
+    "list_work_root": can("list", lambda: os.listdir(os.environ["WORK_ROOT"])),
+    "change_environment": can("write", lambda: write_into(site)),
+}))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path(SYSTEM_PYTHON).exists(),
+                    reason="switching users needs root or the agent's capabilities; and a system python3")
+def test_under_the_agents_umask_the_job_user_reads_its_venv_code_and_inputs_but_not_the_agents_files(
+        tmp_path: Path) -> None:
+    from gpufleet.agent.requirements import ensure_environment
+    from gpufleet.agent.training.isolation import open_work_root
+    from gpufleet.agent.training.layout import JOB_DIRS, Layout
+    from gpufleet.schema.pip_settings import PipSettings
+    from tests.support.wheels import TINY_GREETING, TINY_PACKAGE, build_tiny_wheelhouse
+
+    wheelhouse = build_tiny_wheelhouse(tmp_path)   # built as root, read by the agent (root) only
+    top = Path(tempfile.mkdtemp(prefix="gpufleet-umask-"))
+    top.chmod(0o755)   # stands for /, /opt: world-searchable
+    previous = os.umask(0o027)   # the agent's service unit's UMask: pip and venv inherit it
+    try:
+        config = top / "etc" / "agent.yaml"   # as the Ansible role installs it
+        config.parent.mkdir(mode=0o750)
+        config.write_text("team: {secret: true}\n")
+        config.chmod(0o600)
+        layout = Layout(top / "opt-ml")
+        layout.root.mkdir()   # 0750 under the umask: closed to the job user until the agent opens it
+        open_work_root(layout.root, JOB_USER)
+        agent_file = layout.root / "agent-state.json"   # anything else the agent keeps in its work root
+        agent_file.write_text("{}")
+        layout.reset()
+        (layout.code / "train.py").write_text(READ_PROBE)
+        (layout.code / "requirements.txt").write_text(f"{TINY_PACKAGE}==1.0\n")
+        layout.channel("train").mkdir(parents=True)
+        (layout.channel("train") / "rows.csv").write_text("1,2\n")
+        env = ensure_environment(layout.code / "requirements.txt", layout.root / "envs", SYSTEM_PYTHON,
+                                 PipSettings(wheelhouse=str(wheelhouse)), reader_gid=JOB_USER.gid)
+        hand_over([layout.root / d for d in JOB_DIRS], JOB_USER)
+        lines: list[str] = []
+        environ = {"PATH": os.environ["PATH"], "AGENT_CONFIG": str(config), "AGENT_FILE": str(agent_file),
+                   "WORK_ROOT": str(layout.root), "SM_CHANNEL_TRAIN": str(layout.channel("train"))}
+        proc = JobProcess([str(env / "bin" / "python"), "train.py"], environ, layout.code, top / "job.log",
+                          lines.append, run_as=JOB_USER.popen_args())
+        proc.start()
+        while proc.poll() is None:
+            time.sleep(0.05)
+        proc.finish_output()
+        assert proc.poll() == 0, lines
+        seen = json.loads(lines[-1])
+        assert (seen["dependency"], seen["prefix"]) == (TINY_GREETING, str(env))
+        assert (seen["code"], seen["input"]) == ("yes", "yes")
+        assert seen == {**seen, "config": "denied", "agent_file": "denied", "list_work_root": "denied",
+                        "change_environment": "denied"}
+        world_readable = [p for p in [env, *env.rglob("*")] if not p.is_symlink() and p.stat().st_mode & 0o007]
+        assert world_readable == [], world_readable[:5]
+        job_tree = [layout.root / d for d in JOB_DIRS]
+        assert not any(p.stat().st_mode & 0o007 for top_dir in job_tree for p in [top_dir, *top_dir.rglob("*")])
+    finally:
+        os.umask(previous)
+        shutil.rmtree(top)

@@ -9,6 +9,13 @@ docker where that is what the host has): ``<runtime> run IMAGE train``, as SageM
   it only where a GPU is present): ``--device nvidia.com/gpu=all`` (podman), ``--gpus all`` (docker).
 - Everything around the container stays the agent's: inputs, checkpoint sync, heartbeats, spot handling
   (``stop`` gives the container the grace period, then kills it), packaging and registering the model.
+- The job boundary is the same as a process job's: the container runs as the job user (``--user``) where
+  the agent can switch users, and holds only the job role's session, through the credentials folder
+  mounted read-only and refreshed by the agent (``jobcreds.py``); none of the agent's environment.
+  IMDS stays out of reach on hosts: with ``network: host`` (the default) the container's sockets carry
+  the job user's uid, which the IMDS guard's nftables output rule drops; on a bridged network its packets
+  are forwarded, and the guard's forward rule drops anything forwarded to IMDS (and IMDSv2's hop limit of
+  1 keeps a token from reaching a container anyway).
 - Images from ECR are pulled with a token from ``ecr:GetAuthorizationToken``; other images must already
   be on the host (local mode: locally built podman images).
 """
@@ -26,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gpufleet.agent.training.claim import Claim
+from gpufleet.agent.training.isolation import JobUser
+from gpufleet.agent.training.jobcreds import CONTAINER_CREDENTIALS
 from gpufleet.agent.training.layout import Layout, sm_environment
 from gpufleet.agent.training.process import JobProcess
 from gpufleet.aws import AWS_ERRORS, AwsClients
@@ -110,17 +119,22 @@ def container_name(job_id: str, attempt: int, slot: int) -> str:
 
 
 def training_argv(settings: ContainerSettings, layout: Layout, spec: JobSpec, *, name: str, agent: str,
-                  extra_env: dict[str, str], slot: int, job_id: str) -> list[str]:
-    """``<runtime> run ... IMAGE train`` with the /opt/ml mounts and the SM_* environment."""
+                  extra_env: dict[str, str], slot: int, job_id: str, user: JobUser | None = None,
+                  credentials_dir: Path | None = None) -> list[str]:
+    """``<runtime> run ... IMAGE train`` with the /opt/ml mounts and the SM_* environment, as ``user``
+    (when the agent can switch users) with the job's credentials folder (when it has a job role)."""
     assert spec.image
     inside = Layout(CONTAINER_ROOT)
     mounts = [(layout.root / "input", inside.root / "input", "ro"), (layout.model, inside.model, "rw"),
               (layout.output, inside.output, "rw"), (layout.checkpoints, inside.checkpoints, "rw")]
     if spec.source:
         mounts.append((layout.code, inside.code, "ro"))
+    if credentials_dir is not None:
+        mounts.append((credentials_dir, Path(CONTAINER_CREDENTIALS), "ro"))
     env = {**sm_environment(inside, spec, slot, job_id), **extra_env}
+    run_as = ["--user", f"{user.uid}:{user.gid}"] if user is not None and user.isolated else []
     argv = [*runtime_command(settings), "run", "--rm", "--name", name, "--label", f"{AGENT_LABEL}={agent}",
-            "--pull", "never", "--network", settings.network, "--shm-size", settings.shm_size,
+            "--pull", "never", "--network", settings.network, "--shm-size", settings.shm_size, *run_as,
             *gpu_args(settings)]
     for host, container, mode in mounts:
         argv += ["--volume", f"{host}:{container}:{mode}"]
@@ -164,14 +178,18 @@ class ContainerProcess(JobProcess):
 
 
 def container_job(settings: ContainerSettings, layout: Layout, claim: Claim, agent: str,
-                  on_line: Callable[[str], None], tail_lines: int) -> ContainerProcess:
-    """The claimed job's container, ready to start (after ``ensure_image`` and ``remove_leftovers``)."""
+                  on_line: Callable[[str], None], tail_lines: int, user: JobUser | None = None,
+                  credentials_env: dict[str, str] | None = None,
+                  credentials_dir: Path | None = None) -> ContainerProcess:
+    """The claimed job's container, ready to start (after ``ensure_image`` and ``remove_leftovers``).
+    ``credentials_env``: the variables of the job's session as the container sees it."""
     name = container_name(claim.job_id, claim.attempt, claim.slot)
-    extra = {"PYTHONUNBUFFERED": "1", "GPUFLEET_JOB_ID": claim.job_id, "GPUFLEET_ATTEMPT": str(claim.attempt)}
+    extra = {"PYTHONUNBUFFERED": "1", "GPUFLEET_JOB_ID": claim.job_id, "GPUFLEET_ATTEMPT": str(claim.attempt),
+             **(credentials_env or {})}
     if claim.rendezvous:   # multi-node: node 0's address, where a torchrun inside the image can meet
         extra["GPUFLEET_RENDEZVOUS"] = claim.rendezvous
     argv = training_argv(settings, layout, claim.spec, name=name, agent=agent, extra_env=extra,
-                         slot=claim.slot, job_id=claim.job_id)
+                         slot=claim.slot, job_id=claim.job_id, user=user, credentials_dir=credentials_dir)
     return ContainerProcess(settings, name, argv, layout.root, layout.job_log, on_line, tail_lines)
 
 

@@ -15,7 +15,7 @@ from gpufleet.agent.health import start_health_server
 from gpufleet.agent.identity import imds_for, resolve_identity
 from gpufleet.agent.logs import configure_logging
 from gpufleet.agent.training.claim import Claim, claim_job
-from gpufleet.agent.training.isolation import require_imds_block, resolve_job_user
+from gpufleet.agent.training.isolation import open_work_root, require_imds_block, resolve_job_user
 from gpufleet.agent.training.layout import Layout
 from gpufleet.agent.training.process import become_subreaper
 from gpufleet.agent.training.queues import PriorityReceiver, Received
@@ -107,6 +107,7 @@ def run(config: AgentConfig, stop: threading.Event) -> int:
     job_user = resolve_job_user(config.training.job_user, local=config.local is not None)
     if config.local is None:
         require_imds_block(job_user)   # a real host: job code must not reach the host role's credentials
+    open_work_root(Path(config.work_root), job_user)   # the job user reaches its folders, nothing else there
     ctx = AgentContext(config=config, clients=AwsClients.for_agent(config), identity=identity,
                        layout=Layout(Path(config.work_root)), notice=Notice(), stop=stop,
                        subreaper=threading.current_thread() is threading.main_thread() and become_subreaper(),

@@ -112,6 +112,16 @@ def hand_back(paths: list[Path], user: JobUser) -> None:
         _chown_tree(paths, os.geteuid(), os.getegid())
 
 
+def open_work_root(root: Path, user: JobUser) -> None:
+    """Let the job user pass through the work root to the folders handed to it, and nothing more: the
+    root's group becomes the job user's with search (x) only, so it can neither list the root nor open
+    what the agent keeps there (UMask 0027 leaves the agent's own files group- and world-closed)."""
+    if user.isolated:
+        root.mkdir(parents=True, exist_ok=True)
+        os.chown(root, -1, user.gid)
+        root.chmod(0o710)
+
+
 def _chown_tree(paths: list[Path], uid: int, gid: int) -> None:
     for top in paths:
         for path in [top, *top.rglob("*")] if top.exists() else []:

@@ -5,6 +5,10 @@ The credentials reach the job through an AWS config file whose ``credential_proc
 session (JSON with its ``Expiration``); AWS SDKs and the CLI re-run it shortly before expiry, and the agent
 rewrites the file before then, so long jobs never hold stale credentials. The host role's own variables
 are removed from the job's environment and IMDS is switched off for the SDK (the firewall blocks it too).
+
+Container jobs get the same session the same way: the credentials folder is bind-mounted read-only at
+``CONTAINER_CREDENTIALS`` (a folder, not the file, so each rewrite shows through), with a second config
+whose ``credential_process`` is ``cat`` of the session there (the image's own interpreter is unknown).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ log = logging.getLogger("gpufleet.agent.jobcreds")
 HOST_CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
                         "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
                         "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN")
+# Where a container job sees the credentials folder (outside SageMaker's /opt/ml layout).
+CONTAINER_CREDENTIALS = "/opt/gpufleet/job-credentials"
 REFRESH_AT = 0.5   # of the session's lifetime: SDKs ask again 15 min before expiry; be well ahead of them
 
 
@@ -62,6 +68,7 @@ class JobCredentials:
         self.refresh_s = refresh_s or duration_s * REFRESH_AT
         self.session_file = directory / "session.json"
         self.config_file = directory / "config"
+        self.container_config_file = directory / "container-config"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -71,6 +78,9 @@ class JobCredentials:
         self._issue()
         reader = f"{shlex.quote(sys.executable)} -c {shlex.quote(_PRINT_SESSION)} {shlex.quote(str(self.session_file))}"
         self._write(self.config_file, f"[default]\nregion = {self.region}\ncredential_process = {reader}\n")
+        inside = f"{CONTAINER_CREDENTIALS}/{self.session_file.name}"
+        self._write(self.container_config_file,
+                    f"[default]\nregion = {self.region}\ncredential_process = cat {inside}\n")
         if self.owner:
             os.chown(self.directory, *self.owner)
         self._thread = threading.Thread(target=self._refresh, name=f"job-creds-{self.job_id}", daemon=True)
@@ -114,6 +124,16 @@ class JobCredentials:
 
 # What credential_process runs: print the session file (the agent keeps it current).
 _PRINT_SESSION = "import sys; sys.stdout.write(open(sys.argv[1]).read())"
+
+
+def container_credentials_env(credentials_env: dict[str, str]) -> dict[str, str]:
+    """The job's credential variables as a container sees them (the folder mounted at CONTAINER_CREDENTIALS);
+    without a job role, none at all, with IMDS still off for the SDK."""
+    env = {"AWS_EC2_METADATA_DISABLED": "true", "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+           "AWS_CONFIG_FILE": os.devnull}
+    if "AWS_CONFIG_FILE" in credentials_env:
+        env.update(credentials_env, AWS_CONFIG_FILE=f"{CONTAINER_CREDENTIALS}/container-config")
+    return env
 
 
 def job_environment(base: dict[str, str], credentials_env: dict[str, str] | None) -> dict[str, str]:

@@ -49,6 +49,11 @@ class Layout:
         return self.root / "checkpoints"
 
     @property
+    def credentials(self) -> Path:
+        """The job role's session for this job (jobcreds.py): the job user's alone, removed when it ends."""
+        return self.root / "credentials"
+
+    @property
     def job_log(self) -> Path:
         return self.root / "output" / "job.log"
 

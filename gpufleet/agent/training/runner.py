@@ -28,7 +28,7 @@ from gpufleet.agent.training.claim import Claim, finish, heartbeat
 from gpufleet.agent.training.container import ContainerError, container_job, failure_reason, prepare_container
 from gpufleet.agent.training.inputs import InputError, fetch_inputs
 from gpufleet.agent.training.isolation import JobUser, hand_back, hand_over, resolve_job_user
-from gpufleet.agent.training.jobcreds import job_environment, start_job_credentials
+from gpufleet.agent.training.jobcreds import container_credentials_env, job_environment, start_job_credentials
 from gpufleet.agent.training.layout import (
     JOB_DIRS,
     Layout,
@@ -198,7 +198,7 @@ def _run(ctx: AgentContext, claim: Claim, receipt: Receipt) -> str:
     user = ctx.job_user or resolve_job_user(ctx.config.training.job_user, local=True)
     try:
         creds, creds_env = start_job_credentials(
-            ctx.clients.client("sts"), ctx.runtime, claim.spec, claim.job_id, ctx.layout.root / "credentials",
+            ctx.clients.client("sts"), ctx.runtime, claim.spec, claim.job_id, ctx.layout.credentials,
             ctx.config.training.job_credentials_s, user.owner)
     except AWS_ERRORS as exc:
         return _conclude_failure(ctx, claim, receipt, f"job role: {exc}")
@@ -255,16 +255,20 @@ def _job_process(ctx: AgentContext, claim: Claim, attempt: Attempt, user: JobUse
     image (bring your own container)."""
     tail = ctx.config.training.log_tail_lines
     if claim.spec.image:
+        credentials_dir = ctx.layout.credentials if credentials_env else None
         return container_job(ctx.config.containers, ctx.layout, claim, ctx.identity.instance_id,
-                             attempt.metrics.feed, tail)
+                             attempt.metrics.feed, tail, user, container_credentials_env(credentials_env),
+                             credentials_dir)
     return JobProcess(launcher_argv(ctx, claim), job_environment(job_env(ctx, claim), credentials_env),
                       ctx.layout.code, ctx.layout.job_log, attempt.metrics.feed, tail, user.popen_args())
 
 
 def _install_requirements(ctx: AgentContext) -> str | None:
     """The source's requirements.txt environment (None without one)."""
+    reader = ctx.job_user.gid if ctx.job_user and ctx.job_user.isolated else None   # the job user runs it
     return requirements_python(ctx.layout.code, cache_root(ctx.config.pip, ctx.config.work_root),
-                               ctx.config.training.python or sys.executable, ctx.config.pip, ctx.layout.job_log)
+                               ctx.config.training.python or sys.executable, ctx.config.pip, ctx.layout.job_log,
+                               reader)
 
 
 def _with_heartbeat(ctx: AgentContext, claim: Claim, receipt: Receipt, step: Callable[[], T]) -> T:
