@@ -37,6 +37,12 @@ class Window:
     latency_min_us: float = float("inf")
     latency_max_us: float = 0.0
 
+    def merged(self, later: Window) -> Window:
+        """This window and a later one as one (a window CloudWatch did not take goes out with the next)."""
+        return Window(self.invocations + later.invocations, self.errors + later.errors,
+                      self.latency_count + later.latency_count, self.latency_sum_us + later.latency_sum_us,
+                      min(self.latency_min_us, later.latency_min_us), max(self.latency_max_us, later.latency_max_us))
+
 
 class ServingMetrics:
     def __init__(self) -> None:

@@ -29,6 +29,7 @@ class Telemetry:
         self.instance_id = instance_id
         self.last_gpu: dict[str, Any] = gpu.sample()
         self.reported_fault = False
+        self.unsent: Window | None = None   # a window CloudWatch did not take (see ``publish``)
 
     def poll_gpu(self) -> dict[str, Any]:
         self.last_gpu = self.gpu.sample()
@@ -50,11 +51,19 @@ class Telemetry:
             emit("set_instance_health_failed", error=f"{type(exc).__name__}: {exc}")
 
     def publish(self) -> None:
+        """Send the window's datapoints. When CloudWatch is unreachable or throttles past botocore's retries,
+        the window is kept and goes out with the next one, so no invocation goes uncounted (its datapoints
+        land in a later minute). Serving never waits on this."""
         window = self.metrics.take_window()
+        if self.unsent is not None:
+            window = self.unsent.merged(window)
         try:
             self.cloudwatch.put_metric_data(Namespace=METRIC_NAMESPACE, MetricData=self._datums(window))
-        except Exception as exc:   # metrics are best effort; serving goes on
+        except Exception as exc:
+            self.unsent = window
             emit("put_metric_data_failed", error=f"{type(exc).__name__}: {exc}")
+        else:
+            self.unsent = None
 
     def _datums(self, window: Window) -> list[dict[str, Any]]:
         datums: list[dict[str, Any]] = [
