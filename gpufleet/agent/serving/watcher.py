@@ -10,6 +10,7 @@ which hosts cannot write): a changed models-table record or a replaced artifact 
 from __future__ import annotations
 
 import gc
+import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,7 +101,22 @@ class ModelWatcher:
         self.metrics.model_load_failures.inc()
         emit("model_refused", model=target.model, version=target.version, reason=reason)
 
+    def discard_stale_models(self) -> None:
+        """Remove what an earlier agent process left under ``models/``: a model directory is only good while
+        the process that unpacked it serves it, and one killed mid-swap leaves its versions and a
+        half-downloaded ``.fetch-*`` folder behind (the next load fetches and verifies again)."""
+        models = self.work_root / "models"
+        if not models.exists():
+            return
+        try:
+            shutil.rmtree(models)
+        except OSError as exc:   # loads still work: each fetch replaces its version's directory
+            emit("stale_models_not_discarded", path=str(models), error=str(exc))
+        else:
+            emit("stale_models_discarded", path=str(models))
+
     def run(self, stop: threading.Event, on_error: Callable[[Exception], None] | None = None) -> None:
+        self.discard_stale_models()
         while not stop.is_set():
             try:
                 self.check_once()
