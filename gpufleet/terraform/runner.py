@@ -30,6 +30,7 @@ class RunResult:
     changed: int = 0
     removed: int = 0
     errors: list[str] = field(default_factory=list)
+    lock: dict[str, str] | None = None   # who holds the state lock, when Terraform could not take it
 
     @property
     def has_changes(self) -> bool:
@@ -47,8 +48,12 @@ def terraform_binary() -> str:
 class StackRunner:
     """Terraform over one synthesized stack directory (``cdktf.out/stacks/<stack>``)."""
 
-    def __init__(self, stack_dir: Path, workspace: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, stack_dir: Path, workspace: Path, extra_env: dict[str, str] | None = None,
+                 lock_timeout_s: int = 60) -> None:
         self.stack_dir, self.stack = stack_dir, stack_dir.name
+        # How long to wait for a state lock another run holds (another deploy on the same state) before
+        # failing with who holds it.
+        self.lock_timeout = f"-lock-timeout={lock_timeout_s}s"
         self.env = {**os.environ, "TF_IN_AUTOMATION": "1", "TF_INPUT": "0",
                     "TF_CLI_CONFIG_FILE": str(write_cli_config(workspace)),
                     "CHECKPOINT_DISABLE": "1", **(extra_env or {})}
@@ -86,23 +91,36 @@ class StackRunner:
             drain.join()
             stderr = "".join(stderr_chunks)
         ok = proc.returncode == 0 or (step == "plan" and proc.returncode == 2)
+        if not ok and result.lock is not None:
+            raise self._locked(step, result.lock)
         if not ok:
             detail = "; ".join(result.errors) or _last_error(stderr)
             raise RuntimeFailure(f"{step} {self.stack}", detail,
                                  f"fix the cause, then rerun (state is kept; `gpufleet {step} {self.stack}`)")
         return result
 
+    def _locked(self, step: str, lock: dict[str, str]) -> RuntimeFailure:
+        operation = lock.get("Operation", "").removeprefix("OperationType").lower() or "run"
+        lock_id = lock.get("ID", "?")
+        created = lock.get("Created", "?")[:19]   # "2026-12-02 14:53:35.64057122 +0000 UTC": to the second, UTC
+        return RuntimeFailure(
+            f"{step} {self.stack}",
+            f"the state is locked by {lock.get('Who', 'someone')} ({operation} since {created} UTC, "
+            f"lock {lock_id}, state {lock.get('Path', '?')})",
+            "another deploy is running on this state: wait for it to end and rerun; if none is (it was killed), "
+            f"release the lock with `terraform force-unlock -force {lock_id}` in {self.stack_dir} and rerun")
+
     def plan(self, sink: EventSink | None = None, destroy: bool = False, out: Path | None = None) -> RunResult:
         """``out`` saves the plan (for ``terraform show -json``, e.g. a policy gate)."""
-        args = ["plan", "-input=false", "-lock-timeout=60s", "-detailed-exitcode"]
+        args = ["plan", "-input=false", self.lock_timeout, "-detailed-exitcode"]
         args += (["-destroy"] if destroy else []) + ([f"-out={out}"] if out else [])
         return self._stream(args, "plan", sink)
 
     def apply(self, sink: EventSink | None = None) -> RunResult:
-        return self._stream(["apply", "-input=false", "-auto-approve", "-lock-timeout=60s"], "deploy", sink)
+        return self._stream(["apply", "-input=false", "-auto-approve", self.lock_timeout], "deploy", sink)
 
     def destroy(self, sink: EventSink | None = None) -> RunResult:
-        return self._stream(["apply", "-destroy", "-input=false", "-auto-approve", "-lock-timeout=60s"],
+        return self._stream(["apply", "-destroy", "-input=false", "-auto-approve", self.lock_timeout],
                             "destroy", sink)
 
     def outputs(self) -> dict[str, Any]:
@@ -130,9 +148,26 @@ def _collect(event: Event, result: RunResult) -> None:
         result.removed = changes.get("remove", 0)
     elif kind == "diagnostic" and event.get("diagnostic", {}).get("severity") == "error":
         diag = event["diagnostic"]
+        if diag.get("summary") == LOCK_ERROR:
+            result.lock = _lock_info(diag.get("detail", ""))
         where = diag.get("address") or diag.get("range", {}).get("filename", "")
         result.errors.append(" ".join(p for p in (where + ":" if where else "", diag.get("summary", ""),
                                                    diag.get("detail", "")) if p).strip())
+
+
+LOCK_ERROR = "Error acquiring the state lock"
+
+
+def _lock_info(detail: str) -> dict[str, str]:
+    """The ``Lock Info:`` block of Terraform's lock error: ID, Path, Operation, Who, Version, Created."""
+    info = {}
+    for line in detail.partition("Lock Info:")[2].splitlines():
+        key, sep, value = line.strip().partition(":")
+        if sep and key and " " not in key:
+            info[key] = value.strip()
+        elif not line.strip() and info:
+            break
+    return info
 
 
 def _last_error(text: str) -> str:
