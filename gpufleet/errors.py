@@ -28,3 +28,9 @@ class RuntimeFailure(Exception):
     def __init__(self, step: str, message: str, next_action: str) -> None:
         self.step, self.message, self.next_action = step, message, next_action
         super().__init__(f"{step}: {message} (next: {next_action})")
+
+
+class Interrupted(RuntimeFailure):
+    """The user stopped a run (Ctrl-C). Exit code 130, as a shell reports SIGINT."""
+
+    exit_code = 130

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 from rich.table import Table
@@ -13,6 +15,11 @@ from rich.table import Table
 from gpufleet.cli.context import console
 from gpufleet.cli.options import config_option, handle_errors, json_option, out_option, target_option
 from gpufleet.config import load_config
+
+if TYPE_CHECKING:
+    from gpufleet.deploy import Interruption
+
+T = TypeVar("T")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,7 +68,7 @@ def synth(config_path: Path, target: str | None, outdir: Path, as_json: bool) ->
 def _run_action(action: str, config_path: Path, target: str | None, outdir: Path, stacks: tuple[str, ...]) -> None:
     from gpufleet.cli.context import resolve_target
     from gpufleet.cli.progress import TerraformProgress
-    from gpufleet.deploy import run_stacks
+    from gpufleet.deploy import Interruption, run_stacks
     from gpufleet.workspace import workspace
 
     cfg = load_config(config_path)
@@ -70,8 +77,11 @@ def _run_action(action: str, config_path: Path, target: str | None, outdir: Path
         from gpufleet.local.differences import print_local_differences
 
         print_local_differences(console)
-    with TerraformProgress(console) as progress:
-        _, outcomes = run_stacks(cfg, resolved, workspace(), outdir, action, stacks, progress)  # type: ignore[arg-type]
+    interruption = Interruption()
+    with TerraformProgress(console) as progress, ThreadPoolExecutor(1, thread_name_prefix=action) as pool:
+        run = pool.submit(run_stacks, cfg, resolved, workspace(), outdir, action,  # type: ignore[arg-type]
+                          stacks, progress, interruption=interruption)
+        _, outcomes = _wait_interruptible(run, interruption, action)
     table = Table(title=f"{action} summary ({resolved.kind})")
     for col in ("stack", "added", "changed", "destroyed", "seconds"):
         table.add_column(col, justify="left" if col == "stack" else "right")
@@ -79,6 +89,21 @@ def _run_action(action: str, config_path: Path, target: str | None, outdir: Path
         r = o.result
         table.add_row(o.stack, str(r.added), str(r.changed), str(r.removed), f"{o.seconds:.0f}")
     console.print(table)
+
+
+def _wait_interruptible(run: Future[T], interruption: Interruption, action: str) -> T:
+    """The run's result. Ctrl-C (SIGINT reaches only this process: Terraform runs in its own session) asks
+    ``interruption`` to stop: the first lets the stacks being applied finish, the second stops Terraform."""
+    while True:
+        try:
+            return run.result()
+        except KeyboardInterrupt:
+            running = ", ".join(interruption.running()) or "the current step"
+            if interruption.request():
+                click.echo(f"{action}: stopping after {running} (Terraform finishes what it is creating, so "
+                           "nothing is left half-made); Ctrl-C again to stop Terraform at once", err=True)
+            else:
+                click.echo(f"{action}: stopping Terraform in {running} now", err=True)
 
 
 def _stack_command(action: str, help_text: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import Callable
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from gpufleet.errors import RuntimeFailure
+from gpufleet.errors import Interrupted, RuntimeFailure
 from gpufleet.terraform.cliconfig import write_cli_config
 
 Event = dict[str, Any]
@@ -58,10 +59,21 @@ class StackRunner:
                     "TF_CLI_CONFIG_FILE": str(write_cli_config(workspace)),
                     "CHECKPOINT_DISABLE": "1", **(extra_env or {})}
         self.binary = terraform_binary()
+        self._proc: subprocess.Popen[str] | None = None
+        self._interrupted = False
+        self._lock = threading.Lock()
+
+    def interrupt(self) -> None:
+        """Have Terraform stop now, as its own Ctrl-C does: it saves the state and releases the lock, but its
+        graceful stop cancels the AWS calls in flight, so a resource being created may exist unrecorded."""
+        with self._lock:
+            self._interrupted = True
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.send_signal(signal.SIGINT)
 
     def _run(self, *args: str, step: str) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run([self.binary, *args], cwd=self.stack_dir, env=self.env, text=True,
-                              capture_output=True, check=False)
+                              capture_output=True, check=False, start_new_session=True)
         if proc.returncode not in (0, 2) or (proc.returncode == 2 and step != "plan"):
             raise RuntimeFailure(f"{step} {self.stack}", _last_error(proc.stderr or proc.stdout),
                                  f"fix it and rerun; logs: terraform {' '.join(args[:1])} in {self.stack_dir}")
@@ -72,8 +84,16 @@ class StackRunner:
 
     def _stream(self, args: list[str], step: str, sink: EventSink | None) -> RunResult:
         result = RunResult(self.stack)
-        with subprocess.Popen([self.binary, *args, "-json"], cwd=self.stack_dir, env=self.env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        # Its own session: a terminal's Ctrl-C reaches gpufleet alone, which decides when Terraform stops
+        # (see ``interrupt`` and gpufleet.deploy.Interruption).
+        with self._lock:
+            if self._interrupted:
+                raise Interrupted(f"{step} {self.stack}", "interrupted before Terraform started",
+                                  f"rerun `gpufleet {step}` to finish")
+            proc = self._proc = subprocess.Popen(
+                [self.binary, *args, "-json"], cwd=self.stack_dir, env=self.env, text=True,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        with proc:
             assert proc.stdout is not None and proc.stderr is not None
             # stderr drains on its own thread: a provider that fills the pipe (TF_LOG, a panic) would
             # otherwise block Terraform while we wait for stdout to close.
@@ -93,6 +113,11 @@ class StackRunner:
         ok = proc.returncode == 0 or (step == "plan" and proc.returncode == 2)
         if not ok and result.lock is not None:
             raise self._locked(step, result.lock)
+        if not ok and self._interrupted:
+            raise Interrupted(f"{step} {self.stack}", "Terraform stopped at once (Ctrl-C twice); it saved the state "
+                              "and released the lock", f"rerun `gpufleet {step}`; if it fails with a resource that "
+                              "already exists, that one was being created when Terraform stopped: import it "
+                              f"(`terraform import` in {self.stack_dir}) or delete it, and rerun")
         if not ok:
             detail = "; ".join(result.errors) or _last_error(stderr)
             raise RuntimeFailure(f"{step} {self.stack}", detail,
