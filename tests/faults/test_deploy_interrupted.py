@@ -19,11 +19,17 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
+from gpufleet.deploy import Interruption
+from gpufleet.errors import Interrupted
 from gpufleet.local.emulator import Emulator
+from gpufleet.terraform.runner import StackRunner
 from tests.faults.deploys import Deployment, managed_resources
 
 pytestmark = pytest.mark.e2e
@@ -51,3 +57,57 @@ def test_a_deploy_interrupted_midway_finishes_its_stack_and_the_next_deploy_conv
     assert all(deployment.replan_is_empty(stack) for stack in ALL), "the deploy after the interruption converged"
     assert (deployment.home / "teams" / "alpha.json").exists()
     assert deployment.orphans() == []
+
+
+# A stand-in ``terraform`` (via $TERRAFORM_BINARY) that applies until SIGINT, then fails as Terraform's
+# graceful stop does.
+STAND_IN = """\
+import json, os, signal, sys, time
+def stop(*_):
+    open(sys.argv[0] + ".interrupted", "w").write("SIGINT")
+    print(json.dumps({"type": "diagnostic", "diagnostic": {"severity": "error",
+          "summary": "creating S3 Bucket: context canceled", "detail": ""}}), flush=True)
+    sys.exit(1)
+signal.signal(signal.SIGINT, stop)
+print(json.dumps({"type": "apply_start", "hook": {}}), flush=True)
+open(sys.argv[0] + ".started", "w").write(str(os.getpid()))
+time.sleep(120)
+"""
+
+
+def test_a_second_ctrl_c_stops_terraform_at_once_and_says_what_may_be_left(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    script = tmp_path / "terraform"
+    script.write_text(f"#!{sys.executable}\n{STAND_IN}")
+    script.chmod(0o755)
+    monkeypatch.setenv("TERRAFORM_BINARY", str(script))
+    (tmp_path / "stacks" / "platform").mkdir(parents=True)
+    interruption = Interruption()
+    runner = StackRunner(tmp_path / "stacks" / "platform", tmp_path / "workspace")
+    interruption.track(runner)
+    failures: list[BaseException] = []
+
+    def apply() -> None:
+        try:
+            runner.apply()
+        except Interrupted as exc:
+            failures.append(exc)
+
+    worker = threading.Thread(target=apply, daemon=True)
+    worker.start()
+    started = Path(f"{script}.started")
+    while not started.exists() and worker.is_alive():
+        time.sleep(0.05)
+
+    assert interruption.request() is True, "the first Ctrl-C only asks to stop after the running stacks"
+    assert interruption.running() == ["platform"]
+    worker.join(1)
+    assert worker.is_alive() and not Path(f"{script}.interrupted").exists(), "Terraform goes on applying"
+    assert interruption.request() is False, "the second stops Terraform"
+    worker.join(60)
+    assert Path(f"{script}.interrupted").exists() and not worker.is_alive()
+    (failure,) = failures
+    message = str(failure)
+    assert failure.exit_code == 130 and "\n" not in message
+    assert message.startswith("deploy platform: Terraform stopped at once"), message
+    assert "already exists" in message and "terraform import" in message, message
