@@ -3,17 +3,23 @@ it lost (root cause of the CreateLaunchTemplate AlreadyExists and DeleteLaunchTe
 
 What must hold: the repeat is harmless, as on real EC2: a repeated create with the same ClientToken returns the
 first template, and deleting a template that is already gone answers ``InvalidLaunchTemplateId.NotFound``, the
-code the AWS provider treats as "already deleted"."""
+code the AWS provider treats as "already deleted". The last test shows the whole path with the real provider
+behind a proxy that loses the emulator's answers (tests/support/faultproxy.py)."""
 
 from __future__ import annotations
 
+import json
 import secrets
+from pathlib import Path
+from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
 from gpufleet.local.emulator import Emulator
+from gpufleet.terraform.runner import StackRunner
 from tests.support.aws import client
+from tests.support.faultproxy import FaultProxy
 
 MOTO_AMI = "ami-12c6146b"
 
@@ -40,3 +46,39 @@ def test_deleting_a_gone_template_by_id_answers_the_code_the_provider_treats_as_
     with pytest.raises(ClientError) as repeat:
         ec2.delete_launch_template(LaunchTemplateId=template["LaunchTemplateId"])
     assert repeat.value.response["Error"]["Code"] == "InvalidLaunchTemplateId.NotFound"
+
+
+def _launch_template_config(endpoint: str, name: str) -> dict[str, Any]:
+    """The smallest Terraform config holding one launch template, its provider pointed at ``endpoint``."""
+    provider = {"region": "us-east-1", "access_key": "testing", "secret_key": "testing",
+                "skip_credentials_validation": True, "skip_requesting_account_id": True,
+                "skip_metadata_api_check": "true", "endpoints": [{"ec2": endpoint, "sts": endpoint}]}
+    return {"terraform": {"required_providers": {"aws": {"source": "hashicorp/aws"}}},
+            "provider": {"aws": [provider]},
+            "resource": {"aws_launch_template": {"lt": {"name": name, "image_id": MOTO_AMI}}}}
+
+
+@pytest.mark.e2e
+def test_terraform_rides_out_a_lost_create_and_a_lost_delete_response(moto_server: Emulator, tmp_path: Path) -> None:
+    """The real provider, with the emulator's answer to its CreateLaunchTemplate, then to its
+    DeleteLaunchTemplate, lost on the way back (the proxy closes the connection after the emulator answered):
+    the SDK retries each, and apply and destroy still succeed, leaving exactly one template, then none."""
+    name = f"retry-tf-{secrets.token_hex(3)}"
+    ec2 = client(moto_server, "ec2")
+    with FaultProxy(moto_server.endpoint) as proxy:
+        (tmp_path / "main.tf.json").write_text(json.dumps(_launch_template_config(proxy.url, name)))
+        runner = StackRunner(tmp_path, tmp_path / "workspace")
+        runner.init()
+        proxy.drop_response("CreateLaunchTemplate", times=1)
+        applied = runner.apply()
+        assert not applied.errors, applied.errors
+        creates = [c.outcome for c in proxy.calls if c.action == "CreateLaunchTemplate"]
+        assert creates[:2] == ["dropped", "forwarded"], creates  # the SDK did retry a write that had happened
+        assert len(ec2.describe_launch_templates(LaunchTemplateNames=[name])["LaunchTemplates"]) == 1
+        proxy.drop_response("DeleteLaunchTemplate", times=1)
+        destroyed = runner.destroy()
+        assert not destroyed.errors, destroyed.errors
+        deletes = [c.outcome for c in proxy.calls if c.action == "DeleteLaunchTemplate"]
+        assert deletes[:2] == ["dropped", "forwarded"], deletes
+    with pytest.raises(ClientError, match="NotFound"):
+        ec2.describe_launch_templates(LaunchTemplateNames=[name])
