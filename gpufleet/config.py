@@ -29,6 +29,7 @@ from pydantic import (
 
 from gpufleet import gpu_types
 from gpufleet.errors import UserInputError
+from gpufleet.images import check_image
 
 DEFAULT_CONFIG = "gpufleet.yaml"
 DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
@@ -186,11 +187,18 @@ class Endpoint(_Strict):
                                                     "anywhere (0.0.0.0/0)")
     waf: bool = Field(default=True, description="Internet-facing: a WAF web ACL with AWS managed rules")
     capture_percentage: float = Field(default=0.0, ge=0.0, le=100.0)
+    image: str | None = Field(default=None, description="Serve with this container (SageMaker's serve "
+                                                        "contract) instead of the agent's own process")
 
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
         return _dns_name(v, 12)
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str | None) -> str | None:
+        return None if v is None else check_image(v)
 
     @field_validator("allowed_cidrs")
     @classmethod

@@ -6,10 +6,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# A container image reference: [registry[:port]/]path[:tag][@sha256:digest], lower-case path components.
-IMAGE = (r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
-         r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$")
-
 
 class ContainerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gpufleet.documents import read_document
 from gpufleet.errors import UserInputError
-from gpufleet.schema.container_settings import IMAGE
+from gpufleet.images import IMAGE, IMAGE_FIX
 from gpufleet.schema.priority import DEFAULT_PRIORITY, Priority
 
 S3_URI = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"
@@ -35,7 +35,7 @@ FIX = {
     "checkpoint_interval_s": "seconds between checkpoint uploads, at least 0.5",
     "metric_definitions": "a list of {name, regex} with one capture group around the number",
     "output_model_name": "lower-case letters, digits and dashes, at most 63",
-    "image": "a container image, e.g. <account>.dkr.ecr.<region>.amazonaws.com/<team>:<tag>",
+    "image": IMAGE_FIX,
     "priority": "one of high, normal, low; leave it out for normal",
 }
 

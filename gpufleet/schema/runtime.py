@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gpufleet.errors import UserInputError
+from gpufleet.images import IMAGE
 from gpufleet.schema.priority import DEFAULT_PRIORITY, PRIORITIES, Priority
 
 
@@ -59,6 +60,9 @@ class EndpointRuntime(_Doc):
     target_groups: VariantPair
     asgs: VariantPair
     alarms: list[str] = Field(default_factory=list)
+    # The endpoint's bring-your-own-container image (SageMaker's serve contract); None: models serve in
+    # the agent's own process. May be repository-relative (see gpufleet.images).
+    image: str | None = Field(default=None, pattern=IMAGE)
 
 
 class TeamRuntime(_Doc):
@@ -74,6 +78,9 @@ class TeamRuntime(_Doc):
     # The role job code runs with (the training agent assumes it per job); None: jobs get no AWS credentials.
     job_role_arn: str | None = None
     queues: PriorityQueues | None = None
+    # The team's ECR repository URL (<account>.dkr.ecr.<region>.amazonaws.com/<platform>-<team>-images):
+    # repository-relative images resolve against its registry. None in configs from before it.
+    image_repository: str | None = None
 
     def queue_for(self, priority: Priority) -> str:
         """The queue of ``priority``; a config without ``queues`` has one queue for all."""

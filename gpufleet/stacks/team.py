@@ -201,6 +201,7 @@ class TeamStack(GpufleetStack):
             alarm_topic_arn=self.platform_stack.alarm_topic.arn, tags={TAG_ROLE: "serving", TAG_ENDPOINT: ep.name})
 
     def _runtime(self) -> dict[str, Any]:
+        images = {ep.name: {"image": ep.image} for ep in self.spec.endpoints if ep.image}
         runtime = {
             "platform": self.cfg.platform.name, "team": self.spec.name, "region": self.region,
             "buckets": {b: bucket.name for b, bucket in self.buckets.items()},
@@ -209,11 +210,12 @@ class TeamStack(GpufleetStack):
             "tables": {t: table.name for t, table in self.tables.items()},
             "job_role_arn": self.roles.job.arn,
             "training": {"asg": self.aws_name("training", "asg"), "log_group": self.job_logs.name},
+            "image_repository": self.images.url,
             "endpoints": {name: {
                 "alb_dns": f.alb_dns, "listener_arn": f.listener_arn, "rule_arn": f.rule_arn,
                 "target_groups": {v: f.target_groups[v].arn for v in VARIANTS},
                 "asgs": {v: self.aws_name(f"{name}-{v}", "asg") for v in VARIANTS},
-                "alarms": list(f.alarm_names)} for name, f in self.endpoints.items()},
+                "alarms": list(f.alarm_names), **images.get(name, {})} for name, f in self.endpoints.items()},
         }
         TeamRuntime.model_validate(runtime)  # the contract the CLI and agents read
         return runtime

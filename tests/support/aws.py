@@ -52,4 +52,6 @@ def create_team_resources(emu: Emulator, platform: str = "test", team: str = "al
         "platform": platform, "team": team, "region": region, "buckets": buckets,
         "queue_url": queues["normal"], "queues": queues, "dlq_url": dlq_url, "tables": tables,
         "training": {"asg": f"{prefix}-training"}, "endpoints": {},
+        # The URL the team stack's ECR repository has (moto's account); local agents use local images.
+        "image_repository": f"123456789012.dkr.ecr.{region}.amazonaws.com/{prefix}-images",
     })
