@@ -22,7 +22,8 @@ from typing import Any
 import boto3
 import pytest
 
-from gpufleet.agent.training.container import gpu_args, training_argv
+from gpufleet.agent.containers import gpu_args
+from gpufleet.agent.training.container import training_argv
 from gpufleet.agent.training.isolation import JobUser, hand_over
 from gpufleet.agent.training.jobcreds import CONTAINER_CREDENTIALS, JobCredentials, container_credentials_env
 from gpufleet.agent.training.layout import JOB_DIRS, Layout
@@ -212,7 +213,7 @@ def test_a_container_runs_as_the_job_user_and_reads_the_refreshed_session_throug
         env = creds.start()
         hand_over([layout.root / d for d in JOB_DIRS], user)
         settings = ContainerSettings.model_validate(podman.agent_settings())
-        argv = training_argv(settings, layout, spec, name="gpufleet-user-probe", agent="probe",
+        argv = training_argv(settings, layout, spec, image=train_image, name="gpufleet-user-probe", agent="probe",
                              extra_env=container_credentials_env(env), slot=0, job_id="job-u", user=user,
                              credentials_dir=layout.credentials)
         assert argv[argv.index("--user") + 1] == f"{nobody.pw_uid}:{nobody.pw_gid}"

@@ -21,11 +21,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from gpufleet.agent.containers import ContainerError, agent_image, prepare_container
 from gpufleet.agent.identity import Identity
 from gpufleet.agent.requirements import RequirementsError, cache_root, requirements_python
 from gpufleet.agent.training.checkpoints import CheckpointSync
 from gpufleet.agent.training.claim import Claim, finish, heartbeat
-from gpufleet.agent.training.container import ContainerError, container_job, failure_reason, prepare_container
+from gpufleet.agent.training.container import container_job, failure_reason
 from gpufleet.agent.training.inputs import InputError, fetch_inputs
 from gpufleet.agent.training.isolation import JobUser, hand_back, hand_over, resolve_job_user
 from gpufleet.agent.training.jobcreds import container_credentials_env, job_environment, start_job_credentials
@@ -181,7 +182,8 @@ def _run(ctx: AgentContext, claim: Claim, receipt: Receipt) -> str:
         ctx.layout.reset()
         attempt = _prepare(ctx, claim)
         if claim.spec.image:   # the image brings its own dependencies
-            image, settings, agent = claim.spec.image, ctx.config.containers, ctx.identity.instance_id
+            image, settings, agent = agent_image(ctx.config, claim.spec.image), ctx.config.containers, \
+                ctx.identity.instance_id
             _with_heartbeat(ctx, claim, receipt, lambda: prepare_container(ctx.clients, settings, image, agent))
         else:
             ctx.job_python = _with_heartbeat(ctx, claim, receipt, lambda: _install_requirements(ctx))
@@ -256,9 +258,9 @@ def _job_process(ctx: AgentContext, claim: Claim, attempt: Attempt, user: JobUse
     tail = ctx.config.training.log_tail_lines
     if claim.spec.image:
         credentials_dir = ctx.layout.credentials if credentials_env else None
-        return container_job(ctx.config.containers, ctx.layout, claim, ctx.identity.instance_id,
-                             attempt.metrics.feed, tail, user, container_credentials_env(credentials_env),
-                             credentials_dir)
+        return container_job(ctx.config.containers, ctx.layout, claim, agent_image(ctx.config, claim.spec.image),
+                             ctx.identity.instance_id, attempt.metrics.feed, tail, user,
+                             container_credentials_env(credentials_env), credentials_dir)
     return JobProcess(launcher_argv(ctx, claim), job_environment(job_env(ctx, claim), credentials_env),
                       ctx.layout.code, ctx.layout.job_log, attempt.metrics.feed, tail, user.popen_args())
 
