@@ -24,3 +24,6 @@ class ServingSettings(BaseModel):
     capture_percent: float = Field(default=0.0, ge=0, le=100)
     capture_queue_size: int = Field(default=1000, ge=1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # An endpoint with image: how long a new version's container may take to answer /ping 200 (a large
+    # model loads first); the current version serves meanwhile.
+    container_start_timeout_s: float = Field(default=600.0, gt=0, le=3600)

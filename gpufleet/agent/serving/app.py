@@ -1,4 +1,6 @@
 """The SageMaker HTTP contract as a raw ASGI app: ``GET /ping``, ``POST /invocations``, ``GET /metrics``.
+Models run in this process (a handler and its batcher), or in their own container (an endpoint's
+``image:``), to which ``/invocations`` is forwarded.
 
 Raw ASGI rather than Starlette routing and Request/Response objects: the hot path is a dict lookup,
 the body read, the handler and one ``send`` pair. Errors are values with a request id, never a
@@ -20,8 +22,9 @@ from typing import Any
 from gpufleet.agent.serving import codecs
 from gpufleet.agent.serving.batching import BatcherClosed
 from gpufleet.agent.serving.capture import DataCapture
+from gpufleet.agent.serving.container import ContainerCallFailed
 from gpufleet.agent.serving.metrics import ServingMetrics
-from gpufleet.agent.serving.models import LoadedModel, ModelSlot
+from gpufleet.agent.serving.models import ContainerModel, LoadedModel, ModelSlot
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -80,9 +83,8 @@ class ServingApp:
             else:
                 await _respond(send, 405, b'{"error": "use POST /invocations"}')
         elif path == "/ping":
-            ok = self.slot.current is not None and self.health.problem is None
-            await _respond(send, 200 if ok else 503, b"" if ok else
-                           json.dumps({"error": self.health.problem or "no model loaded yet"}).encode())
+            problem = await self._ping_problem()
+            await _respond(send, 503 if problem else 200, json.dumps({"error": problem}).encode() if problem else b"")
         elif path == "/metrics":
             body = self.metrics.render(self.slot.identity(), self.gpu_status(),
                                        {"gpufleet_requests_in_flight": self.in_flight,
@@ -91,6 +93,16 @@ class ServingApp:
             await _respond(send, 200, body, b"text/plain; version=0.0.4")
         else:
             await _respond(send, 404, b'{"error": "not found (use /invocations, /ping or /metrics)"}')
+
+    async def _ping_problem(self) -> str | None:
+        """Why ``/ping`` is not 200, or None: the agent's own health, then its model's (a container's
+        ``/ping``)."""
+        model = self.slot.current
+        if self.health.problem or model is None:
+            return self.health.problem or "no model loaded yet"
+        if isinstance(model, ContainerModel) and not await model.container.ping():
+            return f"container {model.container.name}: /ping is not answering 200"
+        return None
 
     async def _invoke(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         start = time.perf_counter()
@@ -110,7 +122,10 @@ class ServingApp:
             if model is None:
                 raise RequestFailed(503, "endpoint: no model loaded yet (retry after /ping returns 200)")
             body = await self._read_body(receive, length)
-            status, out, out_type = await self._predict(model, body, content_type, accept)
+            if isinstance(model, ContainerModel):
+                status, out, out_type = await self._forward(model, body, content_type, accept)
+            else:
+                status, out, out_type = await self._predict(model, body, content_type, accept)
         except RequestFailed as exc:
             status, out_type = exc.status, JSON
             out = json.dumps({"error": exc.message, "request_id": request_id.decode()}).encode()
@@ -146,6 +161,13 @@ class ServingApp:
             chunks.append(chunk)
             more = message.get("more_body", False)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _forward(self, model: ContainerModel, body: bytes, content_type: str | None,
+                       accept: str | None) -> tuple[int, bytes, bytes]:
+        try:
+            return await model.container.invoke(body, content_type, accept, self.limits.request_timeout_s)
+        except ContainerCallFailed as exc:
+            raise RequestFailed(exc.status, exc.message) from None
 
     async def _predict(self, model: LoadedModel, body: bytes, content_type: str | None,
                        accept: str | None) -> tuple[int, bytes, bytes]:

@@ -14,16 +14,18 @@ from pathlib import Path
 
 import uvicorn
 
+from gpufleet.agent.containers import ContainerError, agent_image, remove_leftovers
 from gpufleet.agent.health import start_health_server
 from gpufleet.agent.identity import resolve_identity
 from gpufleet.agent.logs import configure_logging
 from gpufleet.agent.serving.app import HealthState, Limits, ServingApp
 from gpufleet.agent.serving.capture import DataCapture
+from gpufleet.agent.serving.container import ServingImage
 from gpufleet.agent.serving.events import emit
 from gpufleet.agent.serving.gpu import GpuTelemetry
 from gpufleet.agent.serving.handler import pick_device
 from gpufleet.agent.serving.metrics import ServingMetrics
-from gpufleet.agent.serving.models import ModelSlot
+from gpufleet.agent.serving.models import ContainerModel, ModelSlot
 from gpufleet.agent.serving.telemetry import Telemetry
 from gpufleet.agent.serving.watcher import ModelWatcher
 from gpufleet.aws import AwsClients
@@ -61,14 +63,15 @@ def run(config: AgentConfig, stop: threading.Event) -> int:
                      health, capture, lambda: telemetry.last_gpu)
     watcher = ModelWatcher(aws.client("dynamodb"), s3, config.team.tables, config.endpoint,
                            config.variant, Path(config.work_root), slot, metrics, options, device,
-                           pip=config.pip)
+                           pip=config.pip, image=_serving_image(config, aws, ident))
     threads = [threading.Thread(target=watcher.run, args=(background_stop,), name="watcher", daemon=True),
                threading.Thread(target=telemetry.run, name="telemetry", daemon=True,
                                 args=(background_stop, GPU_POLL_S, options.metrics_interval_s))]
     for thread in threads:
         thread.start()
     health_server = start_health_server(config.health_port, lambda: {
-        "healthy": slot.current is not None and health.problem is None, "role": "serving",
+        "healthy": slot.current is not None and slot.current.healthy and health.problem is None,
+        "role": "serving",
         "model": ":".join(map(str, slot.identity() or ())) or None,
         "problem": health.problem, "gpu": telemetry.last_gpu.get("status")}) if config.health_port else None
     emit("serving_starting", endpoint=config.endpoint, variant=config.variant, port=config.serving_port,
@@ -83,6 +86,8 @@ def run(config: AgentConfig, stop: threading.Event) -> int:
             runner.run(_serve(server, app, config, stop, health))
     finally:
         background_stop.set()
+        if isinstance(slot.current, ContainerModel):   # drained with the server: the container goes too
+            slot.current.unload()
         if capture:
             capture.close()
         telemetry.publish()
@@ -90,6 +95,23 @@ def run(config: AgentConfig, stop: threading.Event) -> int:
             health_server.shutdown()
         emit("serving_stopped", served=metrics.served())
     return 0
+
+
+def _serving_image(config: AgentConfig, aws: AwsClients, agent: str) -> ServingImage | None:
+    """The endpoint's image (SageMaker's serve contract), or None: models serve in this process. Containers
+    an earlier agent of this instance left behind are removed first."""
+    assert config.endpoint
+    front = config.team.endpoints.get(config.endpoint)
+    if front is None or front.image is None:
+        return None
+    try:
+        image = agent_image(config, front.image)
+        remove_leftovers(config.containers, agent)
+    except ContainerError as exc:
+        raise RuntimeFailure("serving", f"image: {exc}", "fix the endpoint's image: or the agent's "
+                             "containers: settings") from None
+    emit("serving_image", image=image)
+    return ServingImage(aws, config.containers, image, agent, config.serving.container_start_timeout_s)
 
 
 async def _serve(server: uvicorn.Server, app: ServingApp, config: AgentConfig, stop: threading.Event,

@@ -4,7 +4,9 @@ A request binds to the model that is current when it arrives and keeps it to the
 ``input_fn``, ``predict_fn`` and ``output_fn`` all come from one version). A swap replaces the
 current model in one assignment; the old one is unloaded only after its in-flight count drains.
 Requests are counted (on the loop thread) before they are served and the swap (on the watcher
-thread) waits for that count, so a request never runs on a model that is being unloaded.
+thread) waits for that count, so a request never runs on a model that is being unloaded. A version
+served by its own container (an endpoint's ``image:``) swaps the same way: the new container answers
+``/ping`` before it becomes current, and the old one stops only after its requests finished.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import torch
 
 from gpufleet.agent.serving.batching import Batcher, BatchObserver, Placement
+from gpufleet.agent.serving.container import ServingContainer
 from gpufleet.agent.serving.handler import Handler
 
 
@@ -34,6 +37,10 @@ class LoadedModel:
     def __post_init__(self) -> None:
         self.label = f"{self.name}:{self.version}".encode()
 
+    @property
+    def healthy(self) -> bool:
+        return True   # a loaded in-process model has nothing else to ask
+
     def unload(self) -> None:
         self.batcher.close()
         self.handler.model = None
@@ -45,6 +52,32 @@ class LoadedModel:
             torch.cuda.empty_cache()
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@dataclass(eq=False)
+class ContainerModel:
+    """A model version served by its own container (an endpoint's ``image:``): requests are forwarded."""
+
+    name: str
+    version: int
+    container: ServingContainer
+    directory: Path
+    in_flight: int = 0
+    label: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.label = f"{self.name}:{self.version}".encode()
+
+    @property
+    def healthy(self) -> bool:
+        return self.container.healthy
+
+    def unload(self) -> None:
+        self.container.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+ServedModel = LoadedModel | ContainerModel
 
 
 def build_model(name: str, version: int, handler: Handler, max_batch: int, max_delay_s: float,
@@ -60,7 +93,7 @@ def build_model(name: str, version: int, handler: Handler, max_batch: int, max_d
 
 class ModelSlot:
     def __init__(self) -> None:
-        self.current: LoadedModel | None = None
+        self.current: ServedModel | None = None
         # The last good request (body, content type, accept): warms up the next model.
         self.warmup_sample: tuple[bytes, str, str] | None = None
 
@@ -68,7 +101,7 @@ class ModelSlot:
         model = self.current
         return (model.name, model.version) if model else None
 
-    def acquire(self) -> LoadedModel | None:
+    def acquire(self) -> ServedModel | None:
         """The current model, counted in flight until ``release``: a swap waits for it to finish.
 
         Read, count, then check it is still current: a swap that landed between the read and the count
@@ -84,10 +117,10 @@ class ModelSlot:
             model.in_flight -= 1
 
     @staticmethod
-    def release(model: LoadedModel) -> None:
+    def release(model: ServedModel) -> None:
         model.in_flight -= 1
 
-    def swap(self, new: LoadedModel, drain_timeout_s: float) -> LoadedModel | None:
+    def swap(self, new: ServedModel, drain_timeout_s: float) -> ServedModel | None:
         """Make ``new`` current, wait for the old model's requests to finish, unload it, return it."""
         old, self.current = self.current, new
         if old is None:

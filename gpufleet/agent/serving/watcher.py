@@ -4,7 +4,9 @@ Swap order: fetch and verify, load, warm up, switch atomically, drain, unload. A
 step before the switch is refused and the current one keeps serving; the same version is not retried
 until the record names a different one (a tampered artifact stays refused). Only a version the operator
 approved loads, and only the artifact the approval pinned (its URI and sha256, from the approvals table,
-which hosts cannot write): a changed models-table record or a replaced artifact is refused.
+which hosts cannot write): a changed models-table record or a replaced artifact is refused. An endpoint
+with an ``image:`` loads a version by starting its container on the verified artifact and waiting for
+the container's ``/ping`` (``serving.container``); the swap and drain are the same.
 """
 
 from __future__ import annotations
@@ -18,12 +20,14 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from gpufleet.agent.containers import ContainerError
 from gpufleet.agent.requirements import RequirementsError, activate_model_requirements, cache_root
 from gpufleet.agent.serving.artifacts import ArtifactRejected, fetch_model
+from gpufleet.agent.serving.container import ServingImage
 from gpufleet.agent.serving.events import emit
 from gpufleet.agent.serving.handler import HandlerLoadError, load_handler
 from gpufleet.agent.serving.metrics import ServingMetrics
-from gpufleet.agent.serving.models import LoadedModel, ModelSlot, build_model
+from gpufleet.agent.serving.models import ContainerModel, LoadedModel, ModelSlot, ServedModel, build_model
 from gpufleet.schema.pip_settings import PipSettings
 from gpufleet.schema.serving_settings import ServingSettings
 from gpufleet.store.approvals import approved_artifact
@@ -38,11 +42,12 @@ class Target:
 class ModelWatcher:
     def __init__(self, dynamodb: Any, s3: Any, tables: Any, endpoint: str, variant: str, work_root: Path,
                  slot: ModelSlot, metrics: ServingMetrics, options: ServingSettings,
-                 device: Any, pip: PipSettings | None = None) -> None:
+                 device: Any, pip: PipSettings | None = None, image: ServingImage | None = None) -> None:
         self.dynamodb, self.s3, self.tables = dynamodb, s3, tables
         self.endpoint, self.variant, self.work_root = endpoint, variant, work_root
         self.slot, self.metrics, self.options = slot, metrics, options
         self.device, self.pip = device, pip or PipSettings()
+        self.image = image   # the endpoint's image: each version runs in its own container
         self.refused: Target | None = None
 
     def wanted(self) -> Target | None:
@@ -60,7 +65,7 @@ class ModelWatcher:
             return False
         try:
             model = self.load(target)
-        except (ArtifactRejected, HandlerLoadError, LookupError) as exc:
+        except (ArtifactRejected, HandlerLoadError, LookupError, ContainerError) as exc:
             self._refuse(target, str(exc))
             return False
         except RequirementsError as exc:
@@ -78,13 +83,28 @@ class ModelWatcher:
              previous=f"{old.name}:{old.version}" if old else None)
         return True
 
-    def load(self, target: Target) -> LoadedModel:
+    def load(self, target: Target) -> ServedModel:
         approved = approved_artifact(self.dynamodb, self.tables.approvals, target.model, target.version)
         if approved is None:
             raise LookupError(f"approvals table: {target.model}:{target.version} is not approved "
                               f"(approve it with `gpufleet model approve {target.model}:{target.version}`)")
         directory = self.work_root / "models" / target.model / str(target.version)
         fetch_model(self.s3, *approved, directory)
+        if self.image is not None:
+            return self._start_container(target, directory)
+        return self._load_in_process(target, directory)
+
+    def _start_container(self, target: Target, directory: Path) -> ContainerModel:
+        """The version's container, answering /ping (its image brings its own dependencies)."""
+        assert self.image is not None
+        try:
+            container = self.image.start(target.model, target.version, directory)
+        except ContainerError:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        return ContainerModel(target.model, target.version, container, directory)
+
+    def _load_in_process(self, target: Target, directory: Path) -> LoadedModel:
         activate_model_requirements(directory / "code", cache_root(self.pip, self.work_root), self.pip)
         handler = load_handler(directory, self.device)
         model = build_model(target.model, target.version, handler, self.options.max_batch_size,
