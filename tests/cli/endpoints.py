@@ -21,7 +21,7 @@ ERROR_RATE_THRESHOLD = 5.0   # percent of requests answered 5xx in a period
 
 
 def create_endpoint_resources(emu: Emulator, rt: TeamRuntime, endpoint: str, blue_capacity: int = 1,
-                              alarm_period_s: int = 60) -> TeamRuntime:
+                              alarm_period_s: int = 60, image: str | None = None) -> TeamRuntime:
     """The alarm has the team stack's timing: 2 of 3 one-minute periods (5 s each on the local time scale)."""
     """The endpoint fleet for ``endpoint``; returns the runtime config with it added."""
     prefix = f"{rt.platform}-{rt.team}-{endpoint}"
@@ -66,7 +66,7 @@ def create_endpoint_resources(emu: Emulator, rt: TeamRuntime, endpoint: str, blu
     doc = rt.model_dump()
     doc["endpoints"][endpoint] = {"alb_dns": lb["DNSName"], "listener_arn": listener, "rule_arn": rule,
                                   "target_groups": tgs,
-                                  "asgs": asgs, "alarms": [alarm]}
+                                  "asgs": asgs, "alarms": [alarm], "image": image}
     return TeamRuntime.model_validate(doc)
 
 

@@ -150,13 +150,14 @@ def start_agent(team: Team, tmp_path: Path, repo_env: dict[str, str]) -> Iterato
     started: list[Agent] = []
 
     def start(endpoint: str, variant: str = "blue", port: int | None = None, pip: dict[str, Any] | None = None,
-              **serving: Any) -> Agent:
+              runtime: TeamRuntime | None = None, containers: dict[str, Any] | None = None, **serving: Any) -> Agent:
         port = port or free_port()
-        config = {"role": "serving", "team": json.loads(team.runtime.to_json()), "endpoint": endpoint,
+        config = {"role": "serving", "team": json.loads((runtime or team.runtime).to_json()), "endpoint": endpoint,
                   "variant": variant, "serving_port": port, "health_port": 0,
                   "work_root": str(tmp_path / f"opt-ml-{port}"),
                   "local": {"aws_endpoint_url": team.emu.endpoint, "instance_id": f"i-{port}"},
-                  "serving": {"poll_interval_s": 0.2, "metrics_interval_s": 1.0, **serving}, "pip": pip or {}}
+                  "serving": {"poll_interval_s": 0.2, "metrics_interval_s": 1.0, **serving}, "pip": pip or {},
+                  "containers": containers or {}}
         path = tmp_path / f"agent-{port}.json"
         path.write_text(json.dumps(config))
         log = tmp_path / f"agent-{port}.log"

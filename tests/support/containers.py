@@ -1,5 +1,5 @@
-"""Test images for container jobs: built locally with podman + runc from the cached Debian rootfs (no
-registry is reachable here), and cached across runs under a tag made of their build inputs' hash."""
+"""Test images for container jobs and endpoints: built locally with podman + runc from the cached Debian
+rootfs (no registry is reachable here), and cached across runs under a tag made of their build inputs' hash."""
 
 from __future__ import annotations
 
@@ -17,7 +17,17 @@ from tests.nodes.nspawn import build_rootfs
 # This machine: crun fails on its hybrid cgroups and raising RLIMIT_NOFILE/NPROC is not permitted, so
 # runc, cgroupfs and no default ulimits (see ENVIRONMENT.md). Real hosts use podman's defaults.
 PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs"]
+# The same as containers.conf, for a plain `podman` (an agent with default `containers:` settings, such as
+# the local cloud's) when CONTAINERS_CONF names it.
+CONTAINERS_CONF = """[containers]
+default_ulimits = []
+
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+"""
 BASE_IMAGE = "localhost/gpufleet-test-base:debian12"
+IMAGES = Path(__file__).parent / "images"
 
 
 @dataclass(frozen=True)
@@ -67,5 +77,12 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
     if missing:
         pytest.fail(f"missing {', '.join(missing)} for container tests (run scripts/setup --tests)")
     conf = tmp_path_factory.mktemp("podman") / "containers.conf"
-    conf.write_text("[containers]\ndefault_ulimits = []\n")
+    conf.write_text(CONTAINERS_CONF)
     return Podman(conf)
+
+
+@pytest.fixture(scope="session")
+def serve_image(podman: Podman) -> str:
+    """SageMaker's serving contract in plain python3 (``images/serve/serve``): answers the JSON rows' sums
+    times its model's scale, with the model's version and what it saw."""
+    return podman.build(IMAGES / "serve", "gpufleet-test-serve")

@@ -1,0 +1,171 @@
+"""An endpoint's ``image:`` under the real serving agent: SageMaker's bring-your-own-container serving contract
+with real podman + runc and an image built here from the cached Debian rootfs (``tests/support/images/serve``).
+
+This machine has no GPU and no NVIDIA container toolkit, so no CDI spec: the containers get no GPU devices
+here (the CDI flags are checked in ``tests/training/test_container_jobs.py``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import signal
+import tarfile
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from gpufleet.schema.runtime import TeamRuntime
+from tests.serving.conftest import Agent, Team
+from tests.support.containers import Podman, podman, serve_image  # noqa: F401  (the fixtures)
+
+pytestmark = [pytest.mark.timeout(300)]
+ENDPOINT = "byoc"
+StartAgent = Callable[..., Agent]
+
+
+def model_artifact(version: int, scale: float) -> bytes:
+    """What the test image serves: ``model.json`` at the artifact's root (its format is the image's business)."""
+    return _tarball({"model.json": json.dumps({"version": version, "scale": scale}).encode()})
+
+
+def _tarball(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def with_image(runtime: TeamRuntime, image: str) -> TeamRuntime:
+    """The team runtime with an endpoint serving ``image`` (the front's addresses are not used here)."""
+    doc = runtime.model_dump()
+    doc["endpoints"][ENDPOINT] = {"alb_dns": "unused", "listener_arn": "unused", "rule_arn": "unused",
+                                  "target_groups": {"blue": "unused", "green": "unused"},
+                                  "asgs": {"blue": "unused", "green": "unused"}, "image": image}
+    return TeamRuntime.model_validate(doc)
+
+
+def _containers(podman: Podman, agent_id: str) -> list[str]:  # noqa: F811
+    found = podman.run("ps", "--all", "--format", "{{.Names}}", "--filter", f"label=gpufleet.agent={agent_id}")
+    return found.stdout.decode().split()
+
+
+def _wait_event(agent: Agent, event: str, timeout_s: float = 120, **fields: Any) -> dict[str, Any]:
+    """The agent's latest ``event`` with ``fields``, once it has logged one."""
+    deadline = time.monotonic() + timeout_s
+    while not (found := [e for e in agent.events()
+                         if e.get("event") == event and all(e.get(k) == v for k, v in fields.items())]):
+        assert time.monotonic() < deadline, agent.log.read_text()[-3000:]
+        time.sleep(0.2)
+    return found[-1]
+
+
+class Traffic:
+    """Invokes the agent in a loop, recording (status, version answered) for every request."""
+
+    def __init__(self, url: str) -> None:
+        self.url, self.results = url, list[tuple[int, Any]]()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(trust_env=False, timeout=30) as client:
+            while not self.stop.is_set():
+                try:
+                    r = client.post(f"{self.url}/invocations", content=b"[[1, 2]]",
+                                    headers={"content-type": "application/json"})
+                    self.results.append((r.status_code, r.json().get("version") if r.status_code == 200 else r.text))
+                except httpx.HTTPError as exc:
+                    self.results.append((0, repr(exc)))
+
+    def versions(self) -> list[Any]:
+        return [version for _, version in self.results]
+
+    def __enter__(self) -> Traffic:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def test_container_endpoint_serves_the_contract_and_hot_swaps_without_failing_a_request(
+        team: Team, start_agent: StartAgent, podman: Podman, serve_image: str) -> None:  # noqa: F811
+    # Repository-relative, as a team writes its own images: local mode resolves it to the machine's images.
+    relative = serve_image.removeprefix("localhost/")
+    team.publish_model("byoc-model", 1, model_artifact(1, 1.0))
+    team.point_endpoint(ENDPOINT, "blue", "byoc-model", 1)
+    agent = start_agent(ENDPOINT, runtime=with_image(team.runtime, relative), containers=podman.agent_settings())
+    agent.wait_ready(timeout_s=120)
+    agent_id = f"i-{agent.url.rsplit(':', 1)[1]}"
+    assert _wait_event(agent, "serving_image")["image"] == serve_image
+
+    r = httpx.post(f"{agent.url}/invocations", content=b"[[1, 2], [3]]",
+                   headers={"content-type": "application/json", "accept": "application/json"}, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.headers["x-gpufleet-model"] == "byoc-model:1"
+    assert r.json() == {"version": 1, "predictions": [3.0, 3.0], "content_type": "application/json",
+                        "accept": "application/json", "argv": [], "model_writable": False, "pid1": True}
+    # The container's statuses, bodies and content types reach the client as they are.
+    bad = httpx.post(f"{agent.url}/invocations", content=b"nope", headers={"content-type": "text/plain"}, timeout=30)
+    assert (bad.status_code, bad.text, bad.headers["content-type"]) == (400, "body: not JSON rows of numbers",
+                                                                        "text/plain")
+    csv = httpx.post(f"{agent.url}/invocations", content=b"[[1]]", headers={"accept": "text/csv"}, timeout=30)
+    assert csv.status_code == 406
+    assert any(e.get("line") == "serving model version 1 on 8080" for e in agent.events()
+               if e.get("event") == "container_output")   # the container's output is in the agent's log
+    (first,) = _containers(podman, agent_id)
+
+    team.publish_model("byoc-model", 2, model_artifact(2, 10.0))
+    with Traffic(agent.url) as traffic:
+        while len(traffic.results) < 20:
+            time.sleep(0.05)
+        team.point_endpoint(ENDPOINT, "blue", "byoc-model", 2)
+        swapped = _wait_event(agent, "model_swapped", version=2)
+        count = len(traffic.results)
+        while len(traffic.results) < count + 20:
+            time.sleep(0.05)
+    assert swapped["previous"] == "byoc-model:1"
+    failed = [result for result in traffic.results if result[0] != 200]
+    assert failed == [], failed[:5]
+    versions = traffic.versions()
+    assert versions == sorted(versions) and versions[0] == 1 and versions[-1] == 2   # 1s, then 2s for good
+    (second,) = _containers(podman, agent_id)   # the old version's container stopped after its requests
+    assert second != first
+    assert httpx.post(f"{agent.url}/invocations", json=[[1, 2]], timeout=30).json()["predictions"] == [30.0]
+
+    # A version whose container dies before /ping answers is refused with its last lines; v2 serves on.
+    team.publish_model("byoc-model", 3, _tarball({"README": b"no model.json"}))
+    team.point_endpoint(ENDPOINT, "blue", "byoc-model", 3)
+    refused = _wait_event(agent, "model_refused", version=3)
+    assert " exited with code 1 before /ping answered; " in refused["reason"]
+    assert "FileNotFoundError" in refused["reason"]
+    assert httpx.post(f"{agent.url}/invocations", json=[[1]], timeout=30).json()["version"] == 2
+
+    agent.process.send_signal(signal.SIGTERM)
+    assert agent.process.wait(60) == 0
+    assert _containers(podman, agent_id) == []   # the agent takes its container with it
+
+
+def test_agent_ping_is_its_containers_ping(team: Team, start_agent: StartAgent, podman: Podman,  # noqa: F811
+                                           serve_image: str) -> None:  # noqa: F811
+    team.publish_model("pinged", 1, model_artifact(1, 1.0))
+    team.point_endpoint(ENDPOINT, "blue", "pinged", 1)
+    agent = start_agent(ENDPOINT, runtime=with_image(team.runtime, serve_image), containers=podman.agent_settings())
+    agent.wait_ready(timeout_s=120)
+    (name,) = _containers(podman, f"i-{agent.url.rsplit(':', 1)[1]}")
+    assert podman.run("kill", name).returncode == 0
+    _wait_event(agent, "container_exited")
+    ping = httpx.get(f"{agent.url}/ping", timeout=10)
+    assert ping.status_code == 503
+    assert ping.json() == {"error": f"container {name}: /ping is not answering 200"}
+    invoked = httpx.post(f"{agent.url}/invocations", json=[[1]], timeout=30)
+    assert invoked.status_code == 503 and invoked.json()["error"].startswith("container: not answering")
