@@ -139,3 +139,14 @@ def test_missing_file_says_how_to_create_it(tmp_path: Path) -> None:
 
 def test_top_level_must_be_a_mapping() -> None:
     assert problems_of(["platform"])[0].startswith("gpufleet.yaml: the top level must be a mapping")
+
+
+def test_endpoint_image_is_an_image_reference_or_one_line_with_the_fix() -> None:
+    data = example()
+    data["teams"][0]["endpoints"][0]["image"] = "123456789012.dkr.ecr.us-east-1.amazonaws.com/acme-vision-images:v3"
+    assert parse_config(data).teams[0].endpoints[0].image.endswith("/acme-vision-images:v3")  # type: ignore[union-attr]
+    data["teams"][0]["endpoints"][0]["image"] = "Acme Vision:v3"
+    assert problems_of(data) == [
+        "teams[0].endpoints[0].image: 'Acme Vision:v3' is not an image reference (write a container image: "
+        "<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>, or <repo>:<tag> in the team's registry)"
+    ]

@@ -483,3 +483,18 @@ def test_team_image_repository_is_immutable_scanned_kms_encrypted_and_pulled_onl
             assert referenced(doc, arn) is repo, (role, action)
         assert not _granted(statements, "ecr:PutImage"), "hosts only pull"
     assert _granted(_role_statements(doc, "operator"), "ecr:PutImage"), "operators push images"
+    runtime = doc["output"][RUNTIME_OUTPUT]["value"]   # agents and the CLI resolve relative images with it
+    [repo_id] = resources(doc, "aws_ecr_repository")
+    assert f'"image_repository"=aws_ecr_repository.{repo_id}.repository_url' in runtime.replace(" ", "")
+
+
+def test_an_endpoint_image_reaches_the_runtime_config(tmp_path_factory: pytest.TempPathFactory) -> None:
+    import yaml
+
+    from tests.stacks.conftest import config_with, synth
+
+    data = yaml.safe_load(EXAMPLE.read_text())
+    data["teams"][0]["endpoints"][0]["image"] = "acme-vision-images:serve-v3"
+    _, stacks = synth(config_with({"teams": data["teams"]}), tmp_path_factory.mktemp("image"), "aws")
+    runtime = stacks[TEAM]["output"][RUNTIME_OUTPUT]["value"].replace(" ", "")
+    assert '"alarms"=[' in runtime and '"image"="acme-vision-images:serve-v3"' in runtime
