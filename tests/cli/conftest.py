@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,14 +26,23 @@ def write_runtime(root: Path, rt: TeamRuntime) -> None:
 @pytest.fixture
 def served_team(moto_server: Emulator, tmp_path: Path, repo_env: dict[str, str],
                 monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Iterator[tuple[Path, TeamRuntime]]:
-    """A team with one endpoint ("web", one blue instance) and a local cloud following it.
+    """A team with one endpoint ("web", one blue instance) and a local cloud following it."""
+    with local_cloud_team(moto_server, tmp_path, repo_env, monkeypatch, request) as served:
+        yield served
+
+
+@contextlib.contextmanager
+def local_cloud_team(moto_server: Emulator, tmp_path: Path, repo_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                     request: pytest.FixtureRequest, image: str | None = None) -> Iterator[tuple[Path, TeamRuntime]]:
+    """A team with one endpoint ("web", one blue instance; ``image``: its container) and a local cloud
+    following it.
 
     The workspace records the session's moto server as its emulator, so the CLI and the rollout find it
     as they would after `gpufleet local up`.
     """
     root = tmp_path / ".gpufleet"
     team = f"t{abs(hash(request.node.name)) % 10**6}"
-    rt = create_endpoint_resources(moto_server, create_team_resources(moto_server, "cli", team), "web")
+    rt = create_endpoint_resources(moto_server, create_team_resources(moto_server, "cli", team), "web", image=image)
     root.mkdir()
     emulator.record_path(root).write_text(emulator.record_path(moto_server_root(moto_server)).read_text())
     write_runtime(root, rt)

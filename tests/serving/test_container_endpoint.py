@@ -7,10 +7,7 @@ here (the CDI flags are checked in ``tests/training/test_container_jobs.py``).
 
 from __future__ import annotations
 
-import io
-import json
 import signal
-import tarfile
 import threading
 import time
 from collections.abc import Callable
@@ -21,26 +18,17 @@ import pytest
 
 from gpufleet.schema.runtime import TeamRuntime
 from tests.serving.conftest import Agent, Team
-from tests.support.containers import Podman, podman, serve_image  # noqa: F401  (the fixtures)
+from tests.support.containers import (  # noqa: F401  (podman and serve_image are fixtures)
+    Podman,
+    podman,
+    serve_image,
+    serve_model_artifact,
+    tarball,
+)
 
 pytestmark = [pytest.mark.timeout(300)]
 ENDPOINT = "byoc"
 StartAgent = Callable[..., Agent]
-
-
-def model_artifact(version: int, scale: float) -> bytes:
-    """What the test image serves: ``model.json`` at the artifact's root (its format is the image's business)."""
-    return _tarball({"model.json": json.dumps({"version": version, "scale": scale}).encode()})
-
-
-def _tarball(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def with_image(runtime: TeamRuntime, image: str) -> TeamRuntime:
@@ -101,7 +89,7 @@ def test_container_endpoint_serves_the_contract_and_hot_swaps_without_failing_a_
         team: Team, start_agent: StartAgent, podman: Podman, serve_image: str) -> None:  # noqa: F811
     # Repository-relative, as a team writes its own images: local mode resolves it to the machine's images.
     relative = serve_image.removeprefix("localhost/")
-    team.publish_model("byoc-model", 1, model_artifact(1, 1.0))
+    team.publish_model("byoc-model", 1, serve_model_artifact(1, 1.0))
     team.point_endpoint(ENDPOINT, "blue", "byoc-model", 1)
     agent = start_agent(ENDPOINT, runtime=with_image(team.runtime, relative), containers=podman.agent_settings())
     agent.wait_ready(timeout_s=120)
@@ -124,7 +112,7 @@ def test_container_endpoint_serves_the_contract_and_hot_swaps_without_failing_a_
                if e.get("event") == "container_output")   # the container's output is in the agent's log
     (first,) = _containers(podman, agent_id)
 
-    team.publish_model("byoc-model", 2, model_artifact(2, 10.0))
+    team.publish_model("byoc-model", 2, serve_model_artifact(2, 10.0))
     with Traffic(agent.url) as traffic:
         while len(traffic.results) < 20:
             time.sleep(0.05)
@@ -143,7 +131,7 @@ def test_container_endpoint_serves_the_contract_and_hot_swaps_without_failing_a_
     assert httpx.post(f"{agent.url}/invocations", json=[[1, 2]], timeout=30).json()["predictions"] == [30.0]
 
     # A version whose container dies before /ping answers is refused with its last lines; v2 serves on.
-    team.publish_model("byoc-model", 3, _tarball({"README": b"no model.json"}))
+    team.publish_model("byoc-model", 3, tarball({"README": b"no model.json"}))
     team.point_endpoint(ENDPOINT, "blue", "byoc-model", 3)
     refused = _wait_event(agent, "model_refused", version=3)
     assert " exited with code 1 before /ping answered; " in refused["reason"]
@@ -157,7 +145,7 @@ def test_container_endpoint_serves_the_contract_and_hot_swaps_without_failing_a_
 
 def test_agent_ping_is_its_containers_ping(team: Team, start_agent: StartAgent, podman: Podman,  # noqa: F811
                                            serve_image: str) -> None:  # noqa: F811
-    team.publish_model("pinged", 1, model_artifact(1, 1.0))
+    team.publish_model("pinged", 1, serve_model_artifact(1, 1.0))
     team.point_endpoint(ENDPOINT, "blue", "pinged", 1)
     agent = start_agent(ENDPOINT, runtime=with_image(team.runtime, serve_image), containers=podman.agent_settings())
     agent.wait_ready(timeout_s=120)

@@ -4,9 +4,12 @@ rootfs (no registry is reachable here), and cached across runs under a tag made 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import shutil
 import subprocess
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,3 +89,18 @@ def serve_image(podman: Podman) -> str:
     """SageMaker's serving contract in plain python3 (``images/serve/serve``): answers the JSON rows' sums
     times its model's scale, with the model's version and what it saw."""
     return podman.build(IMAGES / "serve", "gpufleet-test-serve")
+
+
+def serve_model_artifact(version: int, scale: float) -> bytes:
+    """A model.tar.gz for the serve image: ``model.json`` at its root (its format is the image's business)."""
+    return tarball({"model.json": json.dumps({"version": version, "scale": scale}).encode()})
+
+
+def tarball(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
