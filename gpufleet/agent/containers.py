@@ -41,12 +41,16 @@ def agent_image(config: AgentConfig, image: str) -> str:
 
 
 def runtime_command(settings: ContainerSettings) -> list[str]:
-    """The runtime's command line up to its subcommand: the configured one, else podman, else docker."""
+    """The runtime's command line up to its subcommand: the configured one, else podman (the root service's,
+    through its socket, for an agent that is not root), else docker."""
     if settings.command:
         return list(settings.command)
-    for name in ("podman", "docker"):
-        if shutil.which(name):
-            return [name]
+    if shutil.which("podman"):
+        if os.geteuid() != 0 and Path(settings.service_socket).is_socket():
+            return ["podman", "--remote", "--url", f"unix://{settings.service_socket}"]
+        return ["podman"]
+    if shutil.which("docker"):
+        return ["docker"]
     raise ContainerError("no container runtime: neither podman nor docker is on PATH "
                          "(install podman, or set containers.command in the agent config)")
 

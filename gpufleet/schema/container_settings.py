@@ -10,8 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 class ContainerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     # The runtime's command line up to its subcommand, e.g. ["podman", "--runtime", "runc"]; default:
-    # podman if it is on PATH, else docker.
+    # podman if it is on PATH (through service_socket when the agent is not root), else docker.
     command: list[str] | None = Field(default=None, min_length=1)
+    # The root podman service's socket, which the playbook's container_runtime role opens to the agent's
+    # group: an agent not running as root (a systemd-hardened one cannot run rootless podman) drives it.
+    service_socket: str = "/run/podman/podman.sock"
     env: dict[str, str] = Field(default_factory=dict)   # for the runtime's CLI (e.g. CONTAINERS_CONF)
     network: str = "host"        # training: multi-node jobs rendezvous over the host's network, as torchrun does
     shm_size: str = Field(default="2g", pattern=r"^[0-9]+[bkmg]?$")   # PyTorch data loaders share memory

@@ -13,6 +13,7 @@ import json
 import os
 import pwd
 import shutil
+import socket
 import tarfile
 import tempfile
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from typing import Any
 import boto3
 import pytest
 
-from gpufleet.agent.containers import gpu_args
+from gpufleet.agent.containers import gpu_args, runtime_command
 from gpufleet.agent.training.container import training_argv
 from gpufleet.agent.training.isolation import JobUser, hand_over
 from gpufleet.agent.training.jobcreds import CONTAINER_CREDENTIALS, JobCredentials, container_credentials_env
@@ -227,3 +228,19 @@ def test_a_container_runs_as_the_job_user_and_reads_the_refreshed_session_throug
     finally:
         creds.stop()
         shutil.rmtree(top)
+
+
+def test_an_agent_that_is_not_root_drives_the_podman_service_through_its_socket(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hardened agent service runs as its own user, which cannot run rootless podman: it uses the root
+    service's socket (playbooks' container_runtime role) when there is one."""
+    sock_path = tmp_path / "podman.sock"
+    settings = ContainerSettings(service_socket=str(sock_path))
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert runtime_command(settings) == ["podman"]   # no service socket: podman on its own
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(sock_path))
+        assert runtime_command(settings) == ["podman", "--remote", "--url", f"unix://{sock_path}"]
+        monkeypatch.setattr(os, "geteuid", lambda: 0)
+        assert runtime_command(settings) == ["podman"]   # root runs podman itself
+        assert runtime_command(ContainerSettings(command=["docker"], service_socket=str(sock_path))) == ["docker"]
