@@ -11,11 +11,15 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
 
+from gpufleet.agent.serving.container import ServingImage
+from gpufleet.aws import AwsClients
+from gpufleet.schema.container_settings import ContainerSettings
 from gpufleet.schema.runtime import TeamRuntime
 from tests.serving.conftest import Agent, Team
 from tests.support.containers import (  # noqa: F401  (podman and serve_image are fixtures)
@@ -157,3 +161,18 @@ def test_agent_ping_is_its_containers_ping(team: Team, start_agent: StartAgent, 
     assert ping.json() == {"error": f"container {name}: /ping is not answering 200"}
     invoked = httpx.post(f"{agent.url}/invocations", json=[[1]], timeout=30)
     assert invoked.status_code == 503 and invoked.json()["error"].startswith("container: not answering")
+
+
+def test_serving_containers_get_the_gpus_the_cdi_spec_describes(tmp_path: Path) -> None:
+    """No GPU here: a CDI spec file stands in for the one nvidia-ctk writes on GPU hosts."""
+    spec = tmp_path / "nvidia.yaml"
+    settings = ContainerSettings(command=["podman"], cdi_specs=[str(spec)])
+    image = ServingImage(cast(AwsClients, None), settings, "localhost/serve:1", "i-1", 60.0)
+    argv = image.argv("c", tmp_path / "model", 40123)
+    assert "nvidia.com/gpu=all" not in argv
+    assert argv[-2:] == ["localhost/serve:1", "serve"]
+    assert argv[argv.index("--publish"):argv.index("--publish") + 2] == ["--publish", "127.0.0.1:40123:8080"]
+    assert f"{tmp_path / 'model'}:/opt/ml/model:ro" in argv
+    spec.write_text("cdiVersion: 0.5.0\nkind: nvidia.com/gpu\n")
+    argv = image.argv("c", tmp_path / "model", 40123)
+    assert argv[argv.index("--device") + 1] == "nvidia.com/gpu=all"
