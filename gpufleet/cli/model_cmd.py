@@ -96,18 +96,20 @@ _code_option = click.option("--code", "code", type=click.Path(path_type=Path),
 @_code_option
 @click.option("--metric", "metrics", multiple=True, metavar="NAME=NUMBER", help="Recorded in the lineage; repeat.")
 @click.option("--description", default=None, help="Recorded in the lineage.")
+@click.option("--for-image", is_flag=True, help="An endpoint's image serves it: its format is the image's "
+                                                  "business, so serving's own files are not required.")
 @team_option
 @json_option
 @handle_errors
 def register(name: str, artifact: str, code: Path | None, metrics: tuple[str, ...], description: str | None,
-             team: str | None, as_json: bool) -> None:
+             for_image: bool, team: str | None, as_json: bool) -> None:
     """Register a model trained elsewhere as a new PendingManualApproval version of NAME."""
     from gpufleet.registry.bring import parse_metrics, register_external_model
 
     values = parse_metrics(metrics)
     ctx = team_context(team)
     record = register_external_model(ctx.aws, ctx.runtime, name, artifact, code=code, metrics=values,
-                                     description=description)
+                                     description=description, for_image=for_image)
     _print_new_version(record, as_json)
 
 

@@ -120,10 +120,11 @@ def _is_gzip_tar(tarball: Path) -> bool:
 def _publish(clients: AwsClients, runtime: TeamRuntime, name: str, model_dir: Path, tarball: Path | None,
              where: str, lineage: Record) -> Record:
     """Claim the next version, upload ``tarball`` (packed from ``model_dir`` when None), export."""
-    if not servable(model_dir):
+    if lineage.get("serves_in") != "image" and not servable(model_dir):
         raise UserInputError([f"{where}: no {CODE_DIR}/{INFERENCE_SCRIPT} and no "
-                              f"{' or '.join(DEFAULT_MODEL_FILES)} at the archive's root (add --code DIR, or "
-                              "pack the model folder's contents, not the folder)"])
+                              f"{' or '.join(DEFAULT_MODEL_FILES)} at the archive's root (add --code DIR, "
+                              "pack the model folder's contents, not the folder, or pass --for-image if an "
+                              "endpoint's image serves it)"])
     with tempfile.TemporaryDirectory(prefix="gpufleet-model-") as tmp:
         if tarball is None:
             tarball = Path(tmp) / "model.tar.gz"
@@ -143,12 +144,15 @@ def _publish(clients: AwsClients, runtime: TeamRuntime, name: str, model_dir: Pa
 
 def register_external_model(clients: AwsClients, runtime: TeamRuntime, name: str, artifact: str, *,
                             code: Path | None = None, metrics: dict[str, float] | None = None,
-                            description: str | None = None) -> Record:
-    """Register a model trained elsewhere (lineage ``source: external``), optionally with inference code."""
+                            description: str | None = None, for_image: bool = False) -> Record:
+    """Register a model trained elsewhere (lineage ``source: external``), optionally with inference code.
+    ``for_image``: an endpoint's image serves it, so its format is the image's business (not checked)."""
     _check_name(name)
     if code is not None:
         _check_code_dir(code)
     lineage: Record = {"source": "external", "artifact": artifact, "metrics": metrics or {}}
+    if for_image:
+        lineage["serves_in"] = "image"
     if description:
         lineage["description"] = description
     with tempfile.TemporaryDirectory(prefix="gpufleet-model-") as tmp:

@@ -1,6 +1,7 @@
-"""An endpoint with ``image:`` in the local cloud: its model is approved, deployed through the guarded rollout
-(the local cloud's serving agents run the image with real podman + runc), invoked with the CLI, then rolled to a
-second version under traffic through the local router, with no failed request and the answers changing.
+"""An endpoint with ``image:`` in the local cloud: its model is registered (``--for-image``) and approved,
+deployed through the guarded rollout (the local cloud's serving agents run the image with real podman + runc),
+invoked with the CLI, then rolled to a second version under traffic through the local router, with no failed
+request and the answers changing.
 
 No GPU here: the containers get no GPU devices (the CDI flags are checked in tests/training/test_container_jobs.py).
 """
@@ -22,7 +23,6 @@ from gpufleet.local.cloud import router_urls
 from gpufleet.local.emulator import Emulator
 from gpufleet.schema.runtime import TeamRuntime
 from tests.cli.conftest import local_cloud_team
-from tests.cli.endpoints import register_model
 from tests.support.containers import Podman, podman, serve_image, serve_model_artifact  # noqa: F401  (fixtures)
 
 Served = tuple[Path, TeamRuntime]
@@ -45,8 +45,16 @@ def _run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def _approved(emu: Emulator, rt: TeamRuntime, version: int, scale: float) -> None:
-    register_model(emu, rt, "byoc", version, serve_model_artifact(version, scale), status="PendingManualApproval")
+def _approved(tmp_path: Path, version: int, scale: float) -> None:
+    """Registered with the CLI (its format is the image's: --for-image) and approved."""
+    artifact = tmp_path / f"model-{version}.tar.gz"
+    artifact.write_bytes(serve_model_artifact(version, scale))
+    code, out = _run("model", "register", "byoc", "--artifact", str(artifact), "--json")
+    assert code == 2 and "pass --for-image if an endpoint's image serves it" in out, out
+    code, out = _run("model", "register", "byoc", "--artifact", str(artifact), "--for-image", "--json")
+    assert code == 0, out
+    record = json.loads(out)
+    assert (record["version"], record["lineage"]["serves_in"]) == (version, "image")
     code, out = _run("model", "approve", f"byoc:{version}")
     assert code == 0, out
 
@@ -80,16 +88,16 @@ class Traffic:
 
 
 def test_container_endpoint_rolls_out_serves_and_moves_to_a_new_version_without_failing_a_request(
-        container_team: Served, moto_server: Emulator) -> None:
+        container_team: Served, tmp_path: Path) -> None:
     root, rt = container_team
-    _approved(moto_server, rt, 1, 1.0)
+    _approved(tmp_path, 1, 1.0)
     _deploy(1)
     code, out = _run("endpoint", "invoke", "web", "--data", "[[1, 2], [3]]")
     assert code == 0, out
     answer = json.loads(out.strip().splitlines()[-1])
     assert (answer["version"], answer["predictions"], answer["argv"]) == (1, [3.0, 3.0], [])
 
-    _approved(moto_server, rt, 2, 10.0)
+    _approved(tmp_path, 2, 10.0)
     with Traffic(router_urls(root)[f"{rt.team}/web"]) as traffic:
         _deploy(2)
         done = len(traffic.results)

@@ -153,6 +153,21 @@ def test_agent_runs_as_a_hardened_service_and_answers_healthz(host: Host) -> Non
     assert host.target.ssh("stat -c %U:%a /etc/gpufleet/agent.yaml").stdout.strip() == "root:600"
 
 
+def test_the_agent_reaches_the_root_podman_service_through_its_groups_socket(host: Host) -> None:
+    """The hardened agent (its own user, no new privileges, no namespaces) cannot run rootless podman: it
+    joins the group the playbook opens the root podman service's socket to, and runs `podman --remote`."""
+    target = host.target
+    assert target.ssh("systemctl is-enabled podman.socket").stdout.strip() == "enabled"
+    assert target.ssh("stat -c %G:%a /run/podman/podman.sock").stdout.strip() == "gpufleet-containers:660"
+    gid = target.ssh("getent group gpufleet-containers").stdout.split(":")[2]
+    pid = target.ssh("systemctl show -p MainPID --value gpufleet-agent").stdout.strip()
+    assert gid in target.ssh(f"grep ^Groups: /proc/{pid}/status").stdout.split()[1:]
+    served = target.ssh(f"HOME=/var/lib/gpufleet setpriv --reuid gpufleet --regid gpufleet --groups {gid} "
+                        "podman --remote --url unix:///run/podman/podman.sock version --format '{{.Server.Version}}'",
+                        check=False)
+    assert served.returncode == 0 and served.stdout.strip().startswith("4."), served.stderr
+
+
 def test_driver_and_fabric_manager_are_pinned_not_the_newest(host: Host) -> None:
     def version(pkg: str) -> str:
         return host.target.ssh(f"dpkg-query -W -f='${{Version}}' {pkg}").stdout
