@@ -44,8 +44,9 @@ def bake(emu: Emulator, target: Target, repo_url: str, wheel: Path, workdir: Pat
     extra = workdir / "bake-vars.json"
     # The nspawn target shares this machine's network namespace: loading the IMDS guard's nftables rule there
     # would change the build machine's own firewall, so the test bake leaves the guard out.
+    # Its root is an overlayfs, which podman's overlay storage cannot stack on.
     extra.write_text(json.dumps({**nvidia_repo_vars(repo_url), "gpufleet_agent_extras": ["agent"],
-                                 "gpufleet_agent_imds_guard": False}))
+                                 "gpufleet_agent_imds_guard": False, "container_runtime_storage_driver": "vfs"}))
     variables = {
         "region": REGION, "base_ami_name": BASE_NAME, "base_ami_owners": json.dumps([bundled["OwnerId"]]),
         "agent_wheel": str(wheel), "driver_source": "nvidia", "driver_version": DRIVER,

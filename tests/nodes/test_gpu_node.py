@@ -72,6 +72,8 @@ def host_vars(repo_url: str, emu: Emulator, health_port: int, name: str) -> dict
     return {**nvidia_repo_vars(repo_url),
             # torch (the `training` extra) is a multi-GB download: the agent starts without it.
             "gpufleet_agent_extras": ["agent"],
+            # The host's root is an overlayfs here, which podman's overlay storage cannot stack on.
+            "container_runtime_storage_driver": "vfs",
             "gpufleet_agent_health_port": health_port,
             "gpufleet_agent_local": {"aws_endpoint_url": emu.endpoint, "instance_id": f"i-{name}"}}
 
