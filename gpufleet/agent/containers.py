@@ -40,6 +40,17 @@ def agent_image(config: AgentConfig, image: str) -> str:
         raise ContainerError(str(exc)) from None
 
 
+def agent_settings(config: AgentConfig) -> ContainerSettings:
+    """The agent's ``containers:`` settings, as it applies them."""
+    return local_settings(config.containers) if config.local is not None else config.containers
+
+
+def local_settings(settings: ContainerSettings) -> ContainerSettings:
+    """Local mode pulls nothing: moto's ECR stores repositories but serves no registry, so images are the
+    machine's own (a listed local difference, ``gpufleet.local.differences``)."""
+    return settings.model_copy(update={"pull": "never"})
+
+
 def runtime_command(settings: ContainerSettings) -> list[str]:
     """The runtime's command line up to its subcommand: the configured one, else podman (the root service's,
     through its socket, for an agent that is not root), else docker."""

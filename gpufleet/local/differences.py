@@ -36,8 +36,9 @@ LOCAL_MODE_DIFFERENCES: list[tuple[str, str]] = [
     ("target-tracking policies do not run locally", "moto does not run them and the local cloud does not emulate them"),
     ("SQS queue-depth metrics are published by the local cloud every 2.5 s (twice per scaled minute)",
      "moto publishes no SQS metrics"),
-    ("container jobs and endpoints run images already on the machine (local podman images); nothing is "
-     "pulled from the team's ECR repository", "moto's ECR stores repositories but serves no registry to pull from"),
+    ("container jobs and endpoints run images already on the machine (local podman images; one named without "
+     "a registry is localhost/<repo>:<tag>); nothing is pulled from the team's ECR repository",
+     "moto's ECR stores repositories but serves no registry to pull from"),
     ("S3 buckets have no lifecycle configuration (no expiry, no multipart-upload cleanup)",
      "moto never runs lifecycle rules, and the AWS provider spends a fixed 55 s on each one (10 identical "
      "reads 5 s apart, as on real AWS)"),

@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 import pytest
 
-from gpufleet.agent.containers import gpu_args, runtime_command
+from gpufleet.agent.containers import gpu_args, local_settings, runtime_command
 from gpufleet.agent.training.container import training_argv
 from gpufleet.agent.training.isolation import JobUser, hand_over
 from gpufleet.agent.training.jobcreds import CONTAINER_CREDENTIALS, JobCredentials, container_credentials_env
@@ -244,3 +244,8 @@ def test_an_agent_that_is_not_root_drives_the_podman_service_through_its_socket(
         monkeypatch.setattr(os, "geteuid", lambda: 0)
         assert runtime_command(settings) == ["podman"]   # root runs podman itself
         assert runtime_command(ContainerSettings(command=["docker"], service_socket=str(sock_path))) == ["docker"]
+
+
+def test_local_mode_pulls_no_image() -> None:
+    """moto's ECR serves no registry: local agents run the machine's own images (a listed local difference)."""
+    assert local_settings(ContainerSettings(pull="always")).pull == "never"

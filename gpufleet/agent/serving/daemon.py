@@ -1,7 +1,8 @@
 """The serving role's main: the HTTP server, the model watcher, telemetry and data capture.
 
 ``run`` returns when ``stop`` is set (SIGTERM): ``/ping`` turns 503, the listener closes, in-flight
-requests finish within ``serving.drain_timeout_s``, capture and metrics flush, and it returns 0.
+requests finish within ``serving.drain_timeout_s``, the endpoint image's container (if any) stops, capture
+and metrics flush, and it returns 0.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import uvicorn
 
-from gpufleet.agent.containers import ContainerError, agent_image, remove_leftovers
+from gpufleet.agent.containers import ContainerError, agent_image, agent_settings, remove_leftovers
 from gpufleet.agent.health import start_health_server
 from gpufleet.agent.identity import resolve_identity
 from gpufleet.agent.logs import configure_logging
@@ -106,12 +107,12 @@ def _serving_image(config: AgentConfig, aws: AwsClients, agent: str) -> ServingI
         return None
     try:
         image = agent_image(config, front.image)
-        remove_leftovers(config.containers, agent)
+        remove_leftovers(agent_settings(config), agent)
     except ContainerError as exc:
         raise RuntimeFailure("serving", f"image: {exc}", "fix the endpoint's image: or the agent's "
                              "containers: settings") from None
     emit("serving_image", image=image)
-    return ServingImage(aws, config.containers, image, agent, config.serving.container_start_timeout_s)
+    return ServingImage(aws, agent_settings(config), image, agent, config.serving.container_start_timeout_s)
 
 
 async def _serve(server: uvicorn.Server, app: ServingApp, config: AgentConfig, stop: threading.Event,

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from gpufleet.agent.containers import ContainerError, agent_image, prepare_container
+from gpufleet.agent.containers import ContainerError, agent_image, agent_settings, prepare_container
 from gpufleet.agent.identity import Identity
 from gpufleet.agent.requirements import RequirementsError, cache_root, requirements_python
 from gpufleet.agent.training.checkpoints import CheckpointSync
@@ -182,7 +182,7 @@ def _run(ctx: AgentContext, claim: Claim, receipt: Receipt) -> str:
         ctx.layout.reset()
         attempt = _prepare(ctx, claim)
         if claim.spec.image:   # the image brings its own dependencies
-            image, settings, agent = agent_image(ctx.config, claim.spec.image), ctx.config.containers, \
+            image, settings, agent = agent_image(ctx.config, claim.spec.image), agent_settings(ctx.config), \
                 ctx.identity.instance_id
             _with_heartbeat(ctx, claim, receipt, lambda: prepare_container(ctx.clients, settings, image, agent))
         else:
@@ -258,7 +258,7 @@ def _job_process(ctx: AgentContext, claim: Claim, attempt: Attempt, user: JobUse
     tail = ctx.config.training.log_tail_lines
     if claim.spec.image:
         credentials_dir = ctx.layout.credentials if credentials_env else None
-        return container_job(ctx.config.containers, ctx.layout, claim, agent_image(ctx.config, claim.spec.image),
+        return container_job(agent_settings(ctx.config), ctx.layout, claim, agent_image(ctx.config, claim.spec.image),
                              ctx.identity.instance_id, attempt.metrics.feed, tail, user,
                              container_credentials_env(credentials_env), credentials_dir)
     return JobProcess(launcher_argv(ctx, claim), job_environment(job_env(ctx, claim), credentials_env),
