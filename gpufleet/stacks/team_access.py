@@ -98,7 +98,8 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
     buckets["data"].grant_read(t, "data-bucket")
     buckets["artifacts"].grant_read(t, "job-code", prefix="code/")
     buckets["artifacts"].grant_read(t, "model-artifacts", prefix="models/")
-    buckets["artifacts"].grant_write(t, "model-artifacts", prefix="models/")
+    # Write-once: IAM itself refuses a put without If-None-Match, so no key (an approved one) is replaced.
+    buckets["artifacts"].grant_create_only(t, "model-artifacts", prefix="models/")
     buckets["checkpoints"].grant_read_write(t, "checkpoints-bucket")   # restored and synced
     buckets["logs"].grant_write(t, "logs-bucket")   # the job log, shipped when the attempt ends
     for priority, queue in queues.items():
