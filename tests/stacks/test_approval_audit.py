@@ -92,23 +92,31 @@ def _write(role: Role, operation: str, **params: str) -> str | None:
     return denial_reason(role, Request("s3:PutObject", APPROVED_ARTIFACT, context))
 
 
-def test_training_hosts_write_an_artifact_key_only_with_if_none_match(team_roles: dict[str, Role]) -> None:
-    training = team_roles["training"]
+@pytest.mark.parametrize("kind", ["training", "operator"])
+def test_artifact_writers_write_an_artifact_key_only_with_if_none_match(team_roles: dict[str, Role],
+                                                                       kind: str) -> None:
+    """Training hosts add what jobs produced; operators add models brought in (`gpufleet model bring`)."""
+    writer = team_roles[kind]
     # An unconditional put, completion or copy would replace the approved artifact: IAM refuses it.
-    assert _write(training, "PutObject") == "not granted"
-    assert _write(training, "CompleteMultipartUpload", UploadId="u") == "not granted"
-    assert _write(training, "CopyObject", CopySource="acme-vision-artifacts/models/digits/4/model.tar.gz") \
+    assert _write(writer, "PutObject") == "not granted"
+    assert _write(writer, "CompleteMultipartUpload", UploadId="u") == "not granted"
+    assert _write(writer, "CopyObject", CopySource="acme-vision-artifacts/models/digits/4/model.tar.gz") \
         == "not granted"
-    assert _write(training, "PutObject", IfMatch='"etag"') == "not granted"   # a conditional overwrite
+    assert _write(writer, "PutObject", IfMatch='"etag"') == "not granted"   # a conditional overwrite
     # Controls: the conditional put and the multipart path the agent takes for large artifacts.
-    assert _write(training, "PutObject", IfNoneMatch="*") is None
-    assert _write(training, "CreateMultipartUpload") is None and _write(training, "UploadPart") is None
-    assert _write(training, "CompleteMultipartUpload", UploadId="u", IfNoneMatch="*") is None
-    assert _may(training, "s3:AbortMultipartUpload", APPROVED_ARTIFACT)
-    # Other prefixes are unchanged: checkpoints are rewritten as training goes.
-    checkpoint = "arn:aws:s3:::acme-vision-checkpoints/job-1/step-10.pt"
-    assert denial_reason(training, Request("s3:PutObject", checkpoint, tuple(
-        context_keys("s3", "PutObject", {}).items()))) is None
+    assert _write(writer, "PutObject", IfNoneMatch="*") is None
+    assert _write(writer, "CreateMultipartUpload") is None and _write(writer, "UploadPart") is None
+    assert _write(writer, "CompleteMultipartUpload", UploadId="u", IfNoneMatch="*") is None
+    assert _may(writer, "s3:AbortMultipartUpload", APPROVED_ARTIFACT)
+    # Other prefixes are unchanged: checkpoints are rewritten as training goes; the operator rewrites job
+    # code and the registry export.
+    rewritten = ["arn:aws:s3:::acme-vision-checkpoints/job-1/step-10.pt"]
+    if kind == "operator":
+        rewritten += [f"arn:aws:s3:::acme-vision-artifacts/{key}"
+                      for key in ("code/job-1/source.tar.gz", "registry-export/models.jsonl")]
+    plain_put = tuple(context_keys("s3", "PutObject", {}).items())
+    assert {arn: denial_reason(writer, Request("s3:PutObject", arn, plain_put)) for arn in rewritten} == \
+        dict.fromkeys(rewritten)
     # Serving and job code hold no write there, conditional or not.
-    for kind in ("serving", "job"):
-        assert _write(team_roles[kind], "PutObject", IfNoneMatch="*") is not None, kind
+    for other in ("serving", "job"):
+        assert _write(team_roles[other], "PutObject", IfNoneMatch="*") is not None, other
