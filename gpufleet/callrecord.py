@@ -10,6 +10,9 @@ Each line of ``<dir>/<role>-<pid>.jsonl`` is one call::
      "targets": [["sqs:SendMessage", "arn:aws:sqs:us-east-1:123456789012:demo-ml-jobs"]], "status": 200,
      "context": {}, "kms_key": null}
 
+``context`` holds the condition keys the call carries that gpufleet's policies test (``cloudwatch:namespace``;
+for S3 writes ``s3:ObjectCreationOperation`` and, when sent, ``s3:if-none-match`` / ``s3:if-match``).
+
 ``targets`` pairs each IAM action the call needs with the resource it needs it on, derived from the request
 parameters by the per-service rules below (the same rules read CloudTrail's ``requestParameters``). An ARN
 whose account the parameters do not carry has an empty account field; the audit fills in the audited one.
@@ -49,6 +52,11 @@ S3_ACTIONS = {
     "CompleteMultipartUpload": "PutObject", "DeleteObjects": "DeleteObject", "ListParts": "ListMultipartUploadParts",
     "CopyObject": "PutObject", "UploadPartCopy": "PutObject",
 }
+# S3 writes (all s3:PutObject to IAM) and their ``s3:ObjectCreationOperation``: true for the requests that
+# create the object, false for a multipart upload's create and parts, which take no conditional header
+# (AWS, "Enforce conditional writes on Amazon S3 buckets").
+OBJECT_CREATION = {"PutObject": True, "CompleteMultipartUpload": True, "CopyObject": True,
+                   "CreateMultipartUpload": False, "UploadPart": False, "UploadPartCopy": False}
 BATCH_ACTIONS = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage",
                  "ChangeMessageVisibilityBatch": "ChangeMessageVisibility", "TransactGetItems": "GetItem"}
 DYNAMO_TRANSACT_ITEMS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
@@ -237,11 +245,17 @@ def targets(service: str, operation: str, params: Mapping[str, Any], region: str
     return rule(action, _Params(params), region, partition(region)) if rule else [(action, "*")]
 
 
-def context_keys(service: str, params: Mapping[str, Any]) -> dict[str, str]:
+def context_keys(service: str, operation: str, params: Mapping[str, Any]) -> dict[str, str]:
     """Condition keys the call carries that gpufleet's policies test."""
     p = _Params(params)
     if service == "cloudwatch" and p.get("Namespace"):
         return {"cloudwatch:namespace": p.get("Namespace")}
+    if service == "s3" and operation in OBJECT_CREATION:
+        keys = {"s3:ObjectCreationOperation": str(OBJECT_CREATION[operation]).lower()}
+        for header, key in (("IfNoneMatch", "s3:if-none-match"), ("IfMatch", "s3:if-match")):
+            if p.get(header) is not None:
+                keys[key] = str(p.get(header))
+        return keys
     return {}
 
 
@@ -273,7 +287,7 @@ class CallRecorder:
             # A recorder must never fail the call it records; "?" matches no grant, so the audit shows it.
             needs = [(iam_action(service, model.name), "?")]
         context["gpufleet_call"] = Call(self.caller.role, self.caller.team, service, model.name, region,
-                                        targets=needs, context=context_keys(service, params))
+                                        targets=needs, context=context_keys(service, model.name, params))
 
     def _after(self, http_response: Any, parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
         call: Call | None = context.pop("gpufleet_call", None)

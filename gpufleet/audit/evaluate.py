@@ -1,22 +1,22 @@
 """``gpufleet audit``: each recorded call judged against the synthesized policies and network.
 
-**The evaluator is moto's** (``moto.iam.access_control.IAMPolicyStatement``, the code moto's server runs
-when IAM enforcement is on), used in-process, statement by statement:
+**Actions and resources are matched by moto's** ``moto.iam.access_control.IAMPolicyStatement`` (the code
+moto's server runs when IAM enforcement is on), used in-process, statement by statement:
 
 - A request (action, resource) is allowed when an Allow statement of the role's identity policies matches
   it, no Deny does, **and** the permission boundary allows it too (a boundary only narrows).
-- Conditions: moto evaluates ``StringEquals`` against the condition keys the call carries (the record
-  keeps ``cloudwatch:namespace``); it treats every other operator as satisfied, so such a statement is
-  judged on action and resource alone. moto answers DENIED when an *Allow* statement's condition fails;
-  that is read here as "this statement does not allow it", as IAM would.
+- Conditions are judged against the condition keys the call carries (the record keeps
+  ``cloudwatch:namespace``, and for S3 writes ``s3:if-none-match`` and ``s3:ObjectCreationOperation``) as
+  IAM judges them (``gpufleet.audit.conditions``): a key the call lacks fails every operator but ``Null``
+  and ``...IfExists``, and a statement whose condition fails neither allows nor denies.
 - Calls AWS makes on the caller's behalf are judged too: SSE-KMS S3 reads need ``kms:Decrypt`` and writes
   ``kms:GenerateDataKey`` on the object's key (the one S3 reported, else the bucket's default); SQS
   sends and receives on a KMS-encrypted queue need the same on the queue's key.
 
 Not judged: resource policies (bucket policies, KMS key policies). gpufleet's are Deny guards conditioned on
-``aws:SecureTransport`` and ``aws:PrincipalArn`` plus the key policy's delegation to the account's IAM, and
-moto cannot judge those condition operators, so judging them here would deny every S3 call; the stack tests
-and checkov cover them.
+``aws:SecureTransport`` and ``aws:PrincipalArn`` plus the key policy's delegation to the account's IAM: keys
+the recorded calls do not carry (AWS sets them from the connection and the caller); the stack tests and
+checkov cover them.
 
 A call is *routable* when its caller runs outside the VPC (the operator) or the platform network of the
 call's region has a NAT gateway or a VPC endpoint for the service. Stand-in callers (the local cloud, the
@@ -33,6 +33,7 @@ from typing import Any
 
 from moto.iam.access_control import IAMPolicyStatement, PermissionResult
 
+from gpufleet.audit.conditions import conditions_hold
 from gpufleet.audit.reviewed import REVIEWED_UNUSED
 from gpufleet.audit.stacks import Role, Stacks
 from gpufleet.callrecord import STAND_IN_ROLES, Call, asg_arn, partition
@@ -111,10 +112,13 @@ class AuditReport:
 
 
 def _statement_result(statement: Mapping[str, Any], request: Request) -> PermissionResult:
-    result = IAMPolicyStatement(statement).is_action_permitted(request.action, request.resource, None,
-                                                                dict(request.context))
-    if result == PermissionResult.DENIED and statement.get("Effect") == "Allow":
-        return PermissionResult.NEUTRAL   # an Allow whose condition failed allows nothing; it denies nothing
+    """moto matches action and resource; the condition is judged here (moto would judge it first, so a
+    conditioned Deny denied every request, and it passes a key the request lacks)."""
+    matching = {k: v for k, v in statement.items() if k != "Condition"}
+    result = IAMPolicyStatement(matching).is_action_permitted(request.action, request.resource)
+    if result != PermissionResult.NEUTRAL and not conditions_hold(statement.get("Condition", {}),
+                                                                  dict(request.context)):
+        return PermissionResult.NEUTRAL   # a statement whose condition fails neither allows nor denies
     return result
 
 

@@ -28,6 +28,13 @@ from gpufleet.providers import (
 READ_ACTIONS = ("s3:GetObject",)
 # boto3's transfer manager writes large files as multipart uploads (s3:PutObject) and aborts one that fails.
 WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload")
+# Write-once grants (``grant_create_only``): S3's request keys for conditional writes (AWS, "Enforce
+# conditional writes on Amazon S3 buckets"). ``s3:if-none-match`` is present when the request carries
+# ``If-None-Match`` (PutObject, CompleteMultipartUpload); ``s3:ObjectCreationOperation`` is false for
+# CreateMultipartUpload, UploadPart and UploadPartCopy, which take no conditional header, true for the
+# requests that create the object (PutObject, CompleteMultipartUpload, CopyObject).
+IF_NONE_MATCH_KEY = "s3:if-none-match"
+OBJECT_CREATION_KEY = "s3:ObjectCreationOperation"
 # Readers list: to find a prefix's objects, and so that a missing key answers 404, not 403.
 LIST_ACTIONS = ("s3:ListBucket",)
 # What the team-only Deny guards: every object action, granted or not, so a grant added later stays fenced.
@@ -138,6 +145,18 @@ class SecureBucket(Construct):
         ``multipart=False`` for writers that only ever put small objects in one request."""
         actions = WRITE_ACTIONS if multipart else ("s3:PutObject",)
         grantee.add_to_policy(Statement(sid("Write", label), actions, (self._objects(prefix),)))
+
+    def grant_create_only(self, grantee: Grantee, label: str, prefix: str) -> None:
+        """Add objects under ``prefix``, never replace one: the request that creates the object must carry
+        ``If-None-Match: *`` (an existing key then answers 412). A multipart upload's create and parts take
+        no conditional header and create nothing, so they are allowed; its completion is the conditional put.
+        CopyObject onto the prefix is refused (S3 supports no conditional copy)."""
+        objects = (self._objects(prefix),)
+        grantee.add_to_policy(Statement(sid("CreateOnly", label), ("s3:PutObject",), objects, conditions=(
+            Condition("Null", IF_NONE_MATCH_KEY, ("false",)),)))
+        grantee.add_to_policy(Statement(sid("MultipartParts", label), ("s3:PutObject",), objects, conditions=(
+            Condition("Bool", OBJECT_CREATION_KEY, ("false",)),)))
+        grantee.add_to_policy(Statement(sid("AbortUpload", label), ("s3:AbortMultipartUpload",), objects))
 
     def grant_read_write(self, grantee: Grantee, label: str, prefix: str = "") -> None:
         """Read and write objects under ``prefix`` (never delete them) and list the bucket."""

@@ -31,6 +31,7 @@ from gpufleet.schema.model_archive import (
 )
 from gpufleet.schema.registry import artifact_key
 from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.store.artifacts import ArtifactExists, put_new_object
 from gpufleet.store.dynamo import Record
 from gpufleet.store.models import get_model_version, register_model_version
 
@@ -133,9 +134,10 @@ def _publish(clients: AwsClients, runtime: TeamRuntime, name: str, model_dir: Pa
         record = register_model_version(clients, runtime, name, sha256=sha256, lineage=lineage)
         version = int(record["version"])
         try:
-            clients.s3.upload_file(str(tarball), runtime.buckets.artifacts, artifact_key(name, version),
-                                   ExtraArgs={"Metadata": {"sha256": sha256}, "ContentType": "application/gzip"})
-        except _AWS_ERRORS as exc:
+            # Write-once, as IAM requires on models/: a key that exists (another writer's) answers 412.
+            put_new_object(clients.s3, runtime.buckets.artifacts, artifact_key(name, version), tarball,
+                           {"sha256": sha256})
+        except (*_AWS_ERRORS, ArtifactExists) as exc:
             raise RuntimeFailure("upload the artifact", f"{name}:{version}: {exc}",
                                  f"reject {name}:{version} and register again") from None
     export_registry(clients, runtime)

@@ -98,7 +98,8 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
     buckets["data"].grant_read(t, "data-bucket")
     buckets["artifacts"].grant_read(t, "job-code", prefix="code/")
     buckets["artifacts"].grant_read(t, "model-artifacts", prefix="models/")
-    buckets["artifacts"].grant_write(t, "model-artifacts", prefix="models/")
+    # Write-once: IAM itself refuses a put without If-None-Match, so no key (an approved one) is replaced.
+    buckets["artifacts"].grant_create_only(t, "model-artifacts", prefix="models/")
     buckets["checkpoints"].grant_read_write(t, "checkpoints-bucket")   # restored and synced
     buckets["logs"].grant_write(t, "logs-bucket")   # the job log, shipped when the attempt ends
     for priority, queue in queues.items():
@@ -124,7 +125,14 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
     s.add_to_policy(PUT_METRICS)
     # Operators: everything of this team's data plane (the only writer of approvals), plus rollouts and scaling.
     for name, bucket in buckets.items():
-        bucket.grant_read_write(o, f"{name}-bucket")
+        if name != "artifacts":
+            bucket.grant_read_write(o, f"{name}-bucket")
+    # Artifacts: read all; job code and the registry export are rewritten; model artifacts are write-once,
+    # as for training hosts (`gpufleet model bring` puts with If-None-Match).
+    buckets["artifacts"].grant_read(o, "artifacts-bucket")
+    buckets["artifacts"].grant_write(o, "job-code", prefix="code/", multipart=False)
+    buckets["artifacts"].grant_write(o, "registry-export", prefix="registry-export/", multipart=False)
+    buckets["artifacts"].grant_create_only(o, "model-artifacts", prefix="models/")
     for priority, queue in queues.items():
         queue.grant_send(o, f"{priority}-job-queue")
     for name, table in tables.items():   # job list, the registry and endpoint exports scan

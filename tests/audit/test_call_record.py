@@ -23,6 +23,8 @@ def test_each_call_is_recorded_with_its_role_actions_arns_and_the_kms_key_s3_use
     clients.s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [
         {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key}}]})
     clients.s3.put_object(Bucket=bucket, Key="models/m/1/model.tar.gz", Body=b"x")
+    clients.s3.put_object(Bucket=bucket, Key="models/m/2/model.tar.gz", Body=b"x", IfNoneMatch="*")
+    upload = clients.s3.create_multipart_upload(Bucket=bucket, Key="models/m/3/model.tar.gz")["UploadId"]
     url = clients.sqs.create_queue(QueueName=bucket)["QueueUrl"]
     clients.sqs.send_message(QueueUrl=url, MessageBody="{}")
     clients.table("no-such-table")   # a resource object makes no call until used
@@ -33,10 +35,16 @@ def test_each_call_is_recorded_with_its_role_actions_arns_and_the_kms_key_s3_use
     flush_all()
 
     calls = {(c.role, c.operation): c for c in read_calls(tmp_path / "calls")}
-    put = calls[("training", "PutObject")]
+    puts = sorted((c for c in read_calls(tmp_path / "calls") if c.operation == "PutObject"),
+                  key=lambda c: c.targets)
+    put, conditional_put = puts
     assert (put.team, put.region, put.status) == ("t", "us-east-1", 200)
     assert put.targets == [("s3:PutObject", f"arn:aws:s3:::{bucket}/models/m/1/model.tar.gz")]
     assert put.kms_key == key
+    # The condition keys IAM sees: a write that creates the object, with or without If-None-Match.
+    assert put.context == {"s3:ObjectCreationOperation": "true"}
+    assert conditional_put.context == {"s3:ObjectCreationOperation": "true", "s3:if-none-match": "*"}
+    assert upload and calls[("training", "CreateMultipartUpload")].context == {"s3:ObjectCreationOperation": "false"}
     send = calls[("training", "SendMessage")]
     assert send.targets == [("sqs:SendMessage", f"arn:aws:sqs:us-east-1:{url.rstrip('/').split('/')[-2]}:{bucket}")]
     failed = calls[("serving", "PutMetricData")]   # ended in an exception, still a call the role made

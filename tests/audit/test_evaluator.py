@@ -15,7 +15,7 @@ import pytest
 from gpufleet.audit.cloudtrail import read_cloudtrail
 from gpufleet.audit.evaluate import audit
 from gpufleet.audit.stacks import load_stacks
-from gpufleet.callrecord import Call, targets
+from gpufleet.callrecord import Call, context_keys, targets
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 QUEUE_URL = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/p-t-jobs"
@@ -114,6 +114,52 @@ def test_conditions_are_judged_for_string_equals(tmp_path: Path) -> None:
                   context={"cloudwatch:namespace": "Other"})
     assert audit(load_stacks([synth]), [ours]).ok
     assert audit(load_stacks([synth]), [theirs]).denied == 1
+
+
+MODELS = "${aws_s3_bucket.data.arn}/models/*"
+CREATE_ONLY = [
+    _statement("CreateOnly", ["s3:PutObject"], [MODELS],
+               condition=[{"test": "Null", "variable": "s3:if-none-match", "values": ["false"]}]),
+    _statement("MultipartParts", ["s3:PutObject"], [MODELS],
+               condition=[{"test": "Bool", "variable": "s3:ObjectCreationOperation", "values": ["false"]}])]
+
+
+def _put(operation: str, **params: Any) -> Call:
+    call = _call("s3", operation, {"Bucket": "p-t-data", "Key": "models/m/1/model.tar.gz", **params})
+    call.context = context_keys("s3", operation, params)
+    return call
+
+
+def test_a_create_only_grant_allows_conditional_puts_and_multipart_parts_and_denies_overwrites(
+        tmp_path: Path) -> None:
+    synth = _synth(tmp_path, _team_stack(CREATE_ONLY, CREATE_ONLY), _platform_stack(["s3"]))
+    allowed = [_put("PutObject", IfNoneMatch="*"), _put("CreateMultipartUpload"), _put("UploadPart", PartNumber=1),
+               _put("CompleteMultipartUpload", IfNoneMatch="*", UploadId="u")]
+    assert audit(load_stacks([synth]), allowed).ok
+    overwrites = [_put("PutObject"), _put("CompleteMultipartUpload", UploadId="u"),
+                  _put("PutObject", IfMatch='"etag"'), _put("CopyObject", CopySource="p-t-data/other")]
+    report = audit(load_stacks([synth]), overwrites)
+    assert [(d.operation, d.request.action, d.reason) for d in report.roles[0].denied] == [
+        ("PutObject", "s3:PutObject", "not granted"), ("CompleteMultipartUpload", "s3:PutObject", "not granted"),
+        ("PutObject", "s3:PutObject", "not granted"), ("CopyObject", "s3:PutObject", "not granted"),
+        ("CopyObject", "s3:GetObject", "not granted")]
+
+
+def test_a_conditioned_deny_denies_only_the_requests_its_condition_holds_for(tmp_path: Path) -> None:
+    """moto judges a statement's condition before its resource and passes absent keys, so its own answer
+    for a conditioned Deny is DENIED for every request: the evaluator must not inherit that."""
+    guard = {"sid": "DenyUnconditionalCreation", "effect": "Deny", "actions": ["s3:PutObject"], "resources": [MODELS],
+             "condition": [{"test": "Null", "variable": "s3:if-none-match", "values": ["true"]},
+                           {"test": "Bool", "variable": "s3:ObjectCreationOperation", "values": ["true"]}]}
+    write = _statement("Write", ["s3:PutObject"], ["${aws_s3_bucket.data.arn}/*"])
+    synth = _synth(tmp_path, _team_stack([write], [write, guard]), _platform_stack(["s3"]))
+    stacks = load_stacks([synth])
+    assert audit(stacks, [_put("PutObject", IfNoneMatch="*"), _put("UploadPart", PartNumber=1)]).ok
+    other = _call("s3", "PutObject", {"Bucket": "p-t-data", "Key": "checkpoints/x"})
+    other.context = context_keys("s3", "PutObject", {})
+    assert audit(stacks, [other]).ok   # the guard's resource is models/ only
+    (denial,) = audit(stacks, [_put("PutObject")]).roles[0].denied
+    assert denial.reason == "explicitly denied"
 
 
 def test_sse_kms_reads_need_decrypt_on_the_key_s3_reports(tmp_path: Path) -> None:

@@ -2,8 +2,9 @@
 evaluation, identity policies and the permission boundary) on the real-AWS synth of examples/gpufleet.yaml.
 
 The stack tests read grants off the JSON; these ask the evaluator the question an attacker would: may this
-role write the approvals table, or the key of an approved artifact? A positive control per table keeps
-the denials from being vacuous (an ARN the policies never match would deny everything).
+role write the approvals table, or the key of an approved artifact (with and without If-None-Match)? A
+positive control per table keeps the denials from being vacuous (an ARN the policies never match would deny
+everything).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 
 from gpufleet.audit.evaluate import Request, denial_reason
 from gpufleet.audit.stacks import Role, load_stacks
+from gpufleet.callrecord import context_keys
 from tests.stacks.conftest import Synth
 
 ACCOUNT = "123456789012"
@@ -78,7 +80,43 @@ def test_no_host_or_job_role_removes_an_approved_artifact_and_only_training_host
     assert not _may(team_roles["job"], "s3:PutObject", APPROVED_ARTIFACT)
     assert not _may(team_roles["job"], "s3:GetObject", APPROVED_ARTIFACT)
     assert _may(team_roles["serving"], "s3:GetObject", APPROVED_ARTIFACT)   # control
-    # Training hosts add artifacts under models/, so IAM alone cannot tell a new key from an approved one:
-    # every put carries If-None-Match: * (an existing key answers 412) and serving loads only the sha256
-    # the approval pinned (tests/training/test_registry.py, tests/serving/test_approval_pinning.py).
-    assert _may(team_roles["training"], "s3:PutObject", APPROVED_ARTIFACT)
+    # Training hosts add artifacts under models/ and IAM itself keeps them from replacing one: the put
+    # that creates the object must carry If-None-Match: * (an existing key then answers 412; tests/training/
+    # test_registry.py), and serving loads only the sha256 the approval pinned (test_approval_pinning.py).
+
+
+def _write(role: Role, operation: str, **params: str) -> str | None:
+    """Why ``role`` may not make this S3 write on the approved artifact's key, with the condition keys
+    the call record gives it (None when it may)."""
+    context = tuple(sorted(context_keys("s3", operation, params).items()))
+    return denial_reason(role, Request("s3:PutObject", APPROVED_ARTIFACT, context))
+
+
+@pytest.mark.parametrize("kind", ["training", "operator"])
+def test_artifact_writers_write_an_artifact_key_only_with_if_none_match(team_roles: dict[str, Role],
+                                                                       kind: str) -> None:
+    """Training hosts add what jobs produced; operators add models brought in (`gpufleet model bring`)."""
+    writer = team_roles[kind]
+    # An unconditional put, completion or copy would replace the approved artifact: IAM refuses it.
+    assert _write(writer, "PutObject") == "not granted"
+    assert _write(writer, "CompleteMultipartUpload", UploadId="u") == "not granted"
+    assert _write(writer, "CopyObject", CopySource="acme-vision-artifacts/models/digits/4/model.tar.gz") \
+        == "not granted"
+    assert _write(writer, "PutObject", IfMatch='"etag"') == "not granted"   # a conditional overwrite
+    # Controls: the conditional put and the multipart path the agent takes for large artifacts.
+    assert _write(writer, "PutObject", IfNoneMatch="*") is None
+    assert _write(writer, "CreateMultipartUpload") is None and _write(writer, "UploadPart") is None
+    assert _write(writer, "CompleteMultipartUpload", UploadId="u", IfNoneMatch="*") is None
+    assert _may(writer, "s3:AbortMultipartUpload", APPROVED_ARTIFACT)
+    # Other prefixes are unchanged: checkpoints are rewritten as training goes; the operator rewrites job
+    # code and the registry export.
+    rewritten = ["arn:aws:s3:::acme-vision-checkpoints/job-1/step-10.pt"]
+    if kind == "operator":
+        rewritten += [f"arn:aws:s3:::acme-vision-artifacts/{key}"
+                      for key in ("code/job-1/source.tar.gz", "registry-export/models.jsonl")]
+    plain_put = tuple(context_keys("s3", "PutObject", {}).items())
+    assert {arn: denial_reason(writer, Request("s3:PutObject", arn, plain_put)) for arn in rewritten} == \
+        dict.fromkeys(rewritten)
+    # Serving and job code hold no write there, conditional or not.
+    for other in ("serving", "job"):
+        assert _write(team_roles[other], "PutObject", IfNoneMatch="*") is not None, other

@@ -360,6 +360,13 @@ def test_training_hosts_add_artifacts_but_never_delete_or_touch_the_registry_exp
     assert {r.split("}", 1)[1] for _, r in on_artifacts if "}/" in r} == {"/code/*", "/models/*"}
     assert not any(a.startswith("s3:Delete") for a, _ in on_artifacts)
     assert not any(a == "s3:PutObject" and r.endswith("/code/*") for a, r in on_artifacts)
+    # Write-once: every put under models/ is conditioned (If-None-Match present, or a multipart upload's
+    # create and parts, which create nothing); no grant there lets a put replace a key.
+    puts = [st for st in _role_statements(doc, "training").values()
+            if "s3:PutObject" in st["actions"] and any(artifacts in r for r in st["resources"])]
+    assert sorted(c["test"] + " " + c["variable"] + "=" + ",".join(c["values"])
+                  for st in puts for c in st.get("condition", [{"test": "none", "variable": "", "values": []}])) == [
+        "Bool s3:ObjectCreationOperation=false", "Null s3:if-none-match=false"]
 
 
 def test_the_job_role_is_assumable_by_training_hosts_and_reaches_no_registry_queue_or_artifact(

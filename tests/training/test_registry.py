@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from gpufleet.agent.training.artifact_upload import ArtifactExists, put_new_object
 from gpufleet.errors import UserInputError
 from gpufleet.registry import EXPORT_KEY, approve_model_version, list_model_versions, read_export, reject_model_version
 from gpufleet.registry.export import scan_models
 from gpufleet.registry.models import show_model_version
 from gpufleet.store.approvals import get_decision
+from gpufleet.store.artifacts import ArtifactExists, put_new_object
 from gpufleet.store.models import get_model_version, register_model_version
 from tests.training.conftest import Team
 

@@ -13,12 +13,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from gpufleet.agent.training.artifact_upload import ArtifactExists, put_new_object
 from gpufleet.aws import AwsClients
 from gpufleet.errors import RuntimeFailure
 from gpufleet.schema.model_archive import pack_model_dir
 from gpufleet.schema.registry import artifact_key
 from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.store.artifacts import ArtifactExists, put_new_object
 from gpufleet.store.models import register_model_version
 
 log = logging.getLogger("gpufleet.agent.output")

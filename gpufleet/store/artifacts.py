@@ -2,6 +2,8 @@
 ``If-None-Match: *``), so a registered version's artifact can never be replaced by a later upload.
 
 Up to 5 GiB goes in one PutObject; larger artifacts go in parts, the completion carrying the condition.
+IAM requires it too: the only grants on ``models/`` are conditional (``SecureBucket.grant_create_only``).
+Both writers use it: the training agent for what a job produced, the operator for a model brought in.
 """
 
 from __future__ import annotations
