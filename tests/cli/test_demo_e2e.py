@@ -62,6 +62,14 @@ def test_demo_then_cli_lifecycle_then_local_down_leaves_nothing(tmp_path: Path, 
     logits = json.loads(_ok(_gpufleet(tmp_path, env, "endpoint", "invoke", "digits", "--data",
                                       json.dumps([[0.0] * 64]))))
     assert len(logits[0]) == 10
+    # Back to the demo's first model through the same guarded path: a named Approved version after success.
+    small = demo["versions"]["digits-small"]
+    _ok(_gpufleet(tmp_path, env, "endpoint", "rollback", "digits", "--to", f"digits:{small}", "--bake-seconds", "2"))
+    back = json.loads(_ok(_gpufleet(tmp_path, env, "endpoint", "status", "digits", "--json")))
+    assert back["status"] == "InService" and back["live"] == "green"
+    assert back["variants"]["green"]["version"] == small and back["variants"]["green"]["weight"] == 100
+    assert len(json.loads(_ok(_gpufleet(tmp_path, env, "endpoint", "invoke", "digits", "--data",
+                                        json.dumps([[0.0] * 64]))))[0]) == 10
     fleet = json.loads(_ok(_gpufleet(tmp_path, env, "fleet", "status", "--json")))
     assert any(g["role"] == "training" and g["instances"] for g in fleet)
     jobs = json.loads(_ok(_gpufleet(tmp_path, env, "job", "list", "--json")))

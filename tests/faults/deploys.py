@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -59,10 +60,14 @@ class Deployment:
     def start(self, action: str = "deploy", name: str = "deploy", stacks: tuple[str, ...] = ("platform",)
               ) -> subprocess.Popen[str]:
         """``gpufleet ACTION STACKS`` in its own process group, as a terminal runs a command (Ctrl-C
-        signals the group); output in ``<name>.out``/``<name>.err``."""
+        signals the group); output in ``<name>.out``/``<name>.err``.
+
+        SIGINT is reset to its default first, as a terminal's shell does for a foreground command: a suite
+        started in the background by a non-interactive shell inherits SIGINT ignored, and Python then
+        installs no KeyboardInterrupt handler, so Ctrl-C would never reach gpufleet."""
         return subprocess.Popen(
             [sys.executable, "-m", "gpufleet.cli", action, *stacks, "--config", "gpufleet.yaml"],
-            cwd=self.cwd, env=self.env, text=True, start_new_session=True,
+            cwd=self.cwd, env=self.env, text=True, start_new_session=True, preexec_fn=_default_sigint,
             stdout=(self.cwd / f"{name}.out").open("w"), stderr=(self.cwd / f"{name}.err").open("w"))
 
     def run(self, action: str = "deploy", name: str = "deploy", stacks: tuple[str, ...] = ("platform",)
@@ -108,3 +113,6 @@ class Deployment:
 def managed_resources(state_file: Path) -> int:
     return sum(len(r["instances"]) for r in json.loads(state_file.read_text())["resources"] if r["mode"] == "managed")
 
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
