@@ -5,7 +5,6 @@ serving agents here reach the emulator through a fault-injecting proxy (tests/su
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gpufleet.local.emulator import Emulator, free_port
+from gpufleet.local.emulator import Emulator, free_port, stop_process
 from tests.serving.conftest import Agent
 from tests.serving.conftest import Team as ServingTeam
 from tests.support.aws import create_team_resources
@@ -63,9 +62,4 @@ def start_serving_agent(serving_team: ServingTeam, fault_proxy: FaultProxy, tmp_
     yield start
     for agent in started:
         if agent.process.poll() is None:
-            agent.process.send_signal(signal.SIGTERM)
-            try:
-                agent.process.wait(20)
-            except subprocess.TimeoutExpired:
-                agent.process.kill()
-                agent.process.wait()
+            stop_process(agent.process.pid, 20)   # SIGTERM, 20 s to drain, then SIGKILL

@@ -10,7 +10,6 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ from gpufleet.agent.serving.handler import load_handler
 from gpufleet.agent.serving.metrics import ServingMetrics
 from gpufleet.agent.serving.models import LoadedModel, ModelSlot, build_model
 from gpufleet.agent.training.output import package_model
-from gpufleet.local.emulator import Emulator, free_port
+from gpufleet.local.emulator import Emulator, free_port, stop_process
 from gpufleet.schema.runtime import TeamRuntime
 from tests.support.audit import recording
 from tests.support.aws import client, create_team_resources
@@ -171,12 +170,7 @@ def start_agent(team: Team, tmp_path: Path, repo_env: dict[str, str]) -> Iterato
     yield start
     for agent in started:
         if agent.process.poll() is None:
-            agent.process.send_signal(signal.SIGTERM)
-            try:
-                agent.process.wait(20)
-            except subprocess.TimeoutExpired:
-                agent.process.kill()
-                agent.process.wait()
+            stop_process(agent.process.pid, 20)   # SIGTERM, 20 s to drain, then SIGKILL
 
 
 @dataclass
