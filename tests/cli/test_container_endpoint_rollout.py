@@ -24,6 +24,7 @@ from gpufleet.local.emulator import Emulator
 from gpufleet.schema.runtime import TeamRuntime
 from tests.cli.conftest import local_cloud_team
 from tests.support.containers import Podman, podman, serve_image, serve_model_artifact  # noqa: F401  (fixtures)
+from tests.support.traffic import Traffic as LoopedTraffic
 
 Served = tuple[Path, TeamRuntime]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
@@ -65,26 +66,12 @@ def _deploy(version: int) -> None:
     assert code == 0, out
 
 
-class Traffic:
+class Traffic(LoopedTraffic[tuple[int, Any]]):
     """Invokes the endpoint through the local router in a loop: (status, version answered) per request."""
 
-    def __init__(self, url: str) -> None:
-        self.url, self.results = url, list[tuple[int, Any]]()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            status, body = invoke_once(self.url, b"[[1, 2]]", "application/json", "application/json", 30)
-            self.results.append((status, json.loads(body)["version"] if status == 200 else body[:200]))
-
-    def __enter__(self) -> Traffic:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
+    def call(self, session: Any) -> tuple[int, Any]:
+        status, body = invoke_once(self.url, b"[[1, 2]]", "application/json", "application/json", 30)
+        return status, json.loads(body)["version"] if status == 200 else body[:200]
 
 
 def test_container_endpoint_rolls_out_serves_and_moves_to_a_new_version_without_failing_a_request(

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gpufleet.aws import AwsClients
 from gpufleet.callrecord import flush_all
+from gpufleet.invoke import invoke_once
 from gpufleet.local.cloud import router_target_health, router_urls
 from gpufleet.rollout.engine import RolledBack, Rollout, RolloutOptions
 from gpufleet.rollout.fleet import read_weights
@@ -19,6 +20,7 @@ from gpufleet.workspace import calls_dir
 from tests.cli.endpoints import ERROR_RATE_THRESHOLD, model_tarball, register_model
 from tests.support.audit import audit_team_calls, problems
 from tests.support.aws import client
+from tests.support.traffic import Traffic as LoopedTraffic
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -29,30 +31,14 @@ def _rollout(root: Path, rt: TeamRuntime, emu_endpoint: str, **opts: float | str
                    options, print)
 
 
-class Traffic:
-    """A client calling the endpoint through the router in a loop, recording (time, status, variant)."""
+class Traffic(LoopedTraffic[tuple[float, int]]):
+    """A client calling the endpoint through the router in a loop, recording (time, status)."""
 
-    def __init__(self, url: str) -> None:
-        from gpufleet.invoke import invoke_once
+    pause_s = 0.01
 
-        self.url, self.invoke = url, invoke_once
-        self.results: list[tuple[float, int]] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            status, _ = self.invoke(self.url, b"[[1, 2, 3]]", "application/json", "application/json", 10)
-            self.results.append((time.time(), status))
-            time.sleep(0.01)
-
-    def __enter__(self) -> Traffic:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
+    def call(self, session: Any) -> tuple[float, int]:
+        status, _ = invoke_once(self.url, b"[[1, 2, 3]]", "application/json", "application/json", 10)
+        return time.time(), status
 
 
 def test_failing_model_trips_alarm_and_rolls_back_to_blue(served_team: tuple[Path, TeamRuntime], moto_server) -> None:

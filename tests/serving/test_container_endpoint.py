@@ -8,7 +8,6 @@ here (the CDI flags are checked in ``tests/training/test_container_jobs.py``).
 from __future__ import annotations
 
 import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ from tests.support.containers import (  # noqa: F401  (podman and serve_image ar
     serve_model_artifact,
     tarball,
 )
+from tests.support.traffic import Traffic as LoopedTraffic
 
 pytestmark = [pytest.mark.timeout(300)]
 ENDPOINT = "byoc"
@@ -59,34 +59,22 @@ def _wait_event(agent: Agent, event: str, timeout_s: float = 120, **fields: Any)
     return found[-1]
 
 
-class Traffic:
+class Traffic(LoopedTraffic[tuple[int, Any]]):
     """Invokes the agent in a loop, recording (status, version answered) for every request."""
 
-    def __init__(self, url: str) -> None:
-        self.url, self.results = url, list[tuple[int, Any]]()
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+    def session(self) -> httpx.Client:
+        return httpx.Client(trust_env=False, timeout=30)
 
-    def _run(self) -> None:
-        with httpx.Client(trust_env=False, timeout=30) as client:
-            while not self.stop.is_set():
-                try:
-                    r = client.post(f"{self.url}/invocations", content=b"[[1, 2]]",
-                                    headers={"content-type": "application/json"})
-                    self.results.append((r.status_code, r.json().get("version") if r.status_code == 200 else r.text))
-                except httpx.HTTPError as exc:
-                    self.results.append((0, repr(exc)))
+    def call(self, session: httpx.Client) -> tuple[int, Any]:
+        try:
+            r = session.post(f"{self.url}/invocations", content=b"[[1, 2]]",
+                             headers={"content-type": "application/json"})
+            return r.status_code, r.json().get("version") if r.status_code == 200 else r.text
+        except httpx.HTTPError as exc:
+            return 0, repr(exc)
 
     def versions(self) -> list[Any]:
         return [version for _, version in self.results]
-
-    def __enter__(self) -> Traffic:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
 
 
 def test_container_endpoint_serves_the_contract_and_hot_swaps_without_failing_a_request(
