@@ -42,9 +42,11 @@ LOCAL_MODE_DIFFERENCES: list[tuple[str, str]] = [
     ("S3 buckets have no lifecycle configuration (no expiry, no multipart-upload cleanup)",
      "moto never runs lifecycle rules, and the AWS provider spends a fixed 55 s on each one (10 identical "
      "reads 5 s apart, as on real AWS)"),
-    ("a repeated CreateLaunchTemplate with the same ClientToken returns the first template, and DeleteLaunchTemplate "
-     "of a gone ID answers InvalidLaunchTemplateId.NotFound", "real EC2 does both, so the provider's SDK retries are "
-     "harmless; moto 5.2.5 fails them (AlreadyExists, InvalidLaunchTemplateName.NotFoundException)"),
+    ("a repeated CreateLaunchTemplate with the same ClientToken returns the first template, DeleteLaunchTemplate "
+     "of a gone ID answers InvalidLaunchTemplateId.NotFound, and DeleteTable of a gone table names it in its "
+     "ResourceNotFoundException", "real EC2 and DynamoDB do all three, so the provider's SDK retries are "
+     "harmless; moto 5.2.5 fails them (AlreadyExists, InvalidLaunchTemplateName.NotFoundException, a "
+     "ResourceNotFoundException without the table)"),
     ("jobs run as the local agent's own user, with no IMDS firewall rule",
      "local agents stand in for hosts on one machine and switch no users; job code still gets only the job "
      "role's credentials"),

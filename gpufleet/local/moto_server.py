@@ -7,10 +7,14 @@ load), so a write can reach the server twice. Real AWS makes that harmless and m
   made, moto fails it with ``InvalidLaunchTemplateName.AlreadyExistsException``;
 - ``DeleteLaunchTemplate`` by an ID that is gone is ``InvalidLaunchTemplateId.NotFound`` on real EC2, which
   the provider treats as already deleted; moto answers ``InvalidLaunchTemplateName.NotFoundException``, which
-  fails the destroy.
+  fails the destroy;
+- ``DeleteTable`` of a table that is gone answers ``Requested resource not found: Table: <name> not found`` on
+  real DynamoDB, the message the provider treats as already deleted; moto says only ``Requested resource not
+  found``, which fails the destroy.
 
-Both were seen as one-in-many flakes (a fresh local up failing on AlreadyExists, a destroy failing on
-NotFound). Each fix is listed in ``differences.py``.
+All three were seen as one-in-many flakes (a fresh local up failing on AlreadyExists, a destroy failing on
+NotFound, a team destroy failing on DeleteTable's ResourceNotFoundException). Each fix is listed in
+``differences.py``.
 
 Run as ``python -m gpufleet.local.moto_server -H HOST -p PORT`` (moto's own arguments).
 """
@@ -21,6 +25,9 @@ import threading
 from typing import Any
 
 from moto.core.responses import ActionResult
+from moto.dynamodb.exceptions import ResourceNotFoundException
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import Table
 from moto.ec2.exceptions import InvalidLaunchTemplateIdNotFound
 from moto.ec2.models.launch_templates import LaunchTemplate, LaunchTemplateBackend
 from moto.ec2.responses.launch_templates import LaunchTemplates
@@ -73,10 +80,24 @@ def _patch_delete_by_id_not_found() -> None:
     LaunchTemplateBackend.delete_launch_template = delete_launch_template  # type: ignore[method-assign]
 
 
+def _patch_delete_table_not_found() -> None:
+    original = DynamoDBBackend.delete_table
+
+    def delete_table(self: DynamoDBBackend, name: str) -> Table:
+        try:
+            self.get_table(name)  # by name or ARN, as moto's own lookup
+        except ResourceNotFoundException:
+            raise ResourceNotFoundException(table_name=name) from None
+        return original(self, name)
+
+    DynamoDBBackend.delete_table = delete_table  # type: ignore[method-assign]
+
+
 def apply_retry_safety() -> None:
-    """Make moto answer repeated launch-template writes as real EC2 does."""
+    """Make moto answer repeated launch-template and table deletes as real EC2 and DynamoDB do."""
     _patch_create_idempotent()
     _patch_delete_by_id_not_found()
+    _patch_delete_table_not_found()
 
 
 def main() -> None:

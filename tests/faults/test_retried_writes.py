@@ -1,9 +1,11 @@
 """Fault: an AWS write reaches the emulator twice, as when the provider's SDK retries a request whose response
-it lost (root cause of the CreateLaunchTemplate AlreadyExists and DeleteLaunchTemplate NotFound flakes).
+it lost (root cause of the CreateLaunchTemplate AlreadyExists, DeleteLaunchTemplate NotFound and DeleteTable
+ResourceNotFoundException flakes).
 
-What must hold: the repeat is harmless, as on real EC2: a repeated create with the same ClientToken returns the
-first template, and deleting a template that is already gone answers ``InvalidLaunchTemplateId.NotFound``, the
-code the AWS provider treats as "already deleted". The last test shows the whole path with the real provider
+What must hold: the repeat is harmless, as on real EC2 and DynamoDB: a repeated create with the same ClientToken
+returns the first template, deleting a template that is already gone answers ``InvalidLaunchTemplateId.NotFound``,
+and deleting a table that is already gone answers ``Requested resource not found: Table: <name> not found``: the
+code and message the AWS provider treats as "already deleted". The last test shows the whole path with the real provider
 behind a proxy that loses the emulator's answers (tests/support/faultproxy.py)."""
 
 from __future__ import annotations
@@ -48,25 +50,44 @@ def test_deleting_a_gone_template_by_id_answers_the_code_the_provider_treats_as_
     assert repeat.value.response["Error"]["Code"] == "InvalidLaunchTemplateId.NotFound"
 
 
-def _launch_template_config(endpoint: str, name: str) -> dict[str, Any]:
-    """The smallest Terraform config holding one launch template, its provider pointed at ``endpoint``."""
+def test_deleting_a_gone_table_names_it_as_the_provider_expects(moto_server: Emulator) -> None:
+    dynamodb = client(moto_server, "dynamodb")
+    name = f"retry-{secrets.token_hex(3)}"
+    dynamodb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                          AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                          KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+    dynamodb.delete_table(TableName=name)
+    with pytest.raises(ClientError) as repeat:
+        dynamodb.delete_table(TableName=name)
+    assert repeat.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert repeat.value.response["Error"]["Message"] == f"Requested resource not found: Table: {name} not found"
+
+
+def _retried_writes_config(endpoint: str, name: str) -> dict[str, Any]:
+    """The smallest Terraform config holding one launch template and one table, its provider pointed at
+    ``endpoint``."""
     provider = {"region": "us-east-1", "access_key": "testing", "secret_key": "testing",
                 "skip_credentials_validation": True, "skip_requesting_account_id": True,
-                "skip_metadata_api_check": "true", "endpoints": [{"ec2": endpoint, "sts": endpoint}]}
+                "skip_metadata_api_check": "true",
+                "endpoints": [{"ec2": endpoint, "sts": endpoint, "dynamodb": endpoint}]}
+    table = {"name": name, "billing_mode": "PAY_PER_REQUEST", "hash_key": "id",
+             "attribute": [{"name": "id", "type": "S"}]}
     return {"terraform": {"required_providers": {"aws": {"source": "hashicorp/aws"}}},
             "provider": {"aws": [provider]},
-            "resource": {"aws_launch_template": {"lt": {"name": name, "image_id": MOTO_AMI}}}}
+            "resource": {"aws_launch_template": {"lt": {"name": name, "image_id": MOTO_AMI}},
+                         "aws_dynamodb_table": {"table": table}}}
 
 
 @pytest.mark.e2e
-def test_terraform_rides_out_a_lost_create_and_a_lost_delete_response(moto_server: Emulator, tmp_path: Path) -> None:
+def test_terraform_rides_out_a_lost_create_and_lost_delete_responses(moto_server: Emulator, tmp_path: Path) -> None:
     """The real provider, with the emulator's answer to its CreateLaunchTemplate, then to its
-    DeleteLaunchTemplate, lost on the way back (the proxy closes the connection after the emulator answered):
-    the SDK retries each, and apply and destroy still succeed, leaving exactly one template, then none."""
+    DeleteLaunchTemplate and DeleteTable, lost on the way back (the proxy closes the connection after the
+    emulator answered): the SDK retries each, and apply and destroy still succeed, leaving exactly one
+    template, then none, and no table."""
     name = f"retry-tf-{secrets.token_hex(3)}"
     ec2 = client(moto_server, "ec2")
     with FaultProxy(moto_server.endpoint) as proxy:
-        (tmp_path / "main.tf.json").write_text(json.dumps(_launch_template_config(proxy.url, name)))
+        (tmp_path / "main.tf.json").write_text(json.dumps(_retried_writes_config(proxy.url, name)))
         runner = StackRunner(tmp_path, tmp_path / "workspace")
         runner.init()
         proxy.drop_response("CreateLaunchTemplate", times=1)
@@ -76,9 +97,12 @@ def test_terraform_rides_out_a_lost_create_and_a_lost_delete_response(moto_serve
         assert creates[:2] == ["dropped", "forwarded"], creates  # the SDK did retry a write that had happened
         assert len(ec2.describe_launch_templates(LaunchTemplateNames=[name])["LaunchTemplates"]) == 1
         proxy.drop_response("DeleteLaunchTemplate", times=1)
+        proxy.drop_response("DeleteTable", times=1)
         destroyed = runner.destroy()
         assert not destroyed.errors, destroyed.errors
-        deletes = [c.outcome for c in proxy.calls if c.action == "DeleteLaunchTemplate"]
-        assert deletes[:2] == ["dropped", "forwarded"], deletes
+        for action in ("DeleteLaunchTemplate", "DeleteTable"):
+            deletes = [c.outcome for c in proxy.calls if c.action == action]
+            assert deletes[:2] == ["dropped", "forwarded"], (action, deletes)
     with pytest.raises(ClientError, match="NotFound"):
         ec2.describe_launch_templates(LaunchTemplateNames=[name])
+    assert name not in client(moto_server, "dynamodb").list_tables()["TableNames"]
