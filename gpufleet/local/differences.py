@@ -42,11 +42,15 @@ LOCAL_MODE_DIFFERENCES: list[tuple[str, str]] = [
     ("S3 buckets have no lifecycle configuration (no expiry, no multipart-upload cleanup)",
      "moto never runs lifecycle rules, and the AWS provider spends a fixed 55 s on each one (10 identical "
      "reads 5 s apart, as on real AWS)"),
+    ("an SDK retry of a request the emulator already answered (the same amz-sdk-invocation-id) gets the first "
+     "answer again", "the client lost that answer on a loaded machine; moto would run the write twice and fail "
+     "the repeat (AlreadyExists, Duplicate, NotFound), which real AWS mostly makes harmless"),
     ("a repeated CreateLaunchTemplate with the same ClientToken returns the first template, DeleteLaunchTemplate "
-     "of a gone ID answers InvalidLaunchTemplateId.NotFound, and DeleteTable of a gone table names it in its "
-     "ResourceNotFoundException", "real EC2 and DynamoDB do all three, so the provider's SDK retries are "
-     "harmless; moto 5.2.5 fails them (AlreadyExists, InvalidLaunchTemplateName.NotFoundException, a "
-     "ResourceNotFoundException without the table)"),
+     "of a gone ID answers InvalidLaunchTemplateId.NotFound, DeleteTable of a gone table names it in its "
+     "ResourceNotFoundException, and RemoveRoleFromInstanceProfile of a role no longer in it answers NoSuchEntity",
+     "real EC2, DynamoDB and IAM answer so, and the provider treats each as done; moto 5.2.5 fails them "
+     "(AlreadyExists, InvalidLaunchTemplateName.NotFoundException, a ResourceNotFoundException without the "
+     "table, an internal error)"),
     ("jobs run as the local agent's own user, with no IMDS firewall rule",
      "local agents stand in for hosts on one machine and switch no users; job code still gets only the job "
      "role's credentials"),
