@@ -10,12 +10,21 @@ from rich.table import Table
 
 from gpufleet.cli.context import console, team_option
 from gpufleet.cli.options import handle_errors, json_option
-from gpufleet.teams import parse_model_ref, team_context
+from gpufleet.teams import TeamContext, parse_model_ref, team_context
 
 
 @click.group()
 def model() -> None:
     """List, inspect, approve and reject model versions; register models trained elsewhere."""
+
+
+_ref_argument = click.argument("ref", metavar="NAME:VERSION")
+
+
+def _version_of_team(ref: str, team: str | None) -> tuple[TeamContext, str, int]:
+    """The team and the model version REF names; a malformed REF fails before the team is looked up."""
+    name, version = parse_model_ref(ref, "NAME:VERSION")
+    return team_context(team), name, version
 
 
 @model.command(name="list")
@@ -44,34 +53,32 @@ def list_(name: str | None, team: str | None, as_json: bool) -> None:
 
 
 @model.command()
-@click.argument("ref", metavar="NAME:VERSION")
+@_ref_argument
 @team_option
 @handle_errors
 def show(ref: str, team: str | None) -> None:
     """One version's record: artifact, sha256, status (as the operator decided) and lineage."""
     from gpufleet.registry.models import show_model_version
 
-    name, version = parse_model_ref(ref, "NAME:VERSION")
-    ctx = team_context(team)
+    ctx, name, version = _version_of_team(ref, team)
     click.echo(json.dumps(show_model_version(ctx.aws, ctx.runtime, name, version), indent=2, default=str))
 
 
 @model.command()
-@click.argument("ref", metavar="NAME:VERSION")
+@_ref_argument
 @team_option
 @handle_errors
 def approve(ref: str, team: str | None) -> None:
     """Approve a version so it may be deployed."""
     from gpufleet.registry.models import approve_model_version
 
-    name, version = parse_model_ref(ref, "NAME:VERSION")
-    ctx = team_context(team)
+    ctx, name, version = _version_of_team(ref, team)
     approve_model_version(ctx.aws, ctx.runtime, name, version)
     console.print(f"{name}:{version}: Approved (deploy it with `gpufleet endpoint deploy ENDPOINT --model {ref}`)")
 
 
 @model.command()
-@click.argument("ref", metavar="NAME:VERSION")
+@_ref_argument
 @click.option("--reason", default=None, help="Why, for the record.")
 @team_option
 @handle_errors
@@ -79,8 +86,7 @@ def reject(ref: str, reason: str | None, team: str | None) -> None:
     """Reject a version: it can never be deployed."""
     from gpufleet.registry.models import reject_model_version
 
-    name, version = parse_model_ref(ref, "NAME:VERSION")
-    ctx = team_context(team)
+    ctx, name, version = _version_of_team(ref, team)
     reject_model_version(ctx.aws, ctx.runtime, name, version, reason)
     console.print(f"{name}:{version}: Rejected")
 
@@ -114,7 +120,7 @@ def register(name: str, artifact: str, code: Path | None, metrics: tuple[str, ..
 
 
 @model.command()
-@click.argument("ref", metavar="NAME:VERSION")
+@_ref_argument
 @click.option("--code", "code", type=click.Path(path_type=Path), required=True,
               help="A SageMaker code folder (inference.py, optionally requirements.txt).")
 @team_option
@@ -124,8 +130,7 @@ def package(ref: str, code: Path, team: str | None, as_json: bool) -> None:
     """A new version of a registered model with the inference code of --code attached."""
     from gpufleet.registry.bring import package_model_version
 
-    name, version = parse_model_ref(ref, "NAME:VERSION")
-    ctx = team_context(team)
+    ctx, name, version = _version_of_team(ref, team)
     _print_new_version(package_model_version(ctx.aws, ctx.runtime, name, version, code), as_json)
 
 

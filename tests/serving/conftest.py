@@ -32,6 +32,7 @@ from gpufleet.agent.serving.models import LoadedModel, ModelSlot, build_model
 from gpufleet.agent.training.output import package_model
 from gpufleet.local.emulator import Emulator, free_port, stop_process
 from gpufleet.schema.runtime import TeamRuntime
+from tests.support.agents import start_agent_process
 from tests.support.audit import recording
 from tests.support.aws import client, create_team_resources
 
@@ -143,34 +144,47 @@ class Agent:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.startswith("{")]
 
 
+class ServingAgents:
+    """Serving agents started as real processes under ``work``; ``stop_all`` stops those still running."""
+
+    def __init__(self, work: Path, env: dict[str, str]) -> None:
+        self.work, self.env, self.started = work, env, list[Agent]()
+
+    def start(self, runtime: TeamRuntime, aws_endpoint_url: str, endpoint: str, variant: str, port: int | None,
+              serving: dict[str, Any], **extra: Any) -> Agent:
+        """An agent serving ``endpoint``/``variant`` on ``port`` (a free one if None). The same ``port`` again is
+        the same host restarted: same config, same work root (``work/opt-ml-<port>``); each start has its own
+        log. ``serving`` overrides the fast test timings; ``extra`` adds top-level keys (pip, containers)."""
+        port = port or free_port()
+        config = {"role": "serving", "team": json.loads(runtime.to_json()), "endpoint": endpoint,
+                  "variant": variant, "serving_port": port, "health_port": 0,
+                  "work_root": str(self.work / f"opt-ml-{port}"),
+                  "local": {"aws_endpoint_url": aws_endpoint_url, "instance_id": f"i-{port}"},
+                  "serving": {"poll_interval_s": 0.2, "metrics_interval_s": 1.0, **serving}, **extra}
+        log = self.work / f"agent-{port}-{len(self.started)}.log"
+        process = start_agent_process(config, self.work / f"agent-{port}.json", log, self.env)
+        agent = Agent(f"http://127.0.0.1:{port}", process, log)
+        self.started.append(agent)
+        return agent
+
+    def stop_all(self) -> None:
+        for agent in self.started:
+            if agent.process.poll() is None:
+                stop_process(agent.process.pid, 20)   # SIGTERM, 20 s to drain, then SIGKILL
+
+
 @pytest.fixture
 def start_agent(team: Team, tmp_path: Path, repo_env: dict[str, str]) -> Iterator[Callable[..., Agent]]:
     """Start ``gpufleet-agent run`` as a real process serving ``endpoint``/``variant`` from moto."""
-    started: list[Agent] = []
+    agents = ServingAgents(tmp_path, recording(repo_env, tmp_path / "calls"))
 
     def start(endpoint: str, variant: str = "blue", port: int | None = None, pip: dict[str, Any] | None = None,
               runtime: TeamRuntime | None = None, containers: dict[str, Any] | None = None, **serving: Any) -> Agent:
-        port = port or free_port()
-        config = {"role": "serving", "team": json.loads((runtime or team.runtime).to_json()), "endpoint": endpoint,
-                  "variant": variant, "serving_port": port, "health_port": 0,
-                  "work_root": str(tmp_path / f"opt-ml-{port}"),
-                  "local": {"aws_endpoint_url": team.emu.endpoint, "instance_id": f"i-{port}"},
-                  "serving": {"poll_interval_s": 0.2, "metrics_interval_s": 1.0, **serving}, "pip": pip or {},
-                  "containers": containers or {}}
-        path = tmp_path / f"agent-{port}.json"
-        path.write_text(json.dumps(config))
-        log = tmp_path / f"agent-{port}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "gpufleet.agent", "run", "--config", str(path)],
-                                    stdout=out, stderr=subprocess.STDOUT, env=recording(repo_env, tmp_path / "calls"))
-        agent = Agent(f"http://127.0.0.1:{port}", proc, log)
-        started.append(agent)
-        return agent
+        return agents.start(runtime or team.runtime, team.emu.endpoint, endpoint, variant, port, serving,
+                            pip=pip or {}, containers=containers or {})
 
     yield start
-    for agent in started:
-        if agent.process.poll() is None:
-            stop_process(agent.process.pid, 20)   # SIGTERM, 20 s to drain, then SIGKILL
+    agents.stop_all()
 
 
 @dataclass

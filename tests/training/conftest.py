@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from gpufleet.schema.job_spec import parse_job_spec
 from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.store.jobs import get_job
 from tests.conftest import REPO_ROOT
+from tests.support.agents import start_agent_process
 from tests.support.audit import recording
 from tests.support.aws import create_team_resources
 
@@ -99,14 +99,10 @@ def start_agent(team: Team, tmp_path: Path, repo_env: dict[str, str]) -> Iterato
         config = {"role": "training", "team": json.loads(team.runtime.to_json()), "work_root": str(root / "ml"),
                   "health_port": health_port, "local": local, "training": {**FAST, **training}, "pip": pip or {},
                   "containers": containers or {}}
-        (root / "agent.json").write_text(json.dumps(config))
         log_path = root / "agent.log"
         # two cores shared: no thread oversubscription; every agent records its calls for the audit
         env = recording({**repo_env, "OMP_NUM_THREADS": "1"}, tmp_path / "calls")
-        with log_path.open("wb") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "gpufleet.agent", "run", "--config",
-                                     str(root / "agent.json")], env=env, stdout=out, stderr=subprocess.STDOUT)
-        agent = AgentProc(proc, root / "ml", log_path)
+        agent = AgentProc(start_agent_process(config, root / "agent.json", log_path, env), root / "ml", log_path)
         started.append(agent)
         return agent
 

@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,27 +61,39 @@ def test_a_job_runs_as_the_job_user_in_its_own_session_and_cannot_read_the_agent
         shutil.rmtree(tmp_path)
 
 
-def _run_probe(tmp_path: Path) -> None:
-    config = tmp_path / "etc" / "agent.yaml"
+def _agent_config(top: Path) -> Path:
+    """The agent's config under ``top``, closed to others as the Ansible role installs it."""
+    config = top / "etc" / "agent.yaml"
     config.parent.mkdir(mode=0o750)
     config.write_text("team: {secret: true}\n")
     config.chmod(0o600)
-    work = tmp_path / "work"
-    (work / "code").mkdir(parents=True)
-    script = work / "code" / "probe.py"
-    script.write_text(PROBE)
-    hand_over([work], JOB_USER)
+    return config
+
+
+def _run_as_job_user(argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> dict[str, Any]:
+    """Run ``argv`` to its end as the job user, through the agent's launcher: what its last line reports."""
     lines: list[str] = []
-    # A system interpreter: this suite's own lives under /root, which the job user may not enter (as it
-    # should not); hosts install the agent's virtualenv world-readable under /opt/gpufleet.
-    proc = JobProcess([SYSTEM_PYTHON, str(script)], {"AGENT_CONFIG": str(config), "PATH": os.environ["PATH"]},
-                      work / "code", tmp_path / "job.log", lines.append, run_as=JOB_USER.popen_args())
+    proc = JobProcess(argv, env, cwd, log, lines.append, run_as=JOB_USER.popen_args())
     proc.start()
     while proc.poll() is None:
         time.sleep(0.05)
     proc.finish_output()
     assert proc.poll() == 0, lines
-    seen = json.loads(lines[-1])
+    seen: dict[str, Any] = json.loads(lines[-1])
+    return seen
+
+
+def _run_probe(tmp_path: Path) -> None:
+    config = _agent_config(tmp_path)
+    work = tmp_path / "work"
+    (work / "code").mkdir(parents=True)
+    script = work / "code" / "probe.py"
+    script.write_text(PROBE)
+    hand_over([work], JOB_USER)
+    # A system interpreter: this suite's own lives under /root, which the job user may not enter (as it
+    # should not); hosts install the agent's virtualenv world-readable under /opt/gpufleet.
+    seen = _run_as_job_user([SYSTEM_PYTHON, str(script)], {"AGENT_CONFIG": str(config), "PATH": os.environ["PATH"]},
+                            work / "code", tmp_path / "job.log")
     assert (seen["uid"], seen["gid"], seen["groups"]) == (NOBODY.pw_uid, NOBODY.pw_gid, [])
     assert seen["config"] == "denied" and seen["own_session"] is True
     hand_back([work], JOB_USER)
@@ -176,10 +189,7 @@ def test_under_the_agents_umask_the_job_user_reads_its_venv_code_and_inputs_but_
     top.chmod(0o755)   # stands for /, /opt: world-searchable
     previous = os.umask(0o027)   # the agent's service unit's UMask: pip and venv inherit it
     try:
-        config = top / "etc" / "agent.yaml"   # as the Ansible role installs it
-        config.parent.mkdir(mode=0o750)
-        config.write_text("team: {secret: true}\n")
-        config.chmod(0o600)
+        config = _agent_config(top)
         layout = Layout(top / "opt-ml")
         layout.root.mkdir()   # 0750 under the umask: closed to the job user until the agent opens it
         open_work_root(layout.root, JOB_USER)
@@ -193,17 +203,9 @@ def test_under_the_agents_umask_the_job_user_reads_its_venv_code_and_inputs_but_
         env = ensure_environment(layout.code / "requirements.txt", layout.root / "envs", SYSTEM_PYTHON,
                                  PipSettings(wheelhouse=str(wheelhouse)), reader_gid=JOB_USER.gid)
         hand_over([layout.root / d for d in JOB_DIRS], JOB_USER)
-        lines: list[str] = []
         environ = {"PATH": os.environ["PATH"], "AGENT_CONFIG": str(config), "AGENT_FILE": str(agent_file),
                    "WORK_ROOT": str(layout.root), "SM_CHANNEL_TRAIN": str(layout.channel("train"))}
-        proc = JobProcess([str(env / "bin" / "python"), "train.py"], environ, layout.code, top / "job.log",
-                          lines.append, run_as=JOB_USER.popen_args())
-        proc.start()
-        while proc.poll() is None:
-            time.sleep(0.05)
-        proc.finish_output()
-        assert proc.poll() == 0, lines
-        seen = json.loads(lines[-1])
+        seen = _run_as_job_user([str(env / "bin" / "python"), "train.py"], environ, layout.code, top / "job.log")
         assert (seen["dependency"], seen["prefix"]) == (TINY_GREETING, str(env))
         assert (seen["code"], seen["input"]) == ("yes", "yes")
         assert seen == {**seen, "config": "denied", "agent_file": "denied", "list_work_root": "denied",

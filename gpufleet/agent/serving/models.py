@@ -25,17 +25,25 @@ from gpufleet.agent.serving.handler import Handler
 
 
 @dataclass(eq=False)
-class LoadedModel:
+class ModelVersion:
+    """What the slot needs of any version it serves, in process or in a container: its identity, the
+    ``x-gpufleet-model`` header value naming it, and the requests holding it (see ``ModelSlot.acquire``)."""
+
     name: str
     version: int
-    handler: Handler
-    batcher: Batcher
-    directory: Path | None = None
-    in_flight: int = 0
+    # Keyword-only so that the kinds' own fields, with and without defaults, follow name and version.
+    in_flight: int = field(default=0, kw_only=True)
     label: bytes = field(init=False)
 
     def __post_init__(self) -> None:
         self.label = f"{self.name}:{self.version}".encode()
+
+
+@dataclass(eq=False)
+class LoadedModel(ModelVersion):
+    handler: Handler
+    batcher: Batcher
+    directory: Path | None = None
 
     @property
     def healthy(self) -> bool:
@@ -55,18 +63,11 @@ class LoadedModel:
 
 
 @dataclass(eq=False)
-class ContainerModel:
+class ContainerModel(ModelVersion):
     """A model version served by its own container (an endpoint's ``image:``): requests are forwarded."""
 
-    name: str
-    version: int
     container: ServingContainer
     directory: Path
-    in_flight: int = 0
-    label: bytes = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.label = f"{self.name}:{self.version}".encode()
 
     @property
     def healthy(self) -> bool:
