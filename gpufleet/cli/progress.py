@@ -8,6 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
+from gpufleet.terraform.runner import LOCK_WAIT, lock_wait_message
+
 _DONE = {"apply_complete", "apply_errored"}
 
 
@@ -44,6 +46,11 @@ class TerraformProgress:
                                      description=f"{total} change(s) planned")
             else:
                 self.progress.update(task, total=max(total, 1), completed=max(total, 1), description="done")
+        elif kind == LOCK_WAIT:
+            # A line of its own, not just the bar's description: a wait of up to a minute must say why even
+            # where bars do not draw (CI logs), and one line keeps it greppable.
+            self.progress.console.print(f"{stack}: {lock_wait_message(event)}", markup=False, soft_wrap=True)
+            self.progress.update(task, description="waiting for the state lock")
         elif kind == "planned_change":
             current = self.progress.tasks[self.tasks[stack]].total or 0
             self.progress.update(task, total=current + 1)

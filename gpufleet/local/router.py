@@ -37,6 +37,9 @@ CHECK_INTERVAL_S = 1.0     # ALB minimum: 5 s; shorter here so local rollouts do
 METRIC_FLUSH_S = LOCAL_PUBLISH_EVERY_S   # the ALB publishes each minute; locally each scaled minute, twice
 TARGET_TIMEOUT_S = 30.0
 STATUS_PATH = "/_gpufleet/targets"
+# The headers passed to a target and back: those the SageMaker contract uses (an ALB passes all of them).
+REQUEST_HEADERS = ("content-type", "accept", "x-request-id", "x-amzn-sagemaker-custom-attributes")
+RESPONSE_HEADERS = ("content-type", "x-request-id", "x-amzn-sagemaker-custom-attributes")
 
 
 @dataclass
@@ -163,7 +166,7 @@ class EndpointRouter:
             resp = conn.getresponse()
             data = resp.read()
             status, out_headers = resp.status, {k: v for k, v in resp.getheaders()
-                                                if k.lower() in ("content-type", "x-request-id")}
+                                                if k.lower() in RESPONSE_HEADERS}
         except (OSError, http.client.HTTPException):
             self._count(variant, None, time.perf_counter() - started)
             return 502, {"Content-Type": "text/plain"}, b"bad gateway\n"
@@ -228,8 +231,7 @@ class EndpointRouter:
                 if not router.forwards(self.path):
                     self._send(404, {"Content-Type": "text/plain"}, b"not found")
                     return
-                headers = {k: v for k, v in self.headers.items()
-                           if k.lower() in ("content-type", "accept", "x-request-id")}
+                headers = {k: v for k, v in self.headers.items() if k.lower() in REQUEST_HEADERS}
                 self._send(*router.forward(self.command, self.path, headers, body))
 
             def _send(self, status: int, headers: dict[str, str], body: bytes) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from gpufleet.aws import AWS_ERRORS, AwsClients
 from gpufleet.errors import Interrupted, RuntimeFailure
 from gpufleet.terraform.cliconfig import write_cli_config
 
@@ -54,6 +55,7 @@ class StackRunner:
         self.stack_dir, self.stack = stack_dir, stack_dir.name
         # How long to wait for a state lock another run holds (another deploy on the same state) before
         # failing with who holds it.
+        self.lock_timeout_s = lock_timeout_s
         self.lock_timeout = f"-lock-timeout={lock_timeout_s}s"
         self.env = {**os.environ, "TF_IN_AUTOMATION": "1", "TF_INPUT": "0",
                     "TF_CLI_CONFIG_FILE": str(write_cli_config(workspace)),
@@ -105,6 +107,9 @@ class StackRunner:
                 event = _parse(line)
                 if event is None:
                     continue
+                if event.get("type") == LOCK_WAIT:
+                    # Terraform says only that it waits; who holds the lock is in the backend's lock record.
+                    event = {**event, "lock": self.lock_holder(), "lock_timeout_s": self.lock_timeout_s}
                 _collect(event, result)
                 if sink:
                     sink(self.stack, event)
@@ -125,15 +130,33 @@ class StackRunner:
         return result
 
     def _locked(self, step: str, lock: dict[str, str]) -> RuntimeFailure:
-        operation = lock.get("Operation", "").removeprefix("OperationType").lower() or "run"
-        lock_id = lock.get("ID", "?")
-        created = lock.get("Created", "?")[:19]   # "2026-12-02 14:53:35.64057122 +0000 UTC": to the second, UTC
         return RuntimeFailure(
             f"{step} {self.stack}",
-            f"the state is locked by {lock.get('Who', 'someone')} ({operation} since {created} UTC, "
-            f"lock {lock_id}, state {lock.get('Path', '?')})",
+            f"the state is locked by {describe_lock(lock, 'state ' + lock.get('Path', '?'))}",
             "another deploy is running on this state: wait for it to end and rerun; if none is (it was killed), "
-            f"release the lock with `terraform force-unlock -force {lock_id}` in {self.stack_dir} and rerun")
+            f"release the lock with `terraform force-unlock -force {lock.get('ID', '?')}` in {self.stack_dir} "
+            "and rerun")
+
+    def lock_holder(self) -> dict[str, str] | None:
+        """The lock record of this stack's state (ID, Operation, Who, Created, ...), as the backend keeps it
+        while Terraform holds the lock: the local backend's ``.<state>.lock.info`` beside the state, the S3
+        backend's ``<key>.tflock`` object (``use_lockfile``). None when there is none or it cannot be read.
+
+        A killed Terraform leaves its local record behind, though the OS released its lock: so ask only
+        while a Terraform is waiting for the lock (``LOCK_WAIT``), when the record is the holder's."""
+        try:
+            backend = json.loads((self.stack_dir / "cdk.tf.json").read_text())["terraform"]["backend"]
+            if "s3" in backend:
+                s3 = backend["s3"]
+                body = AwsClients.create(s3["region"]).client("s3").get_object(
+                    Bucket=s3["bucket"], Key=f"{s3['key']}.tflock")["Body"].read()
+            else:
+                state = self.stack_dir / backend.get("local", {}).get("path", "terraform.tfstate")
+                body = state.with_name(f".{state.name.removeprefix('.')}.lock.info").read_bytes()
+            record = json.loads(body)
+        except (OSError, ValueError, KeyError, TypeError, *AWS_ERRORS):
+            return None
+        return {k: str(v) for k, v in record.items()} if isinstance(record, dict) else None
 
     def plan(self, sink: EventSink | None = None, destroy: bool = False, out: Path | None = None) -> RunResult:
         """``out`` saves the plan (for ``terraform show -json``, e.g. a policy gate)."""
@@ -181,6 +204,27 @@ def _collect(event: Event, result: RunResult) -> None:
 
 
 LOCK_ERROR = "Error acquiring the state lock"
+# The event Terraform's -json UI sends when taking the state lock takes over 400 ms: another run holds it
+# (or, rarely, a remote backend is slow to answer).
+LOCK_WAIT = "state_lock_acquire"
+
+
+def describe_lock(lock: dict[str, str], *more: str) -> str:
+    """``root@host (apply since 2026-12-02 14:53:35 UTC, lock <ID>)``: who holds a state lock, from a lock
+    record (``StackRunner.lock_holder``) or the Lock Info of Terraform's lock error."""
+    operation = lock.get("Operation", "").removeprefix("OperationType").lower() or "run"
+    # "2026-12-02 14:53:35.64057122 +0000 UTC" (the error) or "2026-12-02T14:53:35.64057122Z" (the record):
+    # to the second, both UTC.
+    created = lock.get("Created", "?")[:19].replace("T", " ")
+    details = ", ".join((f"{operation} since {created} UTC", f"lock {lock.get('ID', '?')}", *more))
+    return f"{lock.get('Who', 'someone')} ({details})"
+
+
+def lock_wait_message(event: Event) -> str:
+    """One line for a ``LOCK_WAIT`` event: who holds the lock and how long this run waits for it."""
+    lock = event.get("lock")
+    held = f"the state is locked by {describe_lock(lock)}; " if isinstance(lock, dict) else ""
+    return f"{held}waiting up to {event.get('lock_timeout_s', '?')} s for the state lock"
 
 
 def _lock_info(detail: str) -> dict[str, str]:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -28,6 +29,7 @@ from tests.support.traffic import Traffic as LoopedTraffic
 
 Served = tuple[Path, TeamRuntime]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(400)]
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 
 
 @pytest.fixture
@@ -83,6 +85,11 @@ def test_container_endpoint_rolls_out_serves_and_moves_to_a_new_version_without_
     assert code == 0, out
     answer = json.loads(out.strip().splitlines()[-1])
     assert (answer["version"], answer["predictions"], answer["argv"]) == (1, [3.0, 3.0], [])
+    # The router passes custom attributes both ways, as the load balancer does.
+    traced = httpx.post(f"{router_urls(root)[f'{rt.team}/web']}/invocations", content=b"[[1]]", timeout=30,
+                        headers={"Content-Type": "application/json", CUSTOM_ATTRIBUTES: "trace=7f3a"})
+    assert traced.json()["custom_attributes"] == "trace=7f3a", traced.text
+    assert traced.headers[CUSTOM_ATTRIBUTES] == "trace=7f3a; version=1"
 
     _approved(tmp_path, 2, 10.0)
     with Traffic(router_urls(root)[f"{rt.team}/web"]) as traffic:

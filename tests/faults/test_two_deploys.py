@@ -2,7 +2,8 @@
 platform stack.
 
 What must hold: Terraform's state lock keeps them apart. A deploy waits for the lock up to its lock
-timeout (60 s), then applies what is left (nothing, here); one that cannot get it in time fails with one
+timeout (60 s), saying at once who holds it (the holder's user@host, its operation, since when) and how
+long it waits, then applies what is left (nothing, here); one that cannot get it in time fails with one
 line naming the holder, since when, the lock ID and what to do (wait, or ``terraform force-unlock`` if the
 holder was killed). Afterwards the state is intact: it names all 27 resources, nothing the emulator holds
 is missing from it, and a re-plan is empty.
@@ -11,6 +12,7 @@ is missing from it, and a re-plan is empty.
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,9 @@ def test_two_deploys_at_once_the_lock_holds_the_second_waits_or_fails_naming_the
     assert first.wait(600) == 0, deployment.errors("first")[-3000:]
     waited = second.wait(600)
     said = deployment.errors("second")
+    (waiting,) = [ln for ln in said.splitlines() if ln.startswith("platform: the state is locked by ")]
+    assert f"@{socket.gethostname()} (apply since " in waiting, waiting   # the first deploy, on this host
+    assert waiting.endswith("); waiting up to 60 s for the state lock"), waiting
     if waited != 0:   # it gave up after the lock timeout: one clear line, as above
         (line,) = [ln for ln in said.splitlines() if ln.startswith("error:")]
         assert "the state is locked by " in line and "force-unlock" in line, said[-2000:]

@@ -3,19 +3,27 @@
 A stand-in ``terraform`` (a small script, via $TERRAFORM_BINARY) writes 1 MB to stderr before and while
 it writes its -json event stream. The pipe holds 64 KB, so a runner that reads stderr only after stdout
 closes would wait on stdout while the stand-in waits on stderr, forever.
+
+A run that finds the state locked says so at once, naming the holder from the backend's lock record, rather
+than waiting out its lock timeout in silence.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import signal
 import sys
 import threading
 from pathlib import Path
 
+import boto3
 import pytest
+from moto import mock_aws
 
-from gpufleet.terraform.runner import RunResult, StackRunner
+from gpufleet.errors import RuntimeFailure
+from gpufleet.terraform.runner import LOCK_WAIT, RunResult, StackRunner, lock_wait_message
 
 STAND_IN = """\
 import json, os, sys
@@ -57,3 +65,53 @@ def test_a_megabyte_of_stderr_does_not_block_the_event_stream(flooding_terraform
         pytest.fail("the runner hung: stderr filled its pipe while stdout was being read")
     assert events == ["version", "change_summary"]
     assert (results[0].added, results[0].changed, results[0].removed) == (3, 1, 0)
+
+
+LOCK_RECORD = {"ID": "0b7c1e2a-33be-9ed6-336f-419a142c7286", "Operation": "OperationTypeApply", "Info": "",
+               "Who": "ana@ci-runner-3", "Version": "1.11.4", "Created": "2026-12-02T14:53:35.64057122Z"}
+
+
+def _stack_with_backend(tmp_path: Path, backend: dict[str, object]) -> Path:
+    stack_dir = tmp_path / "stacks" / "platform"
+    stack_dir.mkdir(parents=True)
+    (stack_dir / "cdk.tf.json").write_text(json.dumps(
+        {"terraform": {"backend": backend}, "output": {"ready": {"value": True}}}))
+    return stack_dir
+
+
+def test_a_deploy_that_finds_the_state_locked_says_who_holds_it_and_how_long_it_waits(tmp_path: Path) -> None:
+    """Held as Terraform's local backend holds it: a POSIX lock on the state file, and the lock record
+    beside it (the format a real ``terraform apply`` writes)."""
+    state = tmp_path / "state" / "platform.tfstate"
+    state.parent.mkdir()
+    stack_dir = _stack_with_backend(tmp_path, {"local": {"path": str(state)}})
+    runner = StackRunner(stack_dir, tmp_path / "workspace", lock_timeout_s=1)
+    runner.init()
+    state.write_text("")
+    events: list[dict[str, object]] = []
+    with state.open("r+") as held:
+        fcntl.lockf(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        (state.parent / ".platform.tfstate.lock.info").write_text(json.dumps({**LOCK_RECORD, "Path": str(state)}))
+        with pytest.raises(RuntimeFailure, match="the state is locked by ana@ci-runner-3"):
+            runner.plan(lambda _stack, event: events.append(event))
+    (waiting,) = [e for e in events if e["type"] == LOCK_WAIT]
+    assert lock_wait_message(waiting) == (
+        "the state is locked by ana@ci-runner-3 (apply since 2026-12-02 14:53:35 UTC, "
+        "lock 0b7c1e2a-33be-9ed6-336f-419a142c7286); waiting up to 1 s for the state lock")
+
+
+def test_the_holder_of_an_s3_state_lock_is_read_from_its_tflock_object(tmp_path: Path) -> None:
+    stack_dir = _stack_with_backend(tmp_path, {"s3": {"bucket": "acme-tfstate", "key": "gpufleet/platform.tfstate",
+                                                      "region": "us-east-1", "use_lockfile": True}})
+    runner = StackRunner(stack_dir, tmp_path / "workspace")
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="acme-tfstate")
+        assert runner.lock_holder() is None, "no lock, no holder"
+        s3.put_object(Bucket="acme-tfstate", Key="gpufleet/platform.tfstate.tflock", Body=json.dumps(LOCK_RECORD))
+        assert runner.lock_holder() == LOCK_RECORD
+
+
+def test_a_lock_wait_whose_holder_is_unknown_still_says_it_waits() -> None:
+    assert lock_wait_message({"type": LOCK_WAIT, "lock": None, "lock_timeout_s": 60}) == (
+        "waiting up to 60 s for the state lock")

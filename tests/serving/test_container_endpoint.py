@@ -32,6 +32,7 @@ from tests.support.traffic import Traffic as LoopedTraffic
 
 pytestmark = [pytest.mark.timeout(300)]
 ENDPOINT = "byoc"
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 StartAgent = Callable[..., Agent]
 
 
@@ -93,7 +94,24 @@ def test_container_endpoint_serves_the_contract_and_hot_swaps_without_failing_a_
     assert r.status_code == 200, r.text
     assert r.headers["x-gpufleet-model"] == "byoc-model:1"
     assert r.json() == {"version": 1, "predictions": [3.0, 3.0], "content_type": "application/json",
-                        "accept": "application/json", "argv": [], "model_writable": False, "pid1": True}
+                        "accept": "application/json", "custom_attributes": None, "argv": [],
+                        "model_writable": False, "pid1": True}
+    assert CUSTOM_ATTRIBUTES not in r.headers   # none asked, none set: none answered
+    # Custom attributes reach the container and its own come back, as SageMaker passes them; a request's
+    # longer than SageMaker takes is refused, a container's is dropped (the inference still answers).
+    traced = httpx.post(f"{agent.url}/invocations", content=b"[[1]]",
+                        headers={CUSTOM_ATTRIBUTES: "trace=7f3a; tenant=acme"}, timeout=30)
+    assert traced.json()["custom_attributes"] == "trace=7f3a; tenant=acme"
+    assert traced.headers[CUSTOM_ATTRIBUTES] == "trace=7f3a; tenant=acme; version=1"
+    too_long = httpx.post(f"{agent.url}/invocations", content=b"[[1]]", headers={CUSTOM_ATTRIBUTES: "x" * 1025},
+                          timeout=30)
+    assert too_long.status_code == 400
+    assert too_long.json()["error"] == (f"{CUSTOM_ATTRIBUTES}: 1025 characters, more than 1024 (send at most "
+                                        "1024 visible US-ASCII characters, as SageMaker's InvokeEndpoint takes)")
+    oversized = httpx.post(f"{agent.url}/invocations", content=b"[[1]]", headers={CUSTOM_ATTRIBUTES: "oversized"},
+                           timeout=30)
+    assert oversized.status_code == 200 and CUSTOM_ATTRIBUTES not in oversized.headers
+    assert "1500 characters, more than 1024" in _wait_event(agent, "custom_attributes_dropped")["reason"]
     # The container's statuses, bodies and content types reach the client as they are.
     bad = httpx.post(f"{agent.url}/invocations", content=b"nope", headers={"content-type": "text/plain"}, timeout=30)
     assert (bad.status_code, bad.text, bad.headers["content-type"]) == (400, "body: not JSON rows of numbers",

@@ -22,13 +22,20 @@ from typing import Any
 from gpufleet.agent.serving import codecs
 from gpufleet.agent.serving.batching import BatcherClosed
 from gpufleet.agent.serving.capture import DataCapture
-from gpufleet.agent.serving.container import ContainerCallFailed
+from gpufleet.agent.serving.container import (
+    CUSTOM_ATTRIBUTES,
+    CUSTOM_ATTRIBUTES_MAX,
+    ContainerAnswer,
+    ContainerCallFailed,
+    custom_attributes_problem,
+)
 from gpufleet.agent.serving.metrics import ServingMetrics
 from gpufleet.agent.serving.models import ContainerModel, LoadedModel, ModelSlot
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 JSON = b"application/json"
+_CUSTOM_ATTRIBUTES = CUSTOM_ATTRIBUTES.lower().encode()   # ASGI header names are lower case
 
 
 @dataclass
@@ -107,13 +114,16 @@ class ServingApp:
     async def _invoke(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         request_id = f"{self._id_prefix}-{next(self._ids):x}".encode()
-        content_type = accept = None
+        content_type = accept = custom_attributes = None
+        answered_attributes: bytes | None = None
         length = -1
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value.decode("latin-1")
             elif name == b"accept":
                 accept = value.decode("latin-1")
+            elif name == _CUSTOM_ATTRIBUTES:
+                custom_attributes = value
             elif name == b"content-length":
                 length = int(value) if value.isdigit() else -1
         model = self.slot.acquire()
@@ -123,7 +133,9 @@ class ServingApp:
                 raise RequestFailed(503, "endpoint: no model loaded yet (retry after /ping returns 200)")
             body = await self._read_body(receive, length)
             if isinstance(model, ContainerModel):
-                status, out, out_type = await self._forward(model, body, content_type, accept)
+                answer = await self._forward(model, body, content_type, accept, custom_attributes)
+                status, out, out_type = answer.status, answer.body, answer.content_type
+                answered_attributes = answer.custom_attributes
             else:
                 status, out, out_type = await self._predict(model, body, content_type, accept)
         except RequestFailed as exc:
@@ -137,6 +149,8 @@ class ServingApp:
                    (b"x-amzn-requestid", request_id)]
         if model is not None:
             headers.append((b"x-gpufleet-model", model.label))
+        if answered_attributes is not None:
+            headers.append((_CUSTOM_ATTRIBUTES, answered_attributes))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": out})
         self.metrics.request_done(status, time.perf_counter() - start)
@@ -162,10 +176,15 @@ class ServingApp:
             more = message.get("more_body", False)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _forward(self, model: ContainerModel, body: bytes, content_type: str | None,
-                       accept: str | None) -> tuple[int, bytes, bytes]:
+    async def _forward(self, model: ContainerModel, body: bytes, content_type: str | None, accept: str | None,
+                       custom_attributes: bytes | None) -> ContainerAnswer:
+        if custom_attributes is not None and (problem := custom_attributes_problem(custom_attributes)):
+            raise RequestFailed(400, f"{CUSTOM_ATTRIBUTES}: {problem} (send at most {CUSTOM_ATTRIBUTES_MAX} "
+                                     "visible US-ASCII characters, as SageMaker's InvokeEndpoint takes)")
+        attributes = custom_attributes.decode("ascii") if custom_attributes is not None else None
         try:
-            return await model.container.invoke(body, content_type, accept, self.limits.request_timeout_s)
+            return await model.container.invoke(body, content_type, accept, attributes,
+                                                 self.limits.request_timeout_s)
         except ContainerCallFailed as exc:
             raise RequestFailed(exc.status, exc.message) from None
 

@@ -7,8 +7,9 @@ endpoint's ``image:`` is started as ``<runtime> run ... IMAGE serve``, as SageMa
   and the agent itself may hold 8080 on the host. So serving containers use the runtime's default
   (bridge) network, never ``containers.network``.
 - The agent stays the endpoint: it answers the SageMaker contract on its own port and forwards
-  ``/invocations`` (body, ``Content-Type``, ``Accept``; the container's status, body and content type
-  come back), and its ``/ping`` is the container's ``/ping`` plus its own health (GPU faults, drain).
+  ``/invocations`` (body, ``Content-Type``, ``Accept``, ``X-Amzn-SageMaker-Custom-Attributes``; the
+  container's status, body, content type and custom attributes come back), and its ``/ping`` is the
+  container's ``/ping`` plus its own health (GPU faults, drain).
 - GPUs come through the NVIDIA container toolkit's CDI spec where the host has one (``gpu_args``).
 - The container's output goes to the agent's log, one ``container_output`` event per line.
 """
@@ -46,6 +47,28 @@ MODEL_MOUNT = "/opt/ml/model"
 STOP_GRACE_S = 10.0            # stopped only after its requests drained: the grace is for its own cleanup
 _PING_TIMEOUT_S = 2.0
 _TAIL_LINES = 20
+# InvokeEndpoint's CustomAttributes: an opaque value SageMaker passes to the container and back, verbatim, of at
+# most 1024 visible US-ASCII characters (RFC 7230 field value): the API model caps it at 1024, so SageMaker
+# refuses a longer one as a validation error (400) before any container sees it.
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+CUSTOM_ATTRIBUTES_MAX = 1024
+
+
+def custom_attributes_problem(value: bytes) -> str | None:
+    """Why ``value`` is not a valid custom attributes header, or None."""
+    if len(value) > CUSTOM_ATTRIBUTES_MAX:
+        return f"{len(value)} characters, more than {CUSTOM_ATTRIBUTES_MAX}"
+    if any(not (0x20 <= byte < 0x7F or byte == 0x09) for byte in value):
+        return "characters other than visible US-ASCII"
+    return None
+
+
+@dataclass(frozen=True)
+class ContainerAnswer:
+    status: int
+    body: bytes
+    content_type: bytes
+    custom_attributes: bytes | None   # the container's own, when it set a valid one
 
 
 class ContainerCallFailed(Exception):
@@ -163,9 +186,10 @@ class ServingContainer:
         return self.healthy
 
     async def invoke(self, body: bytes, content_type: str | None, accept: str | None,
-                     timeout_s: float) -> tuple[int, bytes, bytes]:
-        """Forward one request; the container's status, body and content type."""
-        headers = [(k, v) for k, v in (("content-type", content_type), ("accept", accept)) if v is not None]
+                     custom_attributes: str | None, timeout_s: float) -> ContainerAnswer:
+        """Forward one request (``custom_attributes`` already checked: ``custom_attributes_problem``)."""
+        headers = [(k, v) for k, v in (("content-type", content_type), ("accept", accept),
+                                       (CUSTOM_ATTRIBUTES, custom_attributes)) if v is not None]
         try:
             answer = await asyncio.wait_for(self._client().request("POST", "/invocations", headers, body), timeout_s)
         except TimeoutError:
@@ -173,7 +197,13 @@ class ServingContainer:
                                            "(raise serving.request_timeout_s or send less)") from None
         except UpstreamError as exc:
             raise ContainerCallFailed(503, f"container: not answering ({exc})") from None
-        return answer.status, answer.body, answer.headers.get(b"content-type", b"application/octet-stream")
+        attributes = answer.headers.get(CUSTOM_ATTRIBUTES.lower().encode())
+        if attributes is not None and (problem := custom_attributes_problem(attributes)):
+            # The inference itself is good: the client gets it without the header, the operator the reason.
+            emit("custom_attributes_dropped", container=self.name, reason=f"{CUSTOM_ATTRIBUTES}: {problem}")
+            attributes = None
+        return ContainerAnswer(answer.status, answer.body,
+                               answer.headers.get(b"content-type", b"application/octet-stream"), attributes)
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         """Stop the container (its requests drained first: see ``ModelSlot.swap``) and close the client."""
