@@ -7,8 +7,9 @@ returns the first template, deleting a template that is already gone answers ``I
 and deleting a table that is already gone answers ``Requested resource not found: Table: <name> not found``: the
 code and message the AWS provider treats as "already deleted". Beyond those, an SDK's retry of any request the
 emulator already answered (same ``amz-sdk-invocation-id``) gets that answer again (``gpufleet.local.replay``),
-so a lost answer to a create moto would fail a second time (a security group) is harmless too. The last test shows the whole path with the real provider
-behind a proxy that loses the emulator's answers (tests/support/faultproxy.py)."""
+so a lost answer to a create moto would fail a second time (a security group) is harmless too. The last test
+shows the whole path with the real provider behind a proxy that loses the emulator's answers
+(tests/support/faultproxy.py)."""
 
 from __future__ import annotations
 
