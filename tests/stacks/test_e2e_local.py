@@ -2,7 +2,12 @@
 teams (one with an endpoint), re-plan to no changes, gate the plans with checkov, confirm key properties
 with boto3, check the written team runtime configs, destroy, and find nothing left.
 
-Also covers the foundation's end-to-end path (deploy -> empty plan -> destroy -> nothing left)."""
+Also covers the foundation's end-to-end path (deploy -> empty plan -> destroy -> nothing left).
+
+The CLI reaches the emulator through a proxy that loses the emulator's first answer to every distinct write
+(tests/support/faultproxy.py), as a loaded machine now and then does: the SDKs retry, and deploy, re-plan and
+destroy must still come out exact, with nothing left behind (what a lost answer did before: the CI flakes on
+CreateLaunchTemplate, DeleteLaunchTemplate and DeleteTable, see gpufleet/local/replay.py)."""
 
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from gpufleet.schema.runtime import load_runtime
 from gpufleet.terraform.runner import StackRunner
 from policies import gate
 from tests.support.aws import client
+from tests.support.faultproxy import FaultProxy, first_of_each_write
 
 pytestmark = pytest.mark.e2e
 STACKS = ("platform", "team-alpha", "team-beta")
@@ -62,7 +68,10 @@ def test_cli_deploys_platform_and_two_teams_replans_clean_and_destroys_everythin
     (tmp_path / "gpufleet.yaml").write_text(yaml.safe_dump(_config(prefix)))
     home = tmp_path / ".gpufleet"
     home.mkdir()
-    (home / "emulator.json").write_text(json.dumps(asdict(moto_server)))  # the CLI finds the session's moto
+    proxy = FaultProxy(moto_server.endpoint)
+    proxy.drop_response(match=first_of_each_write(), times=None)
+    # the CLI finds the session's moto, behind the proxy
+    (home / "emulator.json").write_text(json.dumps({**asdict(moto_server), "endpoint": proxy.url}))
     env = {**repo_env, "GPUFLEET_HOME": str(home), "GPUFLEET_TARGET": "local"}
     destroyed = False
     try:
@@ -83,11 +92,16 @@ def test_cli_deploys_platform_and_two_teams_replans_clean_and_destroys_everythin
         destroyed = True
         assert not (home / "teams" / "alpha.json").exists()
         assert _leftovers(moto_server, prefix) == {}
-        print(f"e2e: destroy {destroy_s:.0f} s")
+        lost = {f"{c.service}:{c.action}" for c in proxy.calls if c.outcome == "dropped"}
+        assert {"ec2:CreateLaunchTemplate", "ec2:DeleteLaunchTemplate", "dynamodb:DeleteTable",
+                "iam:CreateRole", "sqs:CreateQueue", "elasticloadbalancing:CreateLoadBalancer"} <= lost, lost
+        print(f"e2e: destroy {destroy_s:.0f} s; {len(lost)} kinds of write had their first answer lost")
     finally:
         if not destroyed:
+            proxy.heal()
             subprocess.run([sys.executable, "-m", "gpufleet.cli", "destroy", "--config", "gpufleet.yaml"],
                            cwd=tmp_path, env=env, capture_output=True, timeout=600, check=False)
+        proxy.close()
 
 
 def _assert_properties(emu: Emulator, prefix: str, runtimes: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ and what the proxy did with it (``forwarded``, ``throttled``, ``unavailable``, `
     with FaultProxy(emulator.endpoint) as proxy:
         proxy.throttle(seconds=30)                                # everything, for 30 s
         proxy.drop_response("CreateLaunchTemplate", times=1)      # the first CreateLaunchTemplate's answer
+        proxy.drop_response(match=first_of_each_write(), times=None)  # the first answer to every write
         proxy.heal()
 """
 
@@ -119,6 +120,31 @@ class _State:
 
 def _everything(call: Call) -> bool:
     return True
+
+
+_READS = ("Describe", "Get", "List", "Head", "Query", "Scan", "Receive", "AssumeRole", "GET ", "HEAD ")
+
+
+def first_of_each_write() -> Match:
+    """Matches the first request of every distinct write: each operation that is not a read (by its name's
+    verb; for S3, each method and sub-resource, e.g. ``PUT ?policy``), once per service."""
+    seen: set[tuple[str, str]] = set()
+    lock = threading.Lock()
+
+    def match(call: Call) -> bool:
+        action = call.action
+        if not action or action.startswith(_READS):
+            return False
+        if call.protocol == "rest-xml":
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(call.path).query, keep_blank_values=True)
+            action = f"{call.method} ?{','.join(sorted(query))}"
+        with lock:
+            if (call.service, action) in seen:
+                return False
+            seen.add((call.service, action))
+            return True
+
+    return match
 
 
 class FaultProxy:
