@@ -71,7 +71,11 @@ def test_demo_then_cli_lifecycle_then_local_down_leaves_nothing(tmp_path: Path, 
     assert len(json.loads(_ok(_gpufleet(tmp_path, env, "endpoint", "invoke", "digits", "--data",
                                         json.dumps([[0.0] * 64]))))[0]) == 10
     fleet = json.loads(_ok(_gpufleet(tmp_path, env, "fleet", "status", "--json")))
-    assert any(g["role"] == "training" and g["instances"] for g in fleet)
+    # The training fleet is listed even when its idle hosts have scaled in (how soon depends on the machine's
+    # load); the live variant's group shows its running hosts.
+    assert [g["role"] for g in fleet].count("training") == 1
+    live = next(g for g in fleet if g["serves"] == "digits/green")
+    assert live["instances"] and all("pid" in i for i in live["instances"]), live
     jobs = json.loads(_ok(_gpufleet(tmp_path, env, "job", "list", "--json")))
     assert sorted(j["status"] for j in jobs) == ["SUCCEEDED"] * 3
 
