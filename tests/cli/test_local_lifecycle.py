@@ -12,7 +12,7 @@ from pathlib import Path
 from gpufleet.local import emulator
 from gpufleet.local.cloud import record_path
 from gpufleet.local.instances import pid_alive, read_instances
-from gpufleet.workspace import teams_dir
+from gpufleet.workspace import agents_dir, teams_dir
 from tests.support.aws import client, create_team_resources
 
 
@@ -49,6 +49,10 @@ def test_local_up_then_down_leaves_no_processes_and_no_files(tmp_path: Path, rep
     (teams_dir(root) / "alpha.json").write_text(rt.to_json())
     _wait(lambda: len(read_instances(root)) == 2)
     first = read_instances(root)
+    # Running, not still starting: an agent SIGTERMed before it sets its handler dies of the signal (exit
+    # -15, harmless: it holds nothing yet), and what this test asks is the graceful stop of a running one.
+    _wait(lambda: all("training agent started" in (agents_dir(root) / i.instance_id / "agent.log").read_text()
+                      for i in first))
     asg.set_desired_capacity(AutoScalingGroupName=rt.training.asg, DesiredCapacity=1)
     _wait(lambda: len(read_instances(root)) == 1)
     stopped = [i.instance_id for i in first if i.instance_id not in {j.instance_id for j in read_instances(root)}]

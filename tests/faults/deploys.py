@@ -32,14 +32,16 @@ class Deployment:
     platform: str
 
     @classmethod
-    def create(cls, emu: Emulator, cwd: Path, repo_env: dict[str, str]) -> Deployment:
+    def create(cls, emu: Emulator, cwd: Path, repo_env: dict[str, str], endpoint: str | None = None) -> Deployment:
+        """A working directory whose CLI finds the session's moto, at ``endpoint`` when given (a fault proxy
+        in front of it)."""
         platform = f"flt{secrets.token_hex(2)}"
         (cwd / "gpufleet.yaml").write_text(yaml.safe_dump({
             "platform": {"name": platform, "region": "us-east-1", "az_count": 2},
             "teams": [{"name": "alpha", "training": {"instance_types": ["g5.xlarge"], "max_instances": 1}}]}))
         home = cwd / ".gpufleet"
         home.mkdir()
-        (home / "emulator.json").write_text(json.dumps(asdict(emu)))   # the CLI finds the session's moto
+        (home / "emulator.json").write_text(json.dumps({**asdict(emu), "endpoint": endpoint or emu.endpoint}))
         return cls(emu, cwd, {**repo_env, "GPUFLEET_HOME": str(home), "GPUFLEET_TARGET": "local"}, platform)
 
     @property
