@@ -55,7 +55,7 @@ REVIEWED_UNUSED: dict[str, dict[str, str]] = {
                           "e2e's CLI steps record it",
         "s3:GetObject": JOB_LOGS,
         "s3:ListBucket": JOB_LOGS,
-        "s3:AbortMultipartUpload": MULTIPART_ABORT + "; `gpufleet model bring` uploads a tarball "
+        "s3:AbortMultipartUpload": MULTIPART_ABORT + "; `gpufleet model register` uploads a tarball "
                                    "(registry/bring.py)",
         **_KEY_VIA_DYNAMODB,
         **dict.fromkeys(PUSH_ACTIONS + PULL_ACTIONS, IMAGE_PUSH),

@@ -128,7 +128,7 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
         if name != "artifacts":
             bucket.grant_read_write(o, f"{name}-bucket")
     # Artifacts: read all; job code and the registry export are rewritten; model artifacts are write-once,
-    # as for training hosts (`gpufleet model bring` puts with If-None-Match).
+    # as for training hosts (`gpufleet model register` puts with If-None-Match).
     buckets["artifacts"].grant_read(o, "artifacts-bucket")
     buckets["artifacts"].grant_write(o, "job-code", prefix="code/", multipart=False)
     buckets["artifacts"].grant_write(o, "registry-export", prefix="registry-export/", multipart=False)

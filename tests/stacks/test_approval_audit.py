@@ -95,7 +95,7 @@ def _write(role: Role, operation: str, **params: str) -> str | None:
 @pytest.mark.parametrize("kind", ["training", "operator"])
 def test_artifact_writers_write_an_artifact_key_only_with_if_none_match(team_roles: dict[str, Role],
                                                                        kind: str) -> None:
-    """Training hosts add what jobs produced; operators add models brought in (`gpufleet model bring`)."""
+    """Training hosts add what jobs produced; operators add models brought in (`gpufleet model register`)."""
     writer = team_roles[kind]
     # An unconditional put, completion or copy would replace the approved artifact: IAM refuses it.
     assert _write(writer, "PutObject") == "not granted"
