@@ -54,6 +54,12 @@ def routers_path(root: Path) -> Path:
     return root / "routers.json"
 
 
+def _desired(autoscaling: Any, names: list[str]) -> dict[str, int]:
+    """Desired capacity of each named Auto Scaling group that exists."""
+    groups = autoscaling.describe_auto_scaling_groups(AutoScalingGroupNames=names)["AutoScalingGroups"]
+    return {g["AutoScalingGroupName"]: int(g["DesiredCapacity"]) for g in groups}
+
+
 @dataclass(frozen=True)
 class CloudRecord:
     pid: int
@@ -185,12 +191,17 @@ class LocalCloud:
             specs = [AsgSpec(rt.training.asg, rt, "training")]
             specs += [AsgSpec(getattr(ep.asgs, v), rt, "serving", name, v)
                       for name, ep in rt.endpoints.items() for v in VARIANTS]
-            groups = self._aws(rt.region).client("autoscaling").describe_auto_scaling_groups(
-                AutoScalingGroupNames=[s.name for s in specs])["AutoScalingGroups"]
-            desired = {g["AutoScalingGroupName"]: int(g["DesiredCapacity"]) for g in groups}
+            autoscaling = self._aws(rt.region).client("autoscaling")
+            desired = _desired(autoscaling, [s.name for s in specs])
             for spec in specs:
-                if spec.name in desired:
-                    self.fleet.reconcile(spec, desired[spec.name])
+                if spec.name not in desired:
+                    continue
+                if desired[spec.name] < len(self.fleet.running(spec.name)):
+                    # A scale-in acts on the group's capacity now, not as read at the top of the pass: a rollout
+                    # that raised it meanwhile (a rollback to the variant just scaled to zero) keeps its host,
+                    # as an ASG's own scale-in would.
+                    desired.update(_desired(autoscaling, [spec.name]))
+                self.fleet.reconcile(spec, desired.get(spec.name, 0))
 
     def sync_routers(self, runtimes: list[TeamRuntime]) -> None:
         wanted = {self.router_key(rt, name): (rt, name) for rt in runtimes for name in rt.endpoints}
