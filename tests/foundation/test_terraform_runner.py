@@ -23,7 +23,7 @@ import pytest
 from moto import mock_aws
 
 from gpufleet.errors import RuntimeFailure
-from gpufleet.terraform.runner import LOCK_WAIT, RunResult, StackRunner, lock_wait_message
+from gpufleet.terraform.runner import LOCK_WAIT, TERRAFORM_GOGC, RunResult, StackRunner, lock_wait_message
 
 STAND_IN = """\
 import json, os, sys
@@ -115,3 +115,28 @@ def test_the_holder_of_an_s3_state_lock_is_read_from_its_tflock_object(tmp_path:
 def test_a_lock_wait_whose_holder_is_unknown_still_says_it_waits() -> None:
     assert lock_wait_message({"type": LOCK_WAIT, "lock": None, "lock_timeout_s": 60}) == (
         "waiting up to 60 s for the state lock")
+
+
+ENV_PROBE = """\
+import json, os, sys
+open(sys.argv[0] + ".gogc", "w").write(os.environ.get("GOGC", "unset"))
+print(json.dumps({"type": "version", "terraform": "1.11.4"}), flush=True)
+"""
+
+
+@pytest.mark.parametrize(("users_gogc", "seen"), [(None, TERRAFORM_GOGC), ("100", "100")])
+def test_terraform_and_its_providers_get_the_go_collector_target_unless_the_user_set_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, users_gogc: str | None, seen: str) -> None:
+    """Go reads GOGC at start; Terraform passes its environment to the providers it starts."""
+    script = tmp_path / "terraform"
+    script.write_text(f"#!{sys.executable}\n{ENV_PROBE}")
+    script.chmod(0o755)
+    monkeypatch.setenv("TERRAFORM_BINARY", str(script))
+    if users_gogc is None:
+        monkeypatch.delenv("GOGC", raising=False)
+    else:
+        monkeypatch.setenv("GOGC", users_gogc)
+    stack_dir = tmp_path / "stacks" / "platform"
+    stack_dir.mkdir(parents=True)
+    StackRunner(stack_dir, tmp_path / "workspace").apply()
+    assert Path(f"{script}.gogc").read_text() == seen
