@@ -4,6 +4,7 @@ grouping that lets ``scripts/test`` run modules side by side (pytest-xdist, ``--
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -61,9 +62,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     groups = {id(item): xdist_group_of(item) for item in items}
     slow = {groups[id(item)] for item in items
             if item.get_closest_marker("slow") or item.get_closest_marker("e2e")}
-    sizes: dict[str, int] = {}
+    sizes = Counter(groups.values())
     for item in items:
-        sizes[groups[id(item)]] = sizes.get(groups[id(item)], 0) + 1
         if item.get_closest_marker("xdist_group") is None:
             item.add_marker(pytest.mark.xdist_group(groups[id(item)]))
 

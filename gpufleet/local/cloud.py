@@ -201,7 +201,7 @@ class LocalCloud:
                     # that raised it meanwhile (a rollback to the variant just scaled to zero) keeps its host,
                     # as an ASG's own scale-in would.
                     desired.update(_desired(autoscaling, [spec.name]))
-                self.fleet.reconcile(spec, desired.get(spec.name, 0))
+                self.fleet.reconcile(spec, desired[spec.name])
 
     def sync_routers(self, runtimes: list[TeamRuntime]) -> None:
         wanted = {self.router_key(rt, name): (rt, name) for rt in runtimes for name in rt.endpoints}
