@@ -77,14 +77,18 @@ def _synth_split(cfg: PlatformConfig, target: Target, outdir: Path, region: str 
                    for teams, out in zip(others, helper_outs, strict=True)]
         try:
             app, platform = build_stacks(cfg, target, outdir, region, mine)
+            # Synthesized while the helpers work: their teams usually read no platform attribute that this
+            # slice's teams do not, and when they do, this process synthesizes again with those added.
+            app.synth()
             for helper in helpers:
                 synth_split.wait_helper(helper)
         finally:
             synth_split.stop_helpers(helpers)
-        for helper_out in helper_outs:
-            for reference in synth_split.platform_references(helper_out):
+        missing = synth_split.missing_references(outdir, helper_outs)
+        if missing:
+            for reference in missing:
                 platform.register_outgoing_cross_stack_reference(reference)
-        app.synth()
+            app.synth()
         synth_split.check_platform_outputs(outdir, helper_outs)
         synth_split.merge_slices(outdir, helper_outs)
 

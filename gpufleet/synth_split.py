@@ -8,9 +8,10 @@ and the first slice, each helper process (``python -m gpufleet.app``) builds the
 slice into its own directory. Then:
 
 - a team stack's JSON never depends on the other teams, so helpers' team stacks are moved in as they are;
-- the platform stack gains one ``cross-stack-output-*`` output per attribute any team reads, so this
-  process registers the helpers' references on its own platform before it synthesizes it (and checks the
-  result holds every helper's outputs);
+- the platform stack gains one ``cross-stack-output-*`` output per attribute any team reads. This process
+  synthesizes its own stacks while the helpers work; if a helper's teams read a platform attribute its own
+  teams do not, it registers those references and synthesizes again (and checks the result holds every
+  helper's outputs);
 - ``manifest.json`` is the union of the slices' entries, written in cdktf's own JSON layout.
 
 Each helper is a Python and a node process (about 600 MB together) and pays the bindings' start-up
@@ -126,6 +127,13 @@ def platform_references(helper_out: Path) -> list[str]:
     doc = json.loads((helper_out / "stacks" / "platform" / "cdk.tf.json").read_text())
     return [out["value"][2:-1] for name, out in sorted(doc.get("output", {}).items())
             if name.startswith(OUTPUT_PREFIX)]
+
+
+def missing_references(outdir: Path, helper_outs: Sequence[Path]) -> list[str]:
+    """The platform attributes helpers' teams read that the platform stack in ``outdir`` has no output for."""
+    own = set(platform_references(outdir))
+    wanted = {reference for helper_out in helper_outs for reference in platform_references(helper_out)}
+    return sorted(wanted - own)
 
 
 def check_platform_outputs(outdir: Path, helper_outs: Sequence[Path]) -> None:

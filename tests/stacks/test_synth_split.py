@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from gpufleet import synth_split
 from gpufleet.app import synth_app
 from gpufleet.config import PlatformConfig, parse_config
 from gpufleet.errors import UserInputError
 from gpufleet.synth_split import Helper, process_count, slices, stable_json, wait_helper
 from gpufleet.target import aws_target
+
+real_missing_references = synth_split.missing_references
 
 
 def mixed_teams(example: PlatformConfig) -> PlatformConfig:
@@ -32,17 +35,32 @@ def files(outdir: Path) -> dict[str, bytes]:
     return {str(p.relative_to(outdir)): p.read_bytes() for p in sorted(outdir.rglob("*")) if p.is_file()}
 
 
-def test_split_synth_writes_the_same_bytes_as_one_process(example_cfg: PlatformConfig, tmp_path: Path) -> None:
-    cfg = mixed_teams(example_cfg)
+@pytest.mark.parametrize(("teams", "processes", "resynthesized"), [
+    (5, 3, True),    # the last slice alone reads the public subnets: this process synthesizes again
+    (4, 2, False),   # every slice reads the same platform attributes: its first synth stands
+])
+def test_split_synth_writes_the_same_bytes_as_one_process(example_cfg: PlatformConfig, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch, teams: int,
+                                                         processes: int, resynthesized: bool) -> None:
+    doc = mixed_teams(example_cfg).model_dump(mode="json", exclude_none=True)
+    cfg = parse_config({**doc, "teams": doc["teams"][:teams]})
     target = aws_target(tmp_path / "state")
     one = synth_app(cfg, target, tmp_path / "one", processes=1)
-    split = synth_app(cfg, target, tmp_path / "split", processes=3)
+    missing: list[list[str]] = []
+
+    def recorded(outdir: Path, helper_outs: list[Path]) -> list[str]:
+        missing.append(real_missing_references(outdir, helper_outs))
+        return missing[-1]
+
+    monkeypatch.setattr(synth_split, "missing_references", recorded)
+    split = synth_app(cfg, target, tmp_path / "split", processes=processes)
     assert split.stacks == one.stacks
     expected, got = files(tmp_path / "one"), files(tmp_path / "split")
     assert sorted(got) == sorted(expected)
     assert [name for name in expected if got[name] != expected[name]] == []
+    assert bool(missing[0]) is resynthesized
     platform = json.loads(expected["stacks/platform/cdk.tf.json"])
-    assert any("public" in name for name in platform["output"])   # the last slice's reference made it in
+    assert any("public" in name for name in platform["output"]) is resynthesized  # the last slice's reference
 
 
 def test_slices_are_contiguous_and_near_equal(example_cfg: PlatformConfig) -> None:

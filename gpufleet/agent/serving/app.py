@@ -202,7 +202,9 @@ class ServingApp:
         except Exception as exc:   # input_fn's job is parsing client input: its failures are bad input
             raise RequestFailed(400, _message(exc, "body: could not be decoded")) from None
         future = model.batcher.submit(data)
-        timer = asyncio.get_running_loop().call_later(
+        # An unbatched request that ran inline is answered already: no timer to arm and cancel (3.4 us of
+        # the ~230 us a tiny model's request costs).
+        timer = None if future.done() else asyncio.get_running_loop().call_later(
             self.limits.request_timeout_s, _expire, future, self.limits.request_timeout_s)
         try:
             prediction = await future
@@ -215,7 +217,8 @@ class ServingApp:
         except Exception as exc:
             raise RequestFailed(500, _message(exc, "predict_fn failed")) from None
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
         try:
             out, out_type = handler.encode(prediction, accept_type)
         except codecs.UnsupportedAccept as exc:
