@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import urllib.request
+from typing import Any
 
 import pytest
 
@@ -54,9 +55,15 @@ def test_bad_specs_failing_scripts_and_poison_messages_fail_cleanly_and_the_agen
 
     good = team.submit(SCRIPTS, name="after", entry_point="sleep.py", hyperparameters={"seconds": 0.1})
     assert team.wait_status(good, ("FAILED", "SUCCEEDED"), timeout_s=180)["status"] == "SUCCEEDED"
-    with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=5) as resp:
-        health = json.load(resp)
-    assert health["healthy"] and health["jobs_run"] >= 4 and health["job"] is None
+
+    def settled() -> dict[str, Any] | None:
+        # The agent counts a job after writing its final status, so /healthz may lag the table briefly.
+        with urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz", timeout=5) as resp:
+            health: dict[str, Any] = json.load(resp)
+        return health if health["job"] is None and health["jobs_run"] >= 4 else None
+
+    health = wait_for(settled, 10, "the agent to count the 4 jobs that ran")
+    assert health["healthy"]
     assert agent.proc.poll() is None
 
 
