@@ -130,8 +130,8 @@ class LocalFleet:
             # Watch the endpoints table every second, so local rollouts do not wait on the 5 s default.
             config.update(endpoint=spec.endpoint, variant=spec.variant, serving={"poll_interval_s": 1.0})
         else:
-            # Several agents share this host's ports; a short long-poll lets a scaled-in agent stop within seconds.
-            config["training"] = {"rendezvous_port": 0, "poll_wait_s": 5}
+            # Several agents share this host's ports: each torchrun rendezvous takes a free one.
+            config["training"] = {"rendezvous_port": 0}
         (folder / "agent.json").write_text(json.dumps(config, indent=2))
         with (folder / "agent.log").open("ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", "gpufleet.agent", "run", "--config",

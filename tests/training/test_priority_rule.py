@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from gpufleet.agent.training.queues import PriorityReceiver
 from gpufleet.errors import UserInputError
 from gpufleet.jobs.ops import queue_positions
 from gpufleet.schema.job_spec import parse_job_spec
 from gpufleet.schema.priority import PRIORITIES, QueueTurns, take_order
+from gpufleet.schema.training_settings import TrainingSettings
 
 SPEC = {"name": "j", "team": "alpha", "entry_point": "train.py", "source": "s3://bucket/code.tar.gz"}
 
@@ -66,6 +70,26 @@ def test_a_due_queue_found_empty_costs_a_receive_not_a_job() -> None:
     tie.took("high")
     tie.took("high")
     assert tie.order() == ["low", "normal", "high"], "both due as long: the lower priority first"
+
+
+class RecordingSqs:
+    """A stand-in SQS client for the receive side alone: records each receive's queue and wait, finds nothing."""
+
+    def __init__(self) -> None:
+        self.waits: list[tuple[str, int]] = []
+
+    def receive_message(self, **request: Any) -> dict[str, Any]:
+        self.waits.append((request["QueueUrl"], request["WaitTimeSeconds"]))
+        return {}
+
+
+def test_an_idle_agent_asks_every_queue_with_a_one_second_wait_by_default() -> None:
+    # SQS cannot wait on several queues at once: a job landing in one queue waits out the poll on another, so
+    # these waits bound an idle agent's pickup (20 s on the last queue made it 7.7 s median on bench-training).
+    runtime = SimpleNamespace(priority_queues={"high": "q-high", "normal": "q", "low": "q-low"})
+    sqs = RecordingSqs()
+    assert PriorityReceiver(sqs, runtime, TrainingSettings()).receive() is None  # type: ignore[arg-type]
+    assert sqs.waits == [("q-high", 1), ("q", 1), ("q-low", 1)]
 
 
 def test_an_agent_with_one_queue_asks_only_that_queue() -> None:
