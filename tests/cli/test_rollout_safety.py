@@ -19,7 +19,7 @@ from gpufleet.cli.main import cli
 from gpufleet.errors import UserInputError
 from gpufleet.invoke import invoke_once
 from gpufleet.local.alarms import LOCAL_TIME_SCALE
-from gpufleet.local.cloud import router_target_health, router_urls
+from gpufleet.local.cloud import router_status, router_target_health, router_urls
 from gpufleet.local.emulator import Emulator
 from gpufleet.local.instances import read_instances
 from gpufleet.rollout import fleet
@@ -63,6 +63,14 @@ def _invoke(root: Path, rt: TeamRuntime) -> tuple[int, bytes]:
     return invoke_once(_url(root, rt), b"[[1, 2]]", "application/json", "application/json", 10)
 
 
+def _answers_once_weights_apply(root: Path, rt: TeamRuntime, live: str, calls: int = 20) -> list[object]:
+    """What ``calls`` invocations answer once the router serves ``live`` alone: like an ALB, it applies
+    the listener's new weights a moment after the rollout sets them (here at its next 1 s check)."""
+    weights = {v: 100 if v == live else 0 for v in ("blue", "green")}
+    _wait_for(lambda: router_status(root, rt.team, "web").get("weights") == weights, f"the router to serve {live}")
+    return [json.loads(_invoke(root, rt)[1]) for _ in range(calls)]
+
+
 def test_failed_first_deploy_scales_to_zero_reports_failed_and_answers_503(
         served_team: tuple[Path, TeamRuntime], moto_server: Emulator) -> None:
     """A broken model as the very first deploy: its alarm fires within the bake derived from the alarm
@@ -94,7 +102,7 @@ def test_rollback_returns_a_live_endpoint_to_the_previous_then_a_named_version(
     register_model(moto_server, rt, "m", 3, model_tarball(3.0, False), status="Rejected")
     _rollout(root, rt, moto_server.endpoint, bake_s=1.0).deploy("m", 1)
     _rollout(root, rt, moto_server.endpoint, strategy="all-at-once", bake_s=1.0).deploy("m", 2)
-    assert json.loads(_invoke(root, rt)[1]) == [6.0]
+    assert _answers_once_weights_apply(root, rt, "green") == [[6.0]] * 20
     result = CliRunner().invoke(cli, ["endpoint", "rollback", "web", "--bake-seconds", "1"])
     assert result.exit_code == 0, result.output
     assert "rolling back to m:1" in result.output and "succeeded" in result.output
@@ -128,7 +136,7 @@ def test_one_unhealthy_target_of_two_trips_the_guard(served_team: tuple[Path, Te
     with pytest.raises(RolledBack, match="1 healthy target"):
         _rollout(root, rt, moto_server.endpoint, capacity=2, bake_s=60.0).deploy("m", 2)
     killer.join()
-    assert json.loads(_invoke(root, rt)[1]) == [3.0]
+    assert _answers_once_weights_apply(root, rt, "blue") == [[3.0]] * 20
 
 
 def test_two_deploys_at_once_one_is_refused_and_resume_waits_for_the_lease(
