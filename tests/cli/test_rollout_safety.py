@@ -24,6 +24,7 @@ from gpufleet.local.emulator import Emulator
 from gpufleet.local.instances import read_instances
 from gpufleet.rollout import fleet
 from gpufleet.rollout.engine import RolledBack, Rollout, RolloutOptions
+from gpufleet.schema import VARIANTS
 from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.store.endpoints import EndpointTable
 from tests.cli.endpoints import model_tarball, register_model
@@ -66,7 +67,7 @@ def _invoke(root: Path, rt: TeamRuntime) -> tuple[int, bytes]:
 def _answers_once_weights_apply(root: Path, rt: TeamRuntime, live: str, calls: int = 20) -> list[object]:
     """What ``calls`` invocations answer once the router serves ``live`` alone: like an ALB, it applies
     the listener's new weights a moment after the rollout sets them (here at its next 1 s check)."""
-    weights = {v: 100 if v == live else 0 for v in ("blue", "green")}
+    weights = {v: 100 if v == live else 0 for v in VARIANTS}
     _wait_for(lambda: router_status(root, rt.team, "web").get("weights") == weights, f"the router to serve {live}")
     return [json.loads(_invoke(root, rt)[1]) for _ in range(calls)]
 
