@@ -9,9 +9,7 @@ from gpufleet.schema.priority import DEFAULT_GUARD_ROUNDS
 
 class TrainingSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    # SQS wait for the last queue of a round. SQS has no receive over several queues, so a job that lands in
-    # another queue waits out this poll: 1 s bounds pickup by an idle agent to about 2 s (20 s made it 7.7 s
-    # median on scripts/bench-training) for one request a second per idle agent, and idle fleets scale to zero.
+    # SQS wait for the last queue of a round: it bounds an idle agent's pickup (why 1 s: agent/training/queues.py).
     poll_wait_s: int = Field(default=1, ge=1, le=20)
     # Waiting even 1 s makes SQS query all its servers (a 0 s short poll samples some and can miss the
     # one waiting high-priority message), yet costs little when a higher queue is empty.
