@@ -29,6 +29,11 @@ Event = dict[str, Any]
 # 530 -> 705 MB. Higher buys nothing: one provider start (`terraform providers schema`) took 3.4 CPU-s at
 # GOGC=100, 2.6 at 400, 2.8 at 800 and 2.6 with the collector off (peak RSS 320, 440, 600, 730 MB). A GOGC
 # already in the environment wins.
+# One provider per command instead (Terraform's TF_REATTACH_PROVIDERS to a `-debug` provider serving every
+# walk) saved little: a one-resource apply 11.5 -> 9.5 CPU-s, 10.2 -> 8.2 s (3 runs each; the one provider
+# still used 8 CPU-s). And it breaks: a second ConfigureProvider in one process fails when AWS_CA_BUNDLE is
+# set, and one process would serve every aliased configuration (a team stack's DR-region provider) with one
+# client.
 TERRAFORM_GOGC = "400"
 EventSink = Callable[[str, Event], None]  # (stack, event)
 
