@@ -17,7 +17,11 @@ forward pass runs) or more than ``BLOCKING_S`` of wall time (a handler that bloc
 time over little CPU is a preempted core on a busy machine, and one slow batch may be too), back
 inline after ``PROBE_BATCHES`` quick ones, and always on the thread for CUDA (the loop decodes while
 the GPU computes). A custom ``inference.py`` may block (I/O, sleeps), so its first batches run on the
-thread until it has shown ``PROBE_BATCHES`` quick ones.
+thread until it has shown ``PROBE_BATCHES`` quick ones. The thread stays on a one-core process too:
+there, keeping batches under ``BLOCKING_S`` inline took a large model's unbatched ``inference.py``
+from 0.90-0.95 to 0.98-1.04 of the minimal server (``model.pt`` unchanged within noise), but p99 at
+c=64 from 375 to 1340 ms (``scripts/bench-serving``, 2026-12-03): while the loop computes it reads
+no socket, and the connections it reads last starve.
 """
 
 from __future__ import annotations
