@@ -33,6 +33,9 @@ def build_app(cfg: PlatformConfig, target: Target, outdir: Path, region: str | N
 def build_stacks(cfg: PlatformConfig, target: Target, outdir: Path, region: str | None,  # type: ignore[no-untyped-def]
                  teams: Sequence[Team]):
     """An ``App`` with the platform stack and the stacks of ``teams`` only, and the platform stack."""
+    import gpufleet.providers  # noqa: F401  first: the first jsii import starts node (see providers)
+
+    # isort: split
     from cdktf import App
 
     from gpufleet.stacks.platform import PlatformStack

@@ -6,6 +6,12 @@ needs the package's ``_jsii`` assembly loader, so we register a bare package obj
 ``__path__`` and import just ``_jsii`` plus the submodules gpufleet uses. The synthesized JSON is
 byte-identical to the plain import.
 
+jsii's node process has the same problem: the package's ``lib/index.js`` requires every resource module.
+While this module starts that process, ``NODE_OPTIONS`` requires ``provider_index_hook.js``, which loads that
+index lazily. A synth of platform + 2 teams (examples/gpufleet.yaml) took 4.5-5.2 s and 5.0-5.7 CPU-s with
+node at 605 MB peak RSS, then 2.6-3.1 s and 2.9-3.4 CPU-s at 190 MB, byte-identical. It only helps if no
+cdktf import started node before (``gpufleet.app`` imports this module first).
+
 Switching to another binding package (e.g. CDK Terrain's ``cdktn-provider-aws``) means changing the
 package name and the imports below, nowhere else. ``GPUFLEET_PLAIN_PROVIDER_IMPORT=1`` restores the plain
 import, which ``scripts/bench-synth`` uses as its baseline.
@@ -18,9 +24,13 @@ import importlib.util
 import os
 import sys
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 BINDINGS_PACKAGE = "cdktf_cdktf_provider_aws"
 PROVIDER_VERSION = "5.100.0"
+NODE_INDEX_HOOK = Path(__file__).with_name("provider_index_hook.js")
 
 
 def _load_bindings_lazily() -> None:
@@ -33,7 +43,23 @@ def _load_bindings_lazily() -> None:
     package.__path__ = list(spec.submodule_search_locations)
     package.__spec__ = spec
     sys.modules[BINDINGS_PACKAGE] = package
-    importlib.import_module(f"{BINDINGS_PACKAGE}._jsii")
+    with _node_requires(NODE_INDEX_HOOK):  # the first jsii import starts node, with this environment
+        importlib.import_module(f"{BINDINGS_PACKAGE}._jsii")
+
+
+@contextmanager
+def _node_requires(script: Path) -> Iterator[None]:
+    """``NODE_OPTIONS`` with ``--require script`` added, for node processes started meanwhile only: set for
+    good, it would reach every process gpufleet starts (local agents, their jobs)."""
+    before = os.environ.get("NODE_OPTIONS")
+    os.environ["NODE_OPTIONS"] = f'{before or ""} --require "{script}"'.strip()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("NODE_OPTIONS", None)
+        else:
+            os.environ["NODE_OPTIONS"] = before
 
 
 _load_bindings_lazily()

@@ -83,21 +83,46 @@ def test_terraform_validate_passes_on_every_stack(local_out: Path, tmp_path: Pat
         assert json.loads(proc.stdout)["valid"], (stack_dir.name, proc.stdout)
 
 
-def test_fast_provider_import_synthesizes_byte_identical_output(local_out: Path, tmp_path: Path) -> None:
-    """The lazy submodule loading in gpufleet.providers must not change a byte of the output."""
+# Required into jsii's node beside gpufleet's hook: at exit, how many of the AWS provider's JS modules it loaded.
+MODULE_PROBE = """
+const fs = require("fs"), path = require("path");
+process.on("exit", () => {
+  const loaded = Object.keys(require.cache).filter((f) => /[\\\\/]provider-aws[\\\\/].*lib[\\\\/]/.test(f));
+  fs.writeFileSync(path.join(process.env.PROBE_DIR, `${process.pid}.count`), String(loaded.length));
+});
+"""
+
+
+def synth_in_a_fresh_process(out: Path, state: Path, plain: bool) -> int:
+    """Synthesize the example as the CLI does, in a new interpreter; how many provider JS modules node loaded."""
+    probe = out.parent / f"{out.name}-probe"
+    probe.mkdir(parents=True)
+    (probe / "probe.js").write_text(MODULE_PROBE)
     script = (
-        "import sys; from pathlib import Path; from gpufleet.app import synth_app; "
+        "from pathlib import Path; from gpufleet.app import synth_app; "
         "from gpufleet.config import load_config; from gpufleet.target import local_target; "
-        f"synth_app(load_config({str(EXAMPLE)!r}), local_target(Path({str(local_out.parent / 'state')!r}), "
-        f"'http://127.0.0.1:45999'), Path({str(tmp_path / 'plain')!r}))"
+        f"synth_app(load_config({str(EXAMPLE)!r}), local_target(Path({str(state)!r}), "
+        f"'http://127.0.0.1:45999'), Path({str(out)!r}))"
     )
-    env = {"GPUFLEET_PLAIN_PROVIDER_IMPORT": "1", "PATH": "/usr/bin:/bin:/usr/local/bin",
+    env = {"GPUFLEET_PLAIN_PROVIDER_IMPORT": "1" if plain else "0", "PATH": "/usr/bin:/bin:/usr/local/bin",
            "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "HOME": str(Path.home()),
-           "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20"}
+           "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20", "PROBE_DIR": str(probe),
+           "NODE_OPTIONS": f'--require "{probe / "probe.js"}"'}
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=300)
+    return max(int(p.read_text()) for p in probe.glob("*.count"))
+
+
+def test_fast_provider_loading_synthesizes_byte_identical_output(local_out: Path, tmp_path: Path) -> None:
+    """gpufleet.providers loads only the binding modules a synth uses, in Python and, through
+    provider_index_hook.js, in jsii's node: not a byte of the output may change."""
+    state = local_out.parent / "state"
+    fast_modules = synth_in_a_fresh_process(tmp_path / "fast", state, plain=False)
+    plain_modules = synth_in_a_fresh_process(tmp_path / "plain", state, plain=True)
+    assert plain_modules >= 2135, "the plain import loads every resource module"
+    assert 0 < fast_modules < 100, f"node loaded {fast_modules} provider modules: the index hook did not apply"
     for stack_dir in (local_out / "stacks").iterdir():
-        plain = tmp_path / "plain" / "stacks" / stack_dir.name / "cdk.tf.json"
-        assert plain.read_bytes() == (stack_dir / "cdk.tf.json").read_bytes(), stack_dir.name
+        fast, plain = (tmp_path / kind / "stacks" / stack_dir.name / "cdk.tf.json" for kind in ("fast", "plain"))
+        assert plain.read_bytes() == fast.read_bytes() == (stack_dir / "cdk.tf.json").read_bytes(), stack_dir.name
 
 
 def test_stacks_through_cdktfs_testing_api(tmp_path: Path) -> None:
