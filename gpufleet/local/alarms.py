@@ -37,6 +37,7 @@ LOCAL_TIME_SCALE = 12.0   # local seconds are CloudWatch seconds / 12: a 60 s pe
 # Metrics that AWS publishes once a minute (ALB, SQS) are published locally twice per scaled minute, so that
 # every scaled period holds at least one data point whatever the phase of the publisher.
 LOCAL_PUBLISH_EVERY_S = 60.0 / LOCAL_TIME_SCALE / 2
+SETTLED_AFTER_PERIODS = 2  # a window's value is final this many of its periods after it ended (see MetricReader)
 
 
 def expression_value(expr: str, values: dict[str, Value]) -> Value:
@@ -81,13 +82,39 @@ def expression_value(expr: str, values: dict[str, Value]) -> Value:
 
 
 class MetricReader:
-    """One statistic of one metric over a window ending ``end``."""
+    """One statistic of one metric over a window ending ``end``, remembering settled windows.
+
+    A window is settled once two of its periods have passed since it ended: its data points are in by then
+    (the local publishers send none with a timestamp, so the emulator stamps each on arrival), so each tick
+    reads only the last two windows of each metric. Reading every window every tick cost 112 requests a
+    second with one team and one endpoint, 90 of them the training-idle alarm's 15 periods x 6 metrics, and
+    kept the emulator at 27 % and the local cloud at 12 % of a core while idle."""
 
     def __init__(self, cloudwatch: Any) -> None:
         self.cw = cloudwatch
+        self.now: dt.datetime | None = None
+        self._settled: dict[tuple[object, ...], Value] = {}
+        self._read_this_tick: set[tuple[object, ...]] = set()
+
+    def new_tick(self, now: dt.datetime) -> None:
+        """Forget the settled windows the last tick did not read: they left every alarm's range."""
+        self._settled = {k: v for k, v in self._settled.items() if k in self._read_this_tick}
+        self._read_this_tick = set()
+        self.now = now
 
     def stat(self, namespace: str, name: str, dims: list[dict[str, str]], stat: str,
              start: dt.datetime, end: dt.datetime) -> Value:
+        key = (namespace, name, json.dumps(dims, sort_keys=True), stat, start, end)
+        self._read_this_tick.add(key)
+        if key in self._settled:
+            return self._settled[key]
+        value = self._read(namespace, name, dims, stat, start, end)
+        if self.now is not None and self.now - end >= SETTLED_AFTER_PERIODS * (end - start):
+            self._settled[key] = value
+        return value
+
+    def _read(self, namespace: str, name: str, dims: list[dict[str, str]], stat: str,
+              start: dt.datetime, end: dt.datetime) -> Value:
         # The emulator ignores extended statistics (pNN); Maximum is the conservative stand-in.
         standard = stat if stat in ("Sum", "Average", "Minimum", "Maximum", "SampleCount") else "Maximum"
         period = max(1, int((end - start).total_seconds()))
@@ -173,6 +200,7 @@ class AlarmEvaluator:
 
     def tick(self, now: dt.datetime | None = None) -> None:
         now = now or dt.datetime.now(dt.UTC)
+        self.reader.new_tick(now)
         pages = self.cw.get_paginator("describe_alarms").paginate(AlarmNamePrefix=self.prefix)
         for alarm in (a for page in pages for a in page.get("MetricAlarms", [])):
             try:

@@ -33,6 +33,9 @@ LOCAL_MODE_DIFFERENCES: list[tuple[str, str]] = [
      "alarms are evaluated as Maximum", "moto evaluates no alarms, runs no policies and ignores extended statistics"),
     ("alarms and rollout bakes run on a time scale of 1/12 (a 60 s period lasts 5 s, a 240 s bake 20 s)",
      "so local rollouts stay quick while a bake still covers the alarms' whole detection window"),
+    ("the local alarm evaluator counts a data point only if it arrives within two periods of its timestamp",
+     "each tick reads only the periods that may still change, not every period of every alarm; the local "
+     "publishers send no timestamps, so the emulator stamps each point on arrival"),
     ("target-tracking policies do not run locally", "moto does not run them and the local cloud does not emulate them"),
     ("SQS queue-depth metrics are published by the local cloud every 2.5 s (twice per scaled minute)",
      "moto publishes no SQS metrics"),

@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from gpufleet.errors import UserInputError
-from gpufleet.local.alarms import LOCAL_TIME_SCALE, AlarmEvaluator, expression_value, next_state, scaled_capacity
+from gpufleet.local.alarms import (
+    LOCAL_TIME_SCALE,
+    AlarmEvaluator,
+    MetricReader,
+    expression_value,
+    next_state,
+    scaled_capacity,
+)
 from gpufleet.local.cloud import LocalCloud
 from gpufleet.local.emulator import Emulator
 from gpufleet.rollout.guard import detection_window
@@ -148,6 +155,42 @@ def test_alarm_needs_m_of_n_complete_periods_and_treats_missing_data_as_configur
     filling = {dt.datetime(2026, 1, 1, 12, 3, tzinfo=dt.UTC).timestamp(): 50.0,
                dt.datetime(2026, 1, 1, 12, 2, tzinfo=dt.UTC).timestamp(): 50.0}
     assert next_state(STACK_5XX, PeriodValues(filling), now)[0] == "OK"   # 12:03 is not complete yet
+
+
+class CountingCloudWatch:
+    """GetMetricStatistics over a table of per-period values (by period start), counting the requests."""
+
+    def __init__(self) -> None:
+        self.by_start: dict[float, float] = {}
+        self.requests = 0
+
+    def get_metric_statistics(self, StartTime: dt.datetime, Statistics: list[str],  # boto3 keyword names
+                              **_: object) -> dict[str, list[dict[str, float]]]:
+        self.requests += 1
+        value = self.by_start.get(StartTime.timestamp())
+        return {"Datapoints": [] if value is None else [{Statistics[0]: value}]}
+
+
+def test_a_window_is_read_every_tick_until_two_periods_after_it_ended_then_remembered() -> None:
+    """15 periods of one metric: the first tick reads all 15, later ticks only the two that may still get
+    data points; a point that lands in the newest window after a tick still counts at the next."""
+    alarm = {**STACK_5XX, "EvaluationPeriods": 15, "DatapointsToAlarm": 1}
+    cw = CountingCloudWatch()
+    reader = MetricReader(cw)
+    now = dt.datetime(2026, 1, 1, 12, 3, 30, tzinfo=dt.UTC)
+
+    def tick(at: dt.datetime) -> str:
+        reader.new_tick(at)
+        return next_state(alarm, reader, at)[0]
+
+    assert tick(now) == "OK" and cw.requests == 15
+    assert tick(now + dt.timedelta(seconds=1)) == "OK" and cw.requests == 17
+    cw.by_start[dt.datetime(2026, 1, 1, 12, 2, tzinfo=dt.UTC).timestamp()] = 50.0   # the newest complete period
+    assert tick(now + dt.timedelta(seconds=2)) == "ALARM" and cw.requests == 19
+    # 12:04:31 reads periods 12:03 (new), 12:02 (still recent) and 12:01 (settling now); the rest from memory.
+    assert tick(now + dt.timedelta(seconds=61)) == "ALARM" and cw.requests == 22
+    # 12:05:02 reads 12:04 (new), 12:03 (still recent) and 12:02 (settling now, its 50 still counted).
+    assert tick(now + dt.timedelta(seconds=92)) == "ALARM" and cw.requests == 25
 
 
 def test_detection_window_is_period_times_evaluation_periods_plus_the_metric_delay() -> None:
