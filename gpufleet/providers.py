@@ -9,7 +9,7 @@ byte-identical to the plain import.
 jsii's node process has the same problem: the package's ``lib/index.js`` requires every resource module.
 While this module starts that process, ``NODE_OPTIONS`` requires ``provider_index_hook.js``, which loads that
 index lazily. A synth of platform + 2 teams (examples/gpufleet.yaml) took 4.5-5.2 s and 5.0-5.7 CPU-s with
-node at 605 MB peak RSS, then 2.6-3.1 s and 2.9-3.4 CPU-s at 190 MB, byte-identical. It only helps if no
+node at 605 MB peak RSS, then 2.6-3.5 s and 2.9-3.8 CPU-s at 190 MB, byte-identical. It only helps if no
 cdktf import started node before (``gpufleet.app`` imports this module first).
 
 Switching to another binding package (e.g. CDK Terrain's ``cdktn-provider-aws``) means changing the
