@@ -50,8 +50,13 @@ def _load_bindings_lazily() -> None:
 @contextmanager
 def _node_requires(script: Path) -> Iterator[None]:
     """``NODE_OPTIONS`` with ``--require script`` added, for node processes started meanwhile only: set for
-    good, it would reach every process gpufleet starts (local agents, their jobs)."""
+    good, it would reach every process gpufleet starts (local agents, their jobs). A path that cannot be
+    quoted there (it holds a double quote) is left out: node would refuse to start, and the hook only saves
+    time."""
     before = os.environ.get("NODE_OPTIONS")
+    if '"' in str(script):
+        yield
+        return
     os.environ["NODE_OPTIONS"] = f'{before or ""} --require "{script}"'.strip()
     try:
         yield

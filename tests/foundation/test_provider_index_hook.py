@@ -7,10 +7,13 @@ synth are checked in test_synth.py.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
-from gpufleet.providers import NODE_INDEX_HOOK
+import pytest
+
+from gpufleet.providers import NODE_INDEX_HOOK, _node_requires
 
 INDEX_HEADER = '''"use strict";
 /**
@@ -66,3 +69,17 @@ def test_an_index_of_any_other_layout_loads_as_is(tmp_path: Path) -> None:
 def test_other_packages_load_as_is(tmp_path: Path) -> None:
     report = load(write_package(tmp_path, scope="@cdktf/provider-google"))
     assert report["before"] == ["alpha", "beta"]
+
+
+@pytest.mark.parametrize("before", [None, "--max-old-space-size=4096"])
+def test_node_options_carry_the_hook_only_while_node_starts(before: str | None,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    if before is None:
+        monkeypatch.delenv("NODE_OPTIONS", raising=False)
+    else:
+        monkeypatch.setenv("NODE_OPTIONS", before)
+    with _node_requires(Path("/opt/my tools/hook.js")):
+        assert os.environ["NODE_OPTIONS"] == f'{before or ""} --require "/opt/my tools/hook.js"'.strip()
+    assert os.environ.get("NODE_OPTIONS") == before
+    with _node_requires(Path('/opt/a"b/hook.js')):   # not quotable for node: left out
+        assert os.environ.get("NODE_OPTIONS") == before
