@@ -20,6 +20,7 @@ LIMITS = {
     "launch_template": 128,
     "default": 63,
 }
+GLOBAL_KINDS = ("s3", "iam_role", "dashboard")  # names AWS keeps account-wide, not per region
 
 
 def fit(name: str, limit: int) -> str:
@@ -37,3 +38,17 @@ def stack_name(team: str | None) -> str:
 def resource_name(platform: str, team: str | None, thing: str, kind: str = "default") -> str:
     parts = [platform] + ([team] if team else []) + [thing]
     return fit("-".join(parts), LIMITS.get(kind, LIMITS["default"]))
+
+
+def global_name(name: str, rebuilt_region: str | None) -> str:
+    """An account-wide name (S3, IAM, dashboards): a DR rebuild suffixes its region, so that it never
+    collides with the lost region's names, which still exist."""
+    return f"{name}-{rebuilt_region}" if rebuilt_region else name
+
+
+def team_resource_name(platform: str, team: str, thing: str, kind: str = "default",
+                       rebuilt_region: str | None = None) -> str:
+    """A team resource's AWS name, as the team stack names it: an account-wide kind's (``GLOBAL_KINDS``)
+    carries a DR rebuild's region."""
+    name = resource_name(platform, team, thing, kind)
+    return global_name(name, rebuilt_region) if kind in GLOBAL_KINDS else name

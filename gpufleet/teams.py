@@ -5,12 +5,14 @@ The job, model, endpoint and fleet commands resolve this first; the demo and the
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpufleet.aws import AwsClients
+from gpufleet.aws import AWS_ERRORS, AwsClients
 from gpufleet.errors import RuntimeFailure, UserInputError
 from gpufleet.local import emulator
+from gpufleet.names import team_resource_name
 from gpufleet.schema.runtime import TeamRuntime, load_runtime
 from gpufleet.target import target_kind
 from gpufleet.workspace import REGION_ENV, teams_dir, workspace
@@ -35,8 +37,10 @@ def deployed_teams(root: Path, rebuilt_region: str | None = None) -> list[str]:
     return sorted(p.stem for p in teams_dir(root, rebuilt_region).glob("*.json"))
 
 
-def team_context(team: str | None, root: Path | None = None) -> TeamContext:
-    """The team's runtime config (written by deploy) and AWS access: the local emulator unless targeting aws."""
+def team_context(team: str | None, root: Path | None = None, *, as_operator: bool = True) -> TeamContext:
+    """The team's runtime config (written by deploy) and AWS access: the local emulator unless targeting aws.
+    On real AWS the caller must be the team's operator role (``require_operator_role``) unless the command
+    makes no AWS call of its own (``as_operator=False``: calling an endpoint's URL)."""
     root = workspace(root)
     local = target_kind() == "local"
     if local and emulator.find(root) is None:
@@ -56,8 +60,42 @@ def team_context(team: str | None, root: Path | None = None) -> TeamContext:
                               "deploy it with `gpufleet deploy team-<name>`)"])
     runtime = load_runtime(teams_dir(root, region) / f"{team}.json")
     emu = emulator.find(root) if local else None
-    return TeamContext(root, runtime, AwsClients.create(runtime.region, emu.endpoint if emu else None), local,
-                       region)
+    ctx = TeamContext(root, runtime, AwsClients.create(runtime.region, emu.endpoint if emu else None), local, region)
+    if as_operator and not local:
+        require_operator_role(ctx)
+    return ctx
+
+
+def operator_role_name(ctx: TeamContext) -> str:
+    """The team operator role's name, as the team stack names it (``gpufleet.stacks.team``)."""
+    return team_resource_name(ctx.runtime.platform, ctx.runtime.team, "operator", "iam_role", ctx.rebuilt_region)
+
+
+def require_operator_role(ctx: TeamContext) -> None:
+    """Stop a team command on real AWS unless it runs as the team's operator role.
+
+    That role is the CLI's principal: the one the audit judges the CLI's calls against, and, with the
+    team's hosts, the only one its buckets serve objects to (their policy denies everyone else, admins
+    too). Checked first, so that a command run with other credentials stops before any call it could
+    half-finish (a job's code uploaded, its record not written). ``GetCallerIdentity`` needs no
+    permission: AWS answers it even under an explicit Deny.
+    """
+    team, role = ctx.runtime.team, operator_role_name(ctx)
+    try:
+        identity = ctx.aws.client("sts").get_caller_identity()
+    except AWS_ERRORS as exc:
+        raise RuntimeFailure(f"team {team}", f"cannot tell which AWS principal you are ({exc})",
+                             f"configure credentials that assume the team's operator role {role}") from None
+    caller, account = str(identity["Arn"]), str(identity["Account"])
+    partition = caller.split(":", 2)[1] if caller.count(":") >= 2 else "aws"
+    if re.fullmatch(rf"arn:{re.escape(partition)}:sts::{account}:assumed-role/{re.escape(role)}/[^/]+", caller):
+        return
+    role_arn = f"arn:{partition}:iam::{account}:role/{role}"
+    raise UserInputError([
+        f"credentials: you are {caller}, but team {team}'s commands run as its operator role {role_arn} (the "
+        f"team's buckets serve objects to no other principal): add an AWS profile with role_arn = {role_arn} "
+        "and source_profile = your own (plus mfa_serial when teams[].operators is empty), then set AWS_PROFILE "
+        "to it"])
 
 
 def parse_model_ref(value: str, where: str = "--model") -> tuple[str, int]:

@@ -9,6 +9,7 @@ moto's server runs when IAM enforcement is on), used in-process, statement by st
   ``cloudwatch:namespace``, and for S3 writes ``s3:if-none-match`` and ``s3:ObjectCreationOperation``) as
   IAM judges them (``gpufleet.audit.conditions``): a key the call lacks fails every operator but ``Null``
   and ``...IfExists``, and a statement whose condition fails neither allows nor denies.
+- ``sts:GetCallerIdentity`` is counted, not judged: AWS answers it to any caller, even under a Deny.
 - Calls AWS makes on the caller's behalf are judged too: SSE-KMS S3 reads need ``kms:Decrypt`` and writes
   ``kms:GenerateDataKey`` on the object's key (the one S3 reported, else the bucket's default); SQS
   sends and receives on a KMS-encrypted queue need the same on the queue's key.
@@ -42,6 +43,9 @@ HOST_ROLES = ("training", "serving")   # run in the private subnets; the operato
 KMS_FOR = {"s3:PutObject": ("kms:GenerateDataKey",), "s3:GetObject": ("kms:Decrypt",),
            "s3:GetObjectVersion": ("kms:Decrypt",), "sqs:SendMessage": ("kms:GenerateDataKey", "kms:Decrypt"),
            "sqs:ReceiveMessage": ("kms:Decrypt",)}
+# Actions AWS answers whatever the policies say (STS API reference: GetCallerIdentity needs no permission,
+# and an explicit Deny does not stop it): counted, never judged. The CLI asks it before a team command.
+ANSWERED_TO_ANY_CALLER = frozenset({"sts:GetCallerIdentity"})
 # An ARN whose account field the call left empty (S3 ARNs have none by design).
 EMPTY_ACCOUNT = re.compile(r"^(arn:[^:]+:(?!s3:)[^:]+:[^:]*:)(:)")
 
@@ -209,6 +213,8 @@ class Auditor:
             report.actions.add(request.action)
             if request.via:
                 report.kms_keys.add(request.resource)
+            if request.action in ANSWERED_TO_ANY_CALLER:
+                continue
             reason = denial_reason(role, request)
             if reason is None:
                 used.add(request.action)

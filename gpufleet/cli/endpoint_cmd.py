@@ -191,7 +191,7 @@ def invoke(name: str, data: str | None, path: Path | None, content_type: str, ac
     if (data is None) == (path is None):
         raise UserInputError(["--data/--file: pass exactly one of them (e.g. --data '[[0, 1, ...]]')"])
     body = data.encode() if data is not None else path.read_bytes()  # type: ignore[union-attr]
-    url = endpoint_url(team_context(team), name)
+    url = endpoint_url(team_context(team, as_operator=False), name)
     started = time.perf_counter()
     status_code, out = invoke_once(url, body, content_type, accept)
     console.print(f"[dim]{status_code} in {(time.perf_counter() - started) * 1000:.1f} ms[/]")

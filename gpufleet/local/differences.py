@@ -54,6 +54,9 @@ LOCAL_MODE_DIFFERENCES: list[tuple[str, str]] = [
      "real EC2, DynamoDB and IAM answer so, and the provider treats each as done; moto 5.2.5 fails them "
      "(AlreadyExists, InvalidLaunchTemplateName.NotFoundException, a ResourceNotFoundException without the "
      "table, an internal error)"),
+    ("team commands do not check that they run as the team's operator role",
+     "local credentials are the emulator's fixed ones, not a role's, and local bucket policies deny no principal; "
+     "the call record still counts the CLI's calls as the operator role's"),
     ("jobs run as the local agent's own user, with no IMDS firewall rule",
      "local agents stand in for hosts on one machine and switch no users; job code still gets only the job "
      "role's credentials"),

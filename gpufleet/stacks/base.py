@@ -8,6 +8,7 @@ from cdktf import LocalBackend, S3Backend, TerraformStack
 from constructs import Construct
 
 from gpufleet.config import PlatformConfig
+from gpufleet.names import global_name
 from gpufleet.providers import (
     AwsProvider,
     AwsProviderDefaultTags,
@@ -47,9 +48,8 @@ class GpufleetStack(TerraformStack):
         return self.region != self.cfg.platform.region
 
     def global_name(self, name: str) -> str:
-        """S3, IAM and dashboard names are global: a rebuild suffixes its region so it never collides with
-        the lost region's names, which still exist."""
-        return f"{name}-{self.region}" if self.rebuild else name
+        """``name`` as an account-wide name of this stack (see ``gpufleet.names.global_name``)."""
+        return global_name(name, self.region if self.rebuild else None)
 
     @property
     def secure_bucket_policies(self) -> bool:

@@ -22,7 +22,7 @@ from gpufleet.constructs.policy import Statement, render_policies, sid
 from gpufleet.constructs.storage import AccessLogs, SecureBucket
 from gpufleet.constructs.tables import Table
 from gpufleet.constructs.training import GpuTrainingFleet
-from gpufleet.names import resource_name, stack_name
+from gpufleet.names import resource_name, stack_name, team_resource_name
 from gpufleet.providers import (
     AwsProvider,
     AwsProviderDefaultTags,
@@ -42,7 +42,6 @@ from gpufleet.target import Target
 # The agent extends a claimed message's visibility every minute; five minutes tolerates missed beats.
 QUEUE_VISIBILITY_S = 300
 CHECKPOINT_VERSION_DAYS = 14  # old checkpoint versions are only needed to resume a recent job
-GLOBAL_KINDS = ("s3", "iam_role", "dashboard")  # names AWS keeps account-wide, not per region
 
 
 class TeamStack(GpufleetStack):
@@ -92,8 +91,8 @@ class TeamStack(GpufleetStack):
                         description="Team runtime config for the CLI and agents (gpufleet.schema.runtime.TeamRuntime)")
 
     def aws_name(self, thing: str, kind: str = "default") -> str:
-        name = resource_name(self.cfg.platform.name, self.spec.name, thing, kind)
-        return self.global_name(name) if kind in GLOBAL_KINDS else name
+        return team_resource_name(self.cfg.platform.name, self.spec.name, thing, kind,
+                                  self.region if self.rebuild else None)
 
     @property
     def replicates(self) -> bool:

@@ -206,3 +206,13 @@ def test_cloudtrail_events_are_judged_as_the_role_they_assumed(tmp_path: Path) -
     report = audit(load_stacks([synth]), read_cloudtrail(trail))
     (role,) = report.roles
     assert role.calls == 2 and [d.request.action for d in role.denied] == ["sqs:SendMessage"]
+
+
+def test_get_caller_identity_is_counted_but_never_denied_as_aws_answers_it_to_anyone(tmp_path: Path) -> None:
+    """The CLI asks it before every team command on real AWS; no policy grants it, and none needs to."""
+    synth = _synth(tmp_path, _team_stack([CONSUME], [CONSUME]), _platform_stack(["sqs", "sts"]))
+    calls = [_call("sts", "GetCallerIdentity", {}), _call("sts", "GetSessionToken", {})]
+    report = audit(load_stacks([synth]), calls)
+    (role,) = report.roles
+    assert role.calls == 2 and {"sts:GetCallerIdentity", "sts:GetSessionToken"} <= role.actions
+    assert [d.request.action for d in role.denied] == ["sts:GetSessionToken"]   # any other STS call is judged
