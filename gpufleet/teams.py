@@ -66,36 +66,42 @@ def team_context(team: str | None, root: Path | None = None, *, as_operator: boo
     return ctx
 
 
-def operator_role_name(ctx: TeamContext) -> str:
+def operator_role_name(runtime: TeamRuntime, rebuilt_region: str | None = None) -> str:
     """The team operator role's name, as the team stack names it (``gpufleet.stacks.team``)."""
-    return team_resource_name(ctx.runtime.platform, ctx.runtime.team, "operator", "iam_role", ctx.rebuilt_region)
+    return team_resource_name(runtime.platform, runtime.team, "operator", "iam_role", rebuilt_region)
 
 
 def require_operator_role(ctx: TeamContext) -> None:
-    """Stop a team command on real AWS unless it runs as the team's operator role.
+    """Stop a team command on real AWS unless it runs as the team's operator role (``operator_role_problem``)."""
+    problem = operator_role_problem(ctx.aws, ctx.runtime, ctx.rebuilt_region)
+    if problem:
+        raise UserInputError([problem])
+
+
+def operator_role_problem(aws: AwsClients, runtime: TeamRuntime, rebuilt_region: str | None = None) -> str | None:
+    """None when these credentials are the team's operator role, else the line saying which role to assume.
 
     That role is the CLI's principal: the one the audit judges the CLI's calls against, and, with the
     team's hosts, the only one its buckets serve objects to (their policy denies everyone else, admins
-    too). Checked first, so that a command run with other credentials stops before any call it could
+    too). Asked first, so that a command run with other credentials stops before any call it could
     half-finish (a job's code uploaded, its record not written). ``GetCallerIdentity`` needs no
     permission: AWS answers it even under an explicit Deny.
     """
-    team, role = ctx.runtime.team, operator_role_name(ctx)
+    team, role = runtime.team, operator_role_name(runtime, rebuilt_region)
     try:
-        identity = ctx.aws.client("sts").get_caller_identity()
+        identity = aws.client("sts").get_caller_identity()
     except AWS_ERRORS as exc:
         raise RuntimeFailure(f"team {team}", f"cannot tell which AWS principal you are ({exc})",
                              f"configure credentials that assume the team's operator role {role}") from None
     caller, account = str(identity["Arn"]), str(identity["Account"])
     partition = caller.split(":", 2)[1] if caller.count(":") >= 2 else "aws"
     if re.fullmatch(rf"arn:{re.escape(partition)}:sts::{account}:assumed-role/{re.escape(role)}/[^/]+", caller):
-        return
+        return None
     role_arn = f"arn:{partition}:iam::{account}:role/{role}"
-    raise UserInputError([
-        f"credentials: you are {caller}, but team {team}'s commands run as its operator role {role_arn} (the "
-        f"team's buckets serve objects to no other principal): add an AWS profile with role_arn = {role_arn} "
-        "and source_profile = your own (plus mfa_serial when teams[].operators is empty), then set AWS_PROFILE "
-        "to it"])
+    return (f"credentials: you are {caller}, but team {team}'s commands run as its operator role {role_arn} (the "
+            f"team's buckets serve objects to no other principal): add an AWS profile with role_arn = {role_arn} "
+            "and source_profile = your own (plus mfa_serial when teams[].operators is empty), then set AWS_PROFILE "
+            "to it")
 
 
 def parse_model_ref(value: str, where: str = "--model") -> tuple[str, int]:

@@ -26,21 +26,26 @@ def _say(line: str) -> None:
 @dr.command()
 @click.option("--region", required=True, help="The region to rebuild in (platform.dr_region).")
 @click.option("--team", "teams", multiple=True, help="Team to rebuild (repeatable; default: every team).")
+@click.option("--restore-only", is_flag=True,
+              help="Skip the stacks: restore and redeploy only (on real AWS, as the team's rebuilt operator role).")
 @config_option
 @target_option
 @out_option
 @json_option
 @handle_errors
-def rebuild(region: str, teams: tuple[str, ...], config_path: Path, target: str | None, outdir: Path,
-            as_json: bool) -> None:
-    """Apply the stacks in REGION, restore registry and endpoint records from the replica, redeploy."""
+def rebuild(region: str, teams: tuple[str, ...], restore_only: bool, config_path: Path, target: str | None,
+            outdir: Path, as_json: bool) -> None:
+    """Apply the stacks in REGION, restore registry and endpoint records from the replica, redeploy.
+
+    On real AWS the restore runs as each team's rebuilt operator role (the replica bucket serves no other
+    principal): apply the stacks with deploy credentials, then run --restore-only --team T as that role."""
     from gpufleet.cli.context import resolve_target
     from gpufleet.dr.rebuild import rebuild as run_rebuild
     from gpufleet.workspace import workspace
 
     cfg = load_config(config_path)
     result = run_rebuild(cfg, resolve_target(target, for_deploy=True), workspace(), Path(outdir), region, teams,
-                         (lambda _line: None) if as_json else _say)
+                         (lambda _line: None) if as_json else _say, restore_only=restore_only)
     if as_json:
         click.echo(json.dumps({"region": region, "phases": result.phases, "stack_changes": result.stack_changes,
                                "teams": [asdict(r) for r in result.reports]}))

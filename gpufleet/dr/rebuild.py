@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,10 +11,11 @@ from gpufleet.aws import AwsClients
 from gpufleet.config import PlatformConfig
 from gpufleet.deploy import StackOutcome, run_stacks
 from gpufleet.dr.restore import RestoreReport, Say, restore_team, rollout_deployer
-from gpufleet.errors import UserInputError
+from gpufleet.errors import RuntimeFailure, UserInputError
 from gpufleet.rollout.fleet import TargetHealth, elb_target_health
 from gpufleet.schema.runtime import TeamRuntime, load_runtime
 from gpufleet.target import Target
+from gpufleet.teams import operator_role_name, operator_role_problem
 from gpufleet.workspace import teams_dir
 
 
@@ -57,24 +58,28 @@ def rebuild_outdir(base: Path, region: str) -> Path:
 
 
 def rebuild(cfg: PlatformConfig, target: Target, workspace: Path, outdir: Path, region: str,
-            teams: Sequence[str] = (), say: Say = print) -> RebuildResult:
-    """Apply the stacks for ``region``, then restore and redeploy each team. Safe to run again."""
+            teams: Sequence[str] = (), say: Say = print, restore_only: bool = False) -> RebuildResult:
+    """Apply the stacks for ``region`` (unless ``restore_only``), then restore and redeploy each team.
+    Safe to run again."""
     check_region(cfg, region)
     chosen = team_names(cfg, teams)
     result = RebuildResult(region)
-    started = time.monotonic()
-    _, result.stacks = run_stacks(cfg, target, workspace, rebuild_outdir(outdir, region), "deploy",
-                                  ["platform", *(f"team-{t}" for t in chosen)], region=region)
-    result.phases["stacks"] = time.monotonic() - started
-    say(f"stacks applied in {region}: {result.stack_changes} resource changes")
-    if target.local:
+    if not restore_only:
+        started = time.monotonic()
+        _, result.stacks = run_stacks(cfg, target, workspace, rebuild_outdir(outdir, region), "deploy",
+                                      ["platform", *(f"team-{t}" for t in chosen)], region=region)
+        result.phases["stacks"] = time.monotonic() - started
+        say(f"stacks applied in {region}: {result.stack_changes} resource changes")
+    if target.local and not restore_only:
         started = time.monotonic()
         _local_cloud(workspace)
         result.phases["local cloud"] = time.monotonic() - started
     started = time.monotonic()
-    for team in chosen:
-        runtime = load_runtime(teams_dir(workspace, region) / f"{team}.json")
-        clients = AwsClients.create(region, target.emulator_endpoint if target.local else None)
+    runtimes = {team: load_runtime(teams_dir(workspace, region) / f"{team}.json") for team in chosen}
+    clients = AwsClients.create(region, target.emulator_endpoint if target.local else None)
+    if not target.local:
+        require_restorer(clients, runtimes, region, stacks_applied=not restore_only)
+    for runtime in runtimes.values():
         deploy = rollout_deployer(clients, runtime, _health(target, workspace, clients, runtime), say)
         report = restore_team(clients, runtime, deploy)
         result.reports.append(report)
@@ -82,6 +87,21 @@ def rebuild(cfg: PlatformConfig, target: Target, workspace: Path, outdir: Path, 
             say(line)
     result.phases["restore + redeploy"] = time.monotonic() - started
     return result
+
+
+def require_restorer(clients: AwsClients, runtimes: Mapping[str, TeamRuntime], region: str,
+                     stacks_applied: bool) -> None:
+    """On real AWS a team is restored as its rebuilt operator role: the replica bucket it adopted serves
+    objects to the team's roles only, administrators included in the refusal. One role per team, so a
+    caller that is not the role of every team chosen restores none, and is told what to run per team."""
+    problems = {team: p for team, rt in runtimes.items() if (p := operator_role_problem(clients, rt, region))}
+    if not problems:
+        return
+    done = f"the stacks are applied in {region}, but " if stacks_applied else ""
+    runs = "; ".join(f"as {operator_role_name(runtimes[t], region)}: AWS_PROFILE=<its profile> gpufleet dr rebuild "
+                     f"--region {region} --team {t} --restore-only" for t in problems)
+    raise RuntimeFailure("dr rebuild", f"{done}team(s) {', '.join(problems)} were not restored: "
+                         f"{next(iter(problems.values()))}", f"from this workspace, per team: {runs}")
 
 
 def plan_changes(cfg: PlatformConfig, target: Target, workspace: Path, outdir: Path, region: str,

@@ -16,13 +16,17 @@ from typing import Any
 import boto3
 import pytest
 
-from gpufleet.errors import UserInputError
+from gpufleet.aws import AwsClients
+from gpufleet.config import parse_config
+from gpufleet.dr.rebuild import rebuild, require_restorer
+from gpufleet.errors import RuntimeFailure, UserInputError
 from gpufleet.local.differences import LOCAL_MODE_DIFFERENCES
 from gpufleet.local.emulator import Emulator
 from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.target import aws_target
 from gpufleet.teams import team_context
 from gpufleet.workspace import teams_dir
-from tests.support.aws import client
+from tests.support.aws import client, create_team_resources
 
 ACCOUNT, REGION, DR_REGION = "123456789012", "us-east-1", "us-west-2"
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
@@ -113,3 +117,33 @@ def test_calling_an_endpoint_url_needs_no_operator_role_and_local_mode_asks_noth
     with pytest.raises(Exception, match="local cloud: it is not running"):   # the local check, not the role
         team_context("ml", root)
     assert any("operator role" in feature for feature, _ in LOCAL_MODE_DIFFERENCES)
+
+
+def test_a_dr_rebuild_on_real_aws_restores_a_team_only_as_its_rebuilt_operator_role(
+        real_aws_target: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The replica bucket the rebuilt team adopted serves its roles only: an administrator who applied the
+    stacks is told to restore as the team's role, and nothing is restored until then."""
+    cfg = parse_config({"platform": {"name": "idc5", "region": REGION, "dr_region": DR_REGION},
+                        "teams": [{"name": "ml", "training": {"instance_types": ["g5.xlarge"], "max_instances": 1}}]},
+                       "test config")
+    rebuilt = create_team_resources(real_aws_target, "idc5", "ml", region=DR_REGION)   # as its stacks made them
+    root = tmp_path / ".gpufleet"
+    teams_dir(root, DR_REGION).mkdir(parents=True)
+    (teams_dir(root, DR_REGION) / "ml.json").write_text(rebuilt.to_json())
+    target = aws_target(root / "state")
+
+    with pytest.raises(RuntimeFailure) as failure:
+        rebuild(cfg, target, root, tmp_path / "out", DR_REGION, ["ml"], say=lambda _: None, restore_only=True)
+    assert failure.value.message.startswith("team(s) ml were not restored: credentials: you are ")
+    assert f"role/idc5-ml-operator-{DR_REGION} " in failure.value.message
+    assert failure.value.next_action == (f"from this workspace, per team: as idc5-ml-operator-{DR_REGION}: "
+                                         f"AWS_PROFILE=<its profile> gpufleet dr rebuild --region {DR_REGION} "
+                                         "--team ml --restore-only")
+    clients = AwsClients.create(DR_REGION)
+    with pytest.raises(RuntimeFailure, match=f"the stacks are applied in {DR_REGION}, but team"):
+        require_restorer(clients, {"ml": rebuilt}, DR_REGION, stacks_applied=True)
+
+    _assume(real_aws_target, f"idc5-ml-operator-{DR_REGION}", monkeypatch)
+    result = rebuild(cfg, target, root, tmp_path / "out", DR_REGION, ["ml"], say=lambda _: None, restore_only=True)
+    (report,) = result.reports
+    assert (report.team, report.complete, result.stacks) == ("ml", True, [])   # nothing exported yet: nothing to do
