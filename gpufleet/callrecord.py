@@ -98,6 +98,14 @@ def partition(region: str) -> str:
     return "aws-us-gov" if region.startswith("us-gov-") else "aws"
 
 
+def assumed_role(arn: str) -> str | None:
+    """The role of a role session's ARN (``arn:<partition>:sts::<account>:assumed-role/<role>/<session>``,
+    as STS and CloudTrail name the caller), else None: a user, a service, the account root."""
+    if ":assumed-role/" not in arn:
+        return None
+    return arn.split(":assumed-role/", 1)[1].split("/", 1)[0] or None
+
+
 class _Params:
     """Request parameters by their API name, whether given as boto3 (``QueueUrl``) or CloudTrail writes
     them (``queueUrl``, ``bucketName``)."""

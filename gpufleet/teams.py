@@ -5,11 +5,11 @@ The job, model, endpoint and fleet commands resolve this first; the demo and the
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from gpufleet.aws import AWS_ERRORS, AwsClients
+from gpufleet.callrecord import assumed_role, partition
 from gpufleet.errors import RuntimeFailure, UserInputError
 from gpufleet.local import emulator
 from gpufleet.names import team_resource_name
@@ -93,11 +93,10 @@ def operator_role_problem(aws: AwsClients, runtime: TeamRuntime, rebuilt_region:
     except AWS_ERRORS as exc:
         raise RuntimeFailure(f"team {team}", f"cannot tell which AWS principal you are ({exc})",
                              f"configure credentials that assume the team's operator role {role}") from None
-    caller, account = str(identity["Arn"]), str(identity["Account"])
-    partition = caller.split(":", 2)[1] if caller.count(":") >= 2 else "aws"
-    if re.fullmatch(rf"arn:{re.escape(partition)}:sts::{account}:assumed-role/{re.escape(role)}/[^/]+", caller):
+    caller = str(identity["Arn"])
+    if assumed_role(caller) == role:
         return None
-    role_arn = f"arn:{partition}:iam::{account}:role/{role}"
+    role_arn = f"arn:{partition(runtime.region)}:iam::{identity['Account']}:role/{role}"
     return (f"credentials: you are {caller}, but team {team}'s commands run as its operator role {role_arn} (the "
             f"team's buckets serve objects to no other principal): add an AWS profile with role_arn = {role_arn} "
             "and source_profile = your own (plus mfa_serial when teams[].operators is empty), then set AWS_PROFILE "

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gpufleet.callrecord import Call, context_keys, iam_action, targets
+from gpufleet.callrecord import Call, assumed_role, context_keys, iam_action, targets
 from gpufleet.errors import UserInputError
 
 # eventSource host → botocore's service name, where they differ
@@ -23,10 +23,9 @@ SOURCE_SERVICE = {"monitoring": "cloudwatch", "elasticloadbalancing": "elbv2"}
 
 
 def _call(event: dict[str, Any]) -> Call | None:
-    arn = str((event.get("userIdentity") or {}).get("arn", ""))
-    if ":assumed-role/" not in arn:
+    role = assumed_role(str((event.get("userIdentity") or {}).get("arn", "")))
+    if role is None:
         return None
-    role = arn.split(":assumed-role/", 1)[1].split("/", 1)[0]
     host = str(event.get("eventSource", "")).split(".amazonaws.com")[0]
     service, operation, region = SOURCE_SERVICE.get(host, host), str(event.get("eventName")), event.get("awsRegion", "")
     params = event.get("requestParameters") or {}
