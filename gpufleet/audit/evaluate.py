@@ -14,10 +14,14 @@ moto's server runs when IAM enforcement is on), used in-process, statement by st
   ``kms:GenerateDataKey`` on the object's key (the one S3 reported, else the bucket's default); SQS
   sends and receives on a KMS-encrypted queue need the same on the queue's key.
 
-Not judged: resource policies (bucket policies, KMS key policies). gpufleet's are Deny guards conditioned on
-``aws:SecureTransport`` and ``aws:PrincipalArn`` plus the key policy's delegation to the account's IAM: keys
-the recorded calls do not carry (AWS sets them from the connection and the caller); the stack tests and
-checkov cover them.
+Bucket policies are judged too, for their Deny statements (``bucket_denial``): an S3 request that an identity
+policy allows is still denied when a Deny of the bucket's policy matches it, its principal and its condition.
+AWS sets two condition keys from the connection and the caller, and the audit sets them alike:
+``aws:PrincipalArn`` is the role's ARN, and ``aws:SecureTransport`` is true (every SDK gpufleet runs reaches
+AWS over HTTPS). The local synth has no bucket policies (``gpufleet.local.differences``), so judging them
+needs the real-AWS synth: ``gpufleet synth --target aws --out DIR`` in the workspace, then ``gpufleet audit
+--stacks DIR`` (the demo test does). Not judged: KMS key policies, which delegate the keys' use to the
+account's IAM policies (the ones judged here); the stack tests and checkov cover them.
 
 A call is *routable* when its caller runs outside the VPC (the operator) or the platform network of the
 call's region has a NAT gateway or a VPC endpoint for the service. Stand-in callers (the local cloud, the
@@ -46,6 +50,8 @@ KMS_FOR = {"s3:PutObject": ("kms:GenerateDataKey",), "s3:GetObject": ("kms:Decry
 # Actions AWS answers whatever the policies say (STS API reference: GetCallerIdentity needs no permission,
 # and an explicit Deny does not stop it): counted, never judged. The CLI asks it before a team command.
 ANSWERED_TO_ANY_CALLER = frozenset({"sts:GetCallerIdentity"})
+# The condition keys AWS sets from the connection for every call gpufleet makes (HTTPS only).
+CONNECTION_KEYS = (("aws:SecureTransport", "true"),)
 # An ARN whose account field the call left empty (S3 ARNs have none by design).
 EMPTY_ACCOUNT = re.compile(r"^(arn:[^:]+:(?!s3:)[^:]+:[^:]*:)(:)")
 
@@ -62,8 +68,9 @@ class Request:
 class Denial:
     operation: str
     request: Request
-    reason: str                            # "not granted" | "outside the permission boundary" | "explicitly denied"
-    suggestion: dict[str, Any]
+    # "not granted" | "outside the permission boundary" | "explicitly denied" | "denied by the bucket policy (Sid)"
+    reason: str
+    suggestion: dict[str, Any]    # the identity statement to add; for a bucket policy, the principal to exempt
 
     def to_json(self) -> dict[str, Any]:
         return {"operation": self.operation, "action": self.request.action, "resource": self.request.resource,
@@ -96,6 +103,7 @@ class AuditReport:
     stand_in_calls: int = 0
     unattributed: Counter[str] = field(default_factory=Counter)   # "<role>/<team>@<region>" with no synthesized role
     resolved_by_state: dict[str, bool] = field(default_factory=dict)
+    bucket_policy_requests: int = 0   # S3 requests judged against their bucket's policy too
 
     @property
     def denied(self) -> int:
@@ -111,6 +119,7 @@ class AuditReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "denied": self.denied, "unrouted": self.unrouted, "stand_in_calls": self.stand_in_calls,
+                "bucket_policy_requests": self.bucket_policy_requests,
                 "unattributed": dict(self.unattributed), "resolved_by_state": self.resolved_by_state,
                 "roles": [r.to_json() for r in self.roles]}
 
@@ -148,6 +157,31 @@ def denial_reason(role: Role, request: Request) -> str | None:
             else "outside the permission boundary")
 
 
+def bucket_denial(policy: Mapping[str, Any], request: Request, principal_arn: str) -> str | None:
+    """The Sid of the bucket policy's Deny that denies ``principal_arn`` the request, if one does (its
+    Allow statements only add access for other principals: a role's own account grants through IAM)."""
+    context = Request(request.action, request.resource,   # a key the call itself carries wins
+                      (*CONNECTION_KEYS, ("aws:PrincipalArn", principal_arn), *request.context))
+    for statement in policy.get("Statement", []):
+        if statement.get("Effect") == "Deny" and _names_principal(statement.get("Principal", {}), principal_arn) \
+                and _statement_result(statement, context) == PermissionResult.DENIED:
+            return str(statement.get("Sid", "a Deny statement"))
+    return None
+
+
+def _names_principal(principal: Mapping[str, Any], arn: str) -> bool:
+    """Whether a resource policy's ``Principal`` covers the role ``arn``: ``*``, the role, or its account."""
+    account = arn.split(":")[4]
+    names = principal.get("AWS", [])
+    return any(n in ("*", arn, account) or n.endswith(f":iam::{account}:root")
+               for n in ([names] if isinstance(names, str) else names))
+
+
+def bucket_of(resource: str) -> str:
+    """The bucket an S3 ARN (``arn:aws:s3:::bucket/key``) names."""
+    return resource.split(":::", 1)[-1].split("/", 1)[0]
+
+
 def suggestion(request: Request) -> dict[str, Any]:
     return {"Sid": "Allow" + re.sub(r"[^A-Za-z0-9]", "", request.action.split(":")[1]), "Effect": "Allow",
             "Action": request.action, "Resource": request.resource}
@@ -161,6 +195,7 @@ class Auditor:
         self.reports: dict[str, RoleReport] = {}
         self.used: dict[str, set[str]] = {}
         self.unattributed: Counter[str] = Counter()
+        self.bucket_policy_requests = 0
 
     def role_for(self, call: Call) -> Role | None:
         named = [r for r in self.stacks.roles if r.name == call.role]   # CloudTrail names the role itself
@@ -193,8 +228,7 @@ class Auditor:
 
     def _key_for(self, action: str, resource: str, call: Call) -> str | None:
         if action.startswith("s3:"):
-            bucket = resource.split(":::", 1)[-1].split("/", 1)[0]
-            key = call.kms_key or self.stacks.bucket_keys.get(bucket)
+            key = call.kms_key or self.stacks.bucket_keys.get(bucket_of(resource))
         else:
             key = self.stacks.queue_keys.get(resource)
         if key and not key.startswith("arn:"):   # S3 may report a bare key id
@@ -216,14 +250,29 @@ class Auditor:
             if request.action in ANSWERED_TO_ANY_CALLER:
                 continue
             reason = denial_reason(role, request)
-            if reason is None:
+            if reason is None and (denial := self._bucket_denial(role, request, call.operation)) is not None:
+                report.denied.append(denial)
+            elif reason is None:
                 used.add(request.action)
-                continue
-            report.denied.append(Denial(call.operation, request, reason, suggestion(request)))
+            else:
+                report.denied.append(Denial(call.operation, request, reason, suggestion(request)))
         if role.kind in HOST_ROLES:
             network = self.stacks.networks.get(call.region)
             if network is None or not network.routes(call.service):
                 report.unrouted[call.service] += 1
+
+    def _bucket_denial(self, role: Role, request: Request, operation: str) -> Denial | None:
+        policy = self.stacks.bucket_policies.get(bucket_of(request.resource)) if request.action.startswith(
+            "s3:") else None
+        if policy is None:
+            return None
+        self.bucket_policy_requests += 1
+        arn = f"arn:{partition(role.region)}:iam::{self.account or '*'}:role/{role.name}"
+        sid = bucket_denial(policy, request, arn)
+        if sid is None:
+            return None
+        return Denial(operation, request, f"denied by the bucket policy ({sid})",
+                      {"BucketPolicy": bucket_of(request.resource), "Sid": sid, "ExemptPrincipal": arn})
 
     def report(self, calls: Iterable[Call]) -> AuditReport:
         stand_in = 0
@@ -240,7 +289,7 @@ class Auditor:
             reviewed = REVIEWED_UNUSED.get(role.kind, {})
             self.reports[role.name].unused = {a: reviewed.get(a) for a in sorted(granted - self.used[role.name])}
         return AuditReport(sorted(self.reports.values(), key=lambda r: (r.region, r.role)), stand_in,
-                           self.unattributed, dict(self.stacks.resolved_by_state))
+                           self.unattributed, dict(self.stacks.resolved_by_state), self.bucket_policy_requests)
 
 
 def audit(stacks: Stacks, calls: Iterable[Call], instance_asgs: Mapping[str, str] | None = None) -> AuditReport:

@@ -53,6 +53,7 @@ class Stacks:
     networks: dict[str, Network] = field(default_factory=dict)   # region → the platform network there
     bucket_keys: dict[str, str] = field(default_factory=dict)    # bucket name → its default KMS key ARN
     queue_keys: dict[str, str] = field(default_factory=dict)     # queue ARN → its KMS key ARN
+    bucket_policies: dict[str, dict[str, Any]] = field(default_factory=dict)   # bucket name → its bucket policy
     accounts: set[str] = field(default_factory=set)
     resolved_by_state: dict[str, bool] = field(default_factory=dict)   # stack dir → state used
 
@@ -156,6 +157,8 @@ def policy_json(data_doc: dict[str, Any], resolve: Resolver) -> dict[str, Any]:
             out["Sid"] = st["sid"]
         if st.get("resources"):
             out["Resource"] = resolve(st["resources"])
+        for principal in st.get("principals", []):   # resource policies only (a bucket's)
+            out.setdefault("Principal", {}).setdefault(principal["type"], []).extend(resolve(principal["identifiers"]))
         for cond in st.get("condition", []):
             out.setdefault("Condition", {}).setdefault(cond["test"], {})[cond["variable"]] = resolve(cond["values"])
         statements.append(out)
@@ -219,10 +222,22 @@ def _network(doc: dict[str, Any], region: str, resolve: Resolver) -> Network | N
     return net
 
 
+def _buckets(doc: dict[str, Any], resolve: Resolver) -> dict[str, str]:
+    """Bucket name by the reference other resources name it with (``${aws_s3_bucket.x.id}``)."""
+    return {f"${{aws_s3_bucket.{rid}.id}}": str(resolve(a.get("bucket", "")))
+            for rid, a in doc.get("resource", {}).get("aws_s3_bucket", {}).items()}
+
+
+def _bucket_policies(doc: dict[str, Any], stacks: Stacks, resolve: Resolver) -> None:
+    buckets = _buckets(doc, resolve)
+    for attached in doc.get("resource", {}).get("aws_s3_bucket_policy", {}).values():
+        if attached.get("bucket") in buckets and (policy := _doc_of(doc, attached.get("policy"), resolve)):
+            stacks.bucket_policies[buckets[attached["bucket"]]] = policy
+
+
 def _keys(doc: dict[str, Any], stacks: Stacks, resolve: Resolver, region: str) -> None:
     resources = doc.get("resource", {})
-    buckets = {f"${{aws_s3_bucket.{rid}.id}}": str(resolve(a.get("bucket", "")))
-               for rid, a in resources.get("aws_s3_bucket", {}).items()}
+    buckets = _buckets(doc, resolve)
     for sse in resources.get("aws_s3_bucket_server_side_encryption_configuration", {}).values():
         for rule in sse.get("rule", []):
             default = rule.get("apply_server_side_encryption_by_default", {})
@@ -253,4 +268,5 @@ def load_stacks(synth_dirs: list[Path], state_dir: Path | None = None) -> Stacks
             if (net := _network(doc, region, resolve)) is not None:
                 stacks.networks[region] = net
             _keys(doc, stacks, resolve, region)
+            _bucket_policies(doc, stacks, resolve)
     return stacks

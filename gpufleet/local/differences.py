@@ -13,7 +13,8 @@ LOCAL_MODE_DIFFERENCES: list[tuple[str, str]] = [
      "so `gpufleet local down` leaves nothing behind"),
     ("DynamoDB deletion protection is off", "so `gpufleet destroy` can remove the tables"),
     ("bucket policies leave out the TLS-only and team-scope Deny statements",
-     "moto applies any Deny with a condition to every request; IAM role policies still scope each team"),
+     "moto applies any Deny with a condition to every request; IAM role policies still scope each team, and "
+     "`gpufleet audit --stacks <aws synth>` judges the recorded calls against the real ones"),
     ("GPU hosts boot moto's bundled Deep Learning AMI (owner 898082745236), not platform.gpu_ami",
      "moto holds no AMI baked by ami/"),
     ("launch templates ignore drift in tag_specifications",

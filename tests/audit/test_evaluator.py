@@ -216,3 +216,40 @@ def test_get_caller_identity_is_counted_but_never_denied_as_aws_answers_it_to_an
     (role,) = report.roles
     assert role.calls == 2 and {"sts:GetCallerIdentity", "sts:GetSessionToken"} <= role.actions
     assert [d.request.action for d in role.denied] == ["sts:GetSessionToken"]   # any other STS call is judged
+
+
+def _with_bucket_policy(team: dict[str, Any], exempt_roles: list[str]) -> dict[str, Any]:
+    """The team stack with the data bucket's policy as the real-AWS team stack synthesizes it: plain HTTP
+    denied to everyone, object access denied to any principal but the team's roles."""
+    everyone = [{"type": "AWS", "identifiers": ["*"]}]
+    team["data"]["aws_iam_policy_document"]["bucket_doc"] = {"statement": [
+        {"sid": "DenyInsecureTransport", "effect": "Deny", "actions": ["s3:*"], "principals": everyone,
+         "resources": ["${aws_s3_bucket.data.arn}", "${aws_s3_bucket.data.arn}/*"],
+         "condition": [{"test": "Bool", "variable": "aws:SecureTransport", "values": ["false"]}]},
+        {"sid": "DenyObjectAccessOutsideTeam", "effect": "Deny", "actions": ["s3:GetObject", "s3:PutObject"],
+         "principals": everyone, "resources": ["${aws_s3_bucket.data.arn}/*"],
+         "condition": [{"test": "ArnNotLike", "variable": "aws:PrincipalArn",
+                        "values": [f"arn:aws:iam::${{data.aws_caller_identity.account.account_id}}:role/{r}"
+                                   for r in exempt_roles]}]}]}
+    team["resource"]["aws_s3_bucket_policy"] = {"data": {
+        "bucket": "${aws_s3_bucket.data.id}", "policy": "${data.aws_iam_policy_document.bucket_doc.json}"}}
+    return team
+
+
+def test_a_bucket_policy_deny_denies_what_the_role_policy_allows_unless_it_exempts_the_role(tmp_path: Path) -> None:
+    grants = [READ_DATA, _statement("ListData", ["s3:ListBucket"], ["${aws_s3_bucket.data.arn}"])]
+    read, listing = (_call("s3", "GetObject", {"Bucket": "p-t-data", "Key": "x/y.csv"}),
+                     _call("s3", "ListObjectsV2", {"Bucket": "p-t-data"}))
+    exempt = _synth(tmp_path / "exempt", _with_bucket_policy(_team_stack(grants, grants),
+                                                            ["p-t-serving", "p-t-training"]), _platform_stack(["s3"]))
+    report = audit(load_stacks([exempt]), [read, listing])
+    assert report.ok, report.roles[0].denied   # and the HTTPS-only Deny never fires: the SDKs use HTTPS
+    assert load_stacks([exempt]).bucket_policies["p-t-data"]["Statement"][1]["Principal"] == {"AWS": ["*"]}
+
+    outside = _synth(tmp_path / "outside", _with_bucket_policy(_team_stack(grants, grants), ["p-t-serving"]),
+                     _platform_stack(["s3"]))
+    (denial,) = audit(load_stacks([outside]), [read, listing]).roles[0].denied   # the Deny names objects only
+    assert (denial.request.action, denial.reason) == (
+        "s3:GetObject", "denied by the bucket policy (DenyObjectAccessOutsideTeam)")
+    assert denial.suggestion == {"BucketPolicy": "p-t-data", "Sid": "DenyObjectAccessOutsideTeam",
+                                 "ExemptPrincipal": "arn:aws:iam::*:role/p-t-training"}

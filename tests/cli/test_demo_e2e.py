@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
+from gpufleet.demo import DEMO_CONFIG
 from gpufleet.local import emulator
 from gpufleet.local.cloud import find as find_cloud
 from gpufleet.local.instances import pid_alive, read_instances
@@ -82,8 +84,14 @@ def test_demo_then_cli_lifecycle_then_local_down_leaves_nothing(tmp_path: Path, 
     # Every call above, by every role, judged against the synthesized policies, boundary and network
     # (read now: `local down` removes the record; asserted last, so a finding never leaves processes behind).
     audited = _gpufleet(tmp_path, env, "audit", "--json")
-
+    # The same calls against what real AWS gets (its bucket policies too, which local mode leaves out), its
+    # ARNs resolved from the same state: the real-AWS synth, written into the workspace.
     root = tmp_path / ".gpufleet"
+    (root / "demo.yaml").write_text(yaml.safe_dump(DEMO_CONFIG))
+    _ok(_gpufleet(tmp_path, env, "synth", "--target", "aws", "--config", str(root / "demo.yaml"),
+                  "--out", str(root / "aws.out")))
+    audited_aws = _gpufleet(tmp_path, env, "audit", "--stacks", str(root / "aws.out"), "--json")
+
     emu, cloud = emulator.find(root), find_cloud(root)
     assert emu is not None and cloud is not None
     pids = [emu.pid, cloud.pid, *(i.pid for i in read_instances(root))]
@@ -105,3 +113,9 @@ def test_demo_then_cli_lifecycle_then_local_down_leaves_nothing(tmp_path: Path, 
     unreviewed = {r["kind"]: [u["action"] for u in r["unused_grants"] if u["reviewed_reason"] is None]
                   for r in report["roles"]}
     assert unreviewed == {kind: [] for kind in unreviewed}
+
+    real = json.loads(audited_aws.stdout)
+    assert (real["denied"], real["unrouted"], real["unattributed"]) == (0, 0, {}), audited_aws.stderr[-6000:]
+    assert all(real["resolved_by_state"].values()), real["resolved_by_state"]
+    assert real["bucket_policy_requests"] > 0 and report["bucket_policy_requests"] == 0   # judged on aws only
+    assert [r["role"] for r in real["roles"]] == [r["role"] for r in report["roles"]]   # agents call on meanwhile
