@@ -14,14 +14,16 @@ moto's server runs when IAM enforcement is on), used in-process, statement by st
   ``kms:GenerateDataKey`` on the object's key (the one S3 reported, else the bucket's default); SQS
   sends and receives on a KMS-encrypted queue need the same on the queue's key.
 
-Bucket policies are judged too, for their Deny statements (``bucket_denial``): an S3 request that an identity
-policy allows is still denied when a Deny of the bucket's policy matches it, its principal and its condition.
-AWS sets two condition keys from the connection and the caller, and the audit sets them alike:
-``aws:PrincipalArn`` is the role's ARN, and ``aws:SecureTransport`` is true (every SDK gpufleet runs reaches
-AWS over HTTPS). The local synth has no bucket policies (``gpufleet.local.differences``), so judging them
-needs the real-AWS synth: ``gpufleet synth --target aws --out DIR`` in the workspace, then ``gpufleet audit
---stacks DIR`` (the demo test does). Not judged: KMS key policies, which delegate the keys' use to the
-account's IAM policies (the ones judged here); the stack tests and checkov cover them.
+Resource policies are judged too, with the two condition keys AWS sets from the connection and the caller
+set alike: ``aws:PrincipalArn`` is the role's ARN, and ``aws:SecureTransport`` is true (every SDK gpufleet runs
+reaches AWS over HTTPS).
+
+- A KMS request on a key whose ARN the state gives (``key_denial``) must be allowed by the key's policy, to
+  the role or to its account (which hands the decision to the IAM policies judged above); a Deny wins.
+- An S3 request is denied when a Deny of the bucket's policy matches it (``bucket_denial``). The local synth
+  has no bucket policies (``gpufleet.local.differences``), so judging them needs the real-AWS synth:
+  ``gpufleet synth --target aws --out DIR`` in the deployed workspace, then ``gpufleet audit --stacks DIR``
+  (the demo test does).
 
 A call is *routable* when its caller runs outside the VPC (the operator) or the platform network of the
 call's region has a NAT gateway or a VPC endpoint for the service. Stand-in callers (the local cloud, the
@@ -69,8 +71,9 @@ class Denial:
     operation: str
     request: Request
     # "not granted" | "outside the permission boundary" | "explicitly denied" | "denied by the bucket policy (Sid)"
+    # | "denied by the key policy (Sid)" | "not allowed by the key policy (...)"
     reason: str
-    suggestion: dict[str, Any]    # the identity statement to add; for a bucket policy, the principal to exempt
+    suggestion: dict[str, Any]    # the identity statement to add; for a resource policy, what it must admit
 
     def to_json(self) -> dict[str, Any]:
         return {"operation": self.operation, "action": self.request.action, "resource": self.request.resource,
@@ -103,7 +106,8 @@ class AuditReport:
     stand_in_calls: int = 0
     unattributed: Counter[str] = field(default_factory=Counter)   # "<role>/<team>@<region>" with no synthesized role
     resolved_by_state: dict[str, bool] = field(default_factory=dict)
-    bucket_policy_requests: int = 0   # S3 requests judged against their bucket's policy too
+    # requests judged against a resource policy too: "bucket" (S3) and "key" (KMS)
+    resource_policy_requests: Counter[str] = field(default_factory=Counter)
 
     @property
     def denied(self) -> int:
@@ -119,7 +123,8 @@ class AuditReport:
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "denied": self.denied, "unrouted": self.unrouted, "stand_in_calls": self.stand_in_calls,
-                "bucket_policy_requests": self.bucket_policy_requests,
+                "resource_policy_requests": {"bucket": self.resource_policy_requests["bucket"],
+                                             "key": self.resource_policy_requests["key"]},
                 "unattributed": dict(self.unattributed), "resolved_by_state": self.resolved_by_state,
                 "roles": [r.to_json() for r in self.roles]}
 
@@ -158,15 +163,33 @@ def denial_reason(role: Role, request: Request) -> str | None:
 
 
 def bucket_denial(policy: Mapping[str, Any], request: Request, principal_arn: str) -> str | None:
-    """The Sid of the bucket policy's Deny that denies ``principal_arn`` the request, if one does (its
-    Allow statements only add access for other principals: a role's own account grants through IAM)."""
-    context = Request(request.action, request.resource,   # a key the call itself carries wins
+    """Why the bucket's policy denies ``principal_arn`` the S3 request, or None. Only its Deny statements can
+    (its Allow statements add access for other principals: a role's own account grants through IAM)."""
+    for statement, verdict in _resource_verdicts(policy, request, principal_arn):
+        if verdict == PermissionResult.DENIED:
+            return f"denied by the bucket policy ({statement.get('Sid', 'a Deny statement')})"
+    return None
+
+
+def key_denial(policy: Mapping[str, Any], request: Request, principal_arn: str) -> str | None:
+    """Why the key's policy keeps ``principal_arn`` from the KMS request, or None. A key policy must allow the
+    action to the role or to its account, which hands the decision to IAM (judged apart); a Deny wins."""
+    verdicts = list(_resource_verdicts(policy, request, principal_arn))
+    for statement, verdict in verdicts:
+        if verdict == PermissionResult.DENIED:
+            return f"denied by the key policy ({statement.get('Sid', 'a Deny statement')})"
+    allowed = any(verdict == PermissionResult.PERMITTED for _, verdict in verdicts)
+    return None if allowed else "not allowed by the key policy (neither to the role nor to its account)"
+
+
+def _resource_verdicts(policy: Mapping[str, Any], request: Request,
+                       principal_arn: str) -> Iterable[tuple[Mapping[str, Any], PermissionResult]]:
+    """Each statement naming the principal, with its verdict on the request as that principal makes it."""
+    as_made = Request(request.action, request.resource,   # a key the call itself carries wins
                       (*CONNECTION_KEYS, ("aws:PrincipalArn", principal_arn), *request.context))
     for statement in policy.get("Statement", []):
-        if statement.get("Effect") == "Deny" and _names_principal(statement.get("Principal", {}), principal_arn) \
-                and _statement_result(statement, context) == PermissionResult.DENIED:
-            return str(statement.get("Sid", "a Deny statement"))
-    return None
+        if _names_principal(statement.get("Principal", {}), principal_arn):
+            yield statement, _statement_result(statement, as_made)
 
 
 def _names_principal(principal: Mapping[str, Any], arn: str) -> bool:
@@ -195,7 +218,7 @@ class Auditor:
         self.reports: dict[str, RoleReport] = {}
         self.used: dict[str, set[str]] = {}
         self.unattributed: Counter[str] = Counter()
-        self.bucket_policy_requests = 0
+        self.resource_policy_requests: Counter[str] = Counter()
 
     def role_for(self, call: Call) -> Role | None:
         named = [r for r in self.stacks.roles if r.name == call.role]   # CloudTrail names the role itself
@@ -250,7 +273,7 @@ class Auditor:
             if request.action in ANSWERED_TO_ANY_CALLER:
                 continue
             reason = denial_reason(role, request)
-            if reason is None and (denial := self._bucket_denial(role, request, call.operation)) is not None:
+            if reason is None and (denial := self._resource_policy_denial(role, request, call.operation)) is not None:
                 report.denied.append(denial)
             elif reason is None:
                 used.add(request.action)
@@ -261,18 +284,21 @@ class Auditor:
             if network is None or not network.routes(call.service):
                 report.unrouted[call.service] += 1
 
-    def _bucket_denial(self, role: Role, request: Request, operation: str) -> Denial | None:
-        policy = self.stacks.bucket_policies.get(bucket_of(request.resource)) if request.action.startswith(
-            "s3:") else None
+    def _resource_policy_denial(self, role: Role, request: Request, operation: str) -> Denial | None:
+        """A bucket's policy on an S3 request, a key's on a KMS request (the keys of ARNs the state resolved)."""
+        bucket = bucket_of(request.resource) if request.action.startswith("s3:") else ""
+        policy = (self.stacks.bucket_policies.get(bucket) if bucket
+                  else self.stacks.key_policies.get(request.resource) if request.action.startswith("kms:") else None)
         if policy is None:
             return None
-        self.bucket_policy_requests += 1
+        self.resource_policy_requests["bucket" if bucket else "key"] += 1
         arn = f"arn:{partition(role.region)}:iam::{self.account or '*'}:role/{role.name}"
-        sid = bucket_denial(policy, request, arn)
-        if sid is None:
+        reason = (bucket_denial if bucket else key_denial)(policy, request, arn)
+        if reason is None:
             return None
-        return Denial(operation, request, f"denied by the bucket policy ({sid})",
-                      {"BucketPolicy": bucket_of(request.resource), "Sid": sid, "ExemptPrincipal": arn})
+        fix = ({"BucketPolicy": bucket, "ExemptPrincipal": arn} if bucket
+               else {"KeyPolicy": request.resource, "AllowAction": request.action, "ToPrincipal": arn})
+        return Denial(operation, request, reason, fix)
 
     def report(self, calls: Iterable[Call]) -> AuditReport:
         stand_in = 0
@@ -289,7 +315,7 @@ class Auditor:
             reviewed = REVIEWED_UNUSED.get(role.kind, {})
             self.reports[role.name].unused = {a: reviewed.get(a) for a in sorted(granted - self.used[role.name])}
         return AuditReport(sorted(self.reports.values(), key=lambda r: (r.region, r.role)), stand_in,
-                           self.unattributed, dict(self.stacks.resolved_by_state), self.bucket_policy_requests)
+                           self.unattributed, dict(self.stacks.resolved_by_state), self.resource_policy_requests)
 
 
 def audit(stacks: Stacks, calls: Iterable[Call], instance_asgs: Mapping[str, str] | None = None) -> AuditReport:

@@ -54,6 +54,7 @@ class Stacks:
     bucket_keys: dict[str, str] = field(default_factory=dict)    # bucket name → its default KMS key ARN
     queue_keys: dict[str, str] = field(default_factory=dict)     # queue ARN → its KMS key ARN
     bucket_policies: dict[str, dict[str, Any]] = field(default_factory=dict)   # bucket name → its bucket policy
+    key_policies: dict[str, dict[str, Any]] = field(default_factory=dict)      # key ARN (from state) → its policy
     accounts: set[str] = field(default_factory=set)
     resolved_by_state: dict[str, bool] = field(default_factory=dict)   # stack dir → state used
 
@@ -243,6 +244,11 @@ def _keys(doc: dict[str, Any], stacks: Stacks, resolve: Resolver, region: str) -
             default = rule.get("apply_server_side_encryption_by_default", {})
             if default.get("kms_master_key_id") and sse.get("bucket") in buckets:
                 stacks.bucket_keys[buckets[sse["bucket"]]] = str(resolve(default["kms_master_key_id"]))
+    for rid, key in resources.get("aws_kms_key", {}).items():
+        arn = str(resolve(f"${{aws_kms_key.{rid}.arn}}"))
+        # Without state a key's ARN is a pattern (AWS assigns its id), which would name every key.
+        if "*" not in arn and (policy := _doc_of(doc, key.get("policy"), resolve)):
+            stacks.key_policies[arn] = policy
     for rid, queue in resources.get("aws_sqs_queue", {}).items():
         if queue.get("kms_master_key_id"):
             stacks.queue_keys[str(resolve(f"${{aws_sqs_queue.{rid}.arn}}"))] = str(resolve(queue["kms_master_key_id"]))

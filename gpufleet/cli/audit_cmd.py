@@ -68,9 +68,10 @@ def _print(report: object) -> None:
                           "keep them with a reason in gpufleet/audit/reviewed.py)")
     for who, n in report.unattributed.items():
         console.print(f"[red]no role[/] for {n} call(s) of {who}: no synthesized role of that kind and team there")
-    console.print(f"{report.bucket_policy_requests} S3 request(s) judged against their bucket's policy too"
-                  if report.bucket_policy_requests else "no bucket policies in these stacks (local mode has none): "
-                  "to judge them, audit `gpufleet synth --target aws --out DIR` with --stacks DIR")
+    judged = report.resource_policy_requests
+    console.print(f"resource policies: {judged['bucket']} S3 request(s) judged against bucket policies (none in a "
+                  "local synth: audit `gpufleet synth --target aws --out DIR` with --stacks DIR for them), "
+                  f"{judged['key']} KMS request(s) against key policies (keys whose ARN the state gives)")
     console.print(f"{report.stand_in_calls} call(s) of local stand-ins for AWS itself were not judged; ARNs resolved "
                   + ("from the deployed state" if all(report.resolved_by_state.values())
                      else "partly from synthesized names (no state for "

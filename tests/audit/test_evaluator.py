@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from gpufleet.audit.cloudtrail import read_cloudtrail
-from gpufleet.audit.evaluate import audit
+from gpufleet.audit.evaluate import Request, audit, key_denial
 from gpufleet.audit.stacks import load_stacks
 from gpufleet.callrecord import Call, context_keys, targets
 
@@ -251,5 +251,43 @@ def test_a_bucket_policy_deny_denies_what_the_role_policy_allows_unless_it_exemp
     (denial,) = audit(load_stacks([outside]), [read, listing]).roles[0].denied   # the Deny names objects only
     assert (denial.request.action, denial.reason) == (
         "s3:GetObject", "denied by the bucket policy (DenyObjectAccessOutsideTeam)")
-    assert denial.suggestion == {"BucketPolicy": "p-t-data", "Sid": "DenyObjectAccessOutsideTeam",
-                                 "ExemptPrincipal": "arn:aws:iam::*:role/p-t-training"}
+    assert denial.suggestion == {"BucketPolicy": "p-t-data", "ExemptPrincipal": "arn:aws:iam::*:role/p-t-training"}
+
+
+def test_a_kms_request_needs_the_key_policy_to_allow_it_to_the_role_or_its_account(tmp_path: Path) -> None:
+    """S3 asks the key on the caller's behalf; IAM grants both, but the key policy delegates only Decrypt."""
+    key_arn = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd"
+    use = _statement("UseKey", ["kms:Decrypt", "kms:GenerateDataKey"], ["${aws_kms_key.key.arn}"])
+    write = _statement("WriteData", ["s3:PutObject"], ["${aws_s3_bucket.data.arn}/*"])
+    team = _team_stack([READ_DATA, write, use], [READ_DATA, write, use])
+    root = [{"type": "AWS", "identifiers": ["arn:aws:iam::${data.aws_caller_identity.account.account_id}:root"]}]
+    team["data"]["aws_iam_policy_document"]["key_doc"] = {"statement": [
+        {"sid": "AccountUses", "effect": "Allow", "actions": ["kms:Decrypt"], "resources": ["*"], "principals": root},
+        {"sid": "NoDecryptForJobs", "effect": "Deny", "actions": ["kms:Decrypt"], "resources": ["*"],
+         "principals": [{"type": "AWS", "identifiers": ["*"]}],
+         "condition": [{"test": "ArnLike", "variable": "aws:PrincipalArn", "values": ["arn:aws:iam::*:role/*-job"]}]}]}
+    team["resource"]["aws_kms_key"] = {"key": {"policy": "${data.aws_iam_policy_document.key_doc.json}"}}
+    team["resource"]["aws_s3_bucket_server_side_encryption_configuration"] = {"sse": {
+        "bucket": "${aws_s3_bucket.data.id}",
+        "rule": [{"apply_server_side_encryption_by_default": {"kms_master_key_id": "${aws_kms_key.key.arn}"}}]}}
+    synth = _synth(tmp_path, team, _platform_stack(["s3"]))
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "team-t.tfstate").write_text(json.dumps({"resources": [
+        {"mode": "managed", "type": "aws_kms_key", "name": "key", "instances": [{"attributes": {"arn": key_arn}}]},
+        {"mode": "data", "type": "aws_caller_identity", "name": "account",
+         "instances": [{"attributes": {"account_id": ACCOUNT}}]}]}))
+    stacks = load_stacks([synth], state)
+    assert list(stacks.key_policies) == [key_arn]
+
+    report = audit(stacks, [_call("s3", "GetObject", {"Bucket": "p-t-data", "Key": "k"}),
+                            _call("s3", "PutObject", {"Bucket": "p-t-data", "Key": "k"})])
+    (denial,) = report.roles[0].denied
+    assert (denial.request.action, denial.request.via, denial.reason) == (
+        "kms:GenerateDataKey", "s3:PutObject", "not allowed by the key policy (neither to the role nor to its account)")
+    assert denial.suggestion == {"KeyPolicy": key_arn, "AllowAction": "kms:GenerateDataKey",
+                                 "ToPrincipal": f"arn:aws:iam::{ACCOUNT}:role/p-t-training"}
+    assert report.resource_policy_requests == {"key": 2}   # the two KMS requests; this bucket has no policy
+    job = f"arn:aws:iam::{ACCOUNT}:role/p-t-job"
+    assert key_denial(stacks.key_policies[key_arn], Request("kms:Decrypt", key_arn), job) == \
+        "denied by the key policy (NoDecryptForJobs)"
