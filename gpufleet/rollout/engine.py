@@ -274,9 +274,11 @@ class Rollout:
         live, cand = r["from_variant"], r["to_variant"]
         capacity = self.opts.capacity or max(1, fleet.desired_capacity(autoscaling, getattr(self.ep.asgs, live))[0])
         r["capacity"] = capacity
+        deadline = time.monotonic() + self.opts.healthy_timeout_s
+        if fleet.desired_capacity(autoscaling, getattr(self.ep.asgs, cand))[0] == 0:
+            self._wait_drained(rec, cand, deadline)
         fleet.scale(autoscaling, getattr(self.ep.asgs, cand), capacity)
         self._transition(rec, "WAITING_HEALTHY", f"{cand}: waiting for {capacity} healthy target(s)")
-        deadline = time.monotonic() + self.opts.healthy_timeout_s
         while True:
             healthy, total = self.health(cand)
             if healthy >= capacity:
@@ -284,6 +286,22 @@ class Rollout:
                 return
             if time.monotonic() > deadline:
                 raise _Trip(f"{cand} reached {healthy}/{capacity} healthy target(s) in "
+                            f"{self.opts.healthy_timeout_s:.0f} s")
+            self._heartbeat(rec)
+            time.sleep(self.opts.poll_s)
+
+    def _wait_drained(self, rec: EndpointRecord, cand: Variant, deadline: float) -> None:
+        """Until the candidate, scaled to zero, holds no target of its last scale-in: the ALB drains those for
+        the target group's deregistration delay (30 s), the local cloud stops them within a pass. A rollout
+        right after another scaled this variant in (a rollback just after a deploy) would otherwise count a
+        leaving host as the candidate's healthy one, then trip the bake when it goes."""
+        reported = False
+        while (total := self.health(cand)[1]) > 0:
+            if not reported:
+                self.report(f"{cand}: waiting for {total} target(s) of its last scale-in to drain")
+                reported = True
+            if time.monotonic() > deadline:
+                raise _Trip(f"{cand} still holds {total} target(s) of its last scale-in after "
                             f"{self.opts.healthy_timeout_s:.0f} s")
             self._heartbeat(rec)
             time.sleep(self.opts.poll_s)

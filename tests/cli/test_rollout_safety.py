@@ -117,6 +117,34 @@ def test_rollback_returns_a_live_endpoint_to_the_previous_then_a_named_version(
     assert doc["variants"][doc["live"]]["version"] == 2 and doc["variants"][doc["live"]]["weight"] == 100
 
 
+def test_a_candidate_still_draining_its_last_scale_in_is_brought_up_once_those_hosts_are_gone(
+        served_team: tuple[Path, TeamRuntime], moto_server: Emulator) -> None:
+    """A rollout right after another scaled the candidate to zero (a rollback just after a deploy) finds that
+    variant's old host still registered: the ALB drains it for the deregistration delay, the local cloud stops
+    it within a pass. Stood in for here by three health reads that still show it (the race the CI met): counted
+    as the candidate's healthy target, it passed the health wait and tripped the bake when it went."""
+    root, rt = served_team
+    register_model(moto_server, rt, "m", 1, model_tarball(1.0, False))
+    register_model(moto_server, rt, "m", 2, model_tarball(2.0, False))
+    _rollout(root, rt, moto_server.endpoint, bake_s=1.0).deploy("m", 1)   # blue live, green at zero
+    real, leftover_reads = router_target_health(root, rt.team, "web"), [3]
+
+    def health(variant: str) -> tuple[int, int]:
+        if variant == "green" and leftover_reads[0] > 0:
+            leftover_reads[0] -= 1
+            return 1, 1
+        return real(variant)  # type: ignore[arg-type]
+
+    lines: list[str] = []
+    options = RolloutOptions(healthy_timeout_s=90.0, poll_s=0.5, time_scale=LOCAL_TIME_SCALE, bake_s=1.0)
+    Rollout(AwsClients.create(rt.region, moto_server.endpoint), rt, "web", health, options,  # type: ignore[arg-type]
+            lines.append).deploy("m", 2)
+    assert "green: waiting for 1 target(s) of its last scale-in to drain" in lines, lines
+    assert lines.index("green: waiting for 1 target(s) of its last scale-in to drain") < next(
+        i for i, line in enumerate(lines) if "green: waiting for 1 healthy" in line)
+    assert _answers_once_weights_apply(root, rt, "green") == [[6.0]] * 20
+
+
 def test_one_unhealthy_target_of_two_trips_the_guard(served_team: tuple[Path, TeamRuntime],
                                                      moto_server: Emulator) -> None:
     """The candidate runs two hosts; one dies (kill -9) while the canary bakes: the rollout rolls back
