@@ -286,19 +286,21 @@ class Auditor:
 
     def _resource_policy_denial(self, role: Role, request: Request, operation: str) -> Denial | None:
         """A bucket's policy on an S3 request, a key's on a KMS request (the keys of ARNs the state resolved)."""
-        bucket = bucket_of(request.resource) if request.action.startswith("s3:") else ""
-        policy = (self.stacks.bucket_policies.get(bucket) if bucket
-                  else self.stacks.key_policies.get(request.resource) if request.action.startswith("kms:") else None)
+        arn = f"arn:{partition(role.region)}:iam::{self.account or '*'}:role/{role.name}"
+        if request.action.startswith("s3:"):
+            bucket = bucket_of(request.resource)
+            kind, policy, judge = "bucket", self.stacks.bucket_policies.get(bucket), bucket_denial
+            fix = {"BucketPolicy": bucket, "ExemptPrincipal": arn}
+        elif request.action.startswith("kms:"):
+            kind, policy, judge = "key", self.stacks.key_policies.get(request.resource), key_denial
+            fix = {"KeyPolicy": request.resource, "AllowAction": request.action, "ToPrincipal": arn}
+        else:
+            return None
         if policy is None:
             return None
-        self.resource_policy_requests["bucket" if bucket else "key"] += 1
-        arn = f"arn:{partition(role.region)}:iam::{self.account or '*'}:role/{role.name}"
-        reason = (bucket_denial if bucket else key_denial)(policy, request, arn)
-        if reason is None:
-            return None
-        fix = ({"BucketPolicy": bucket, "ExemptPrincipal": arn} if bucket
-               else {"KeyPolicy": request.resource, "AllowAction": request.action, "ToPrincipal": arn})
-        return Denial(operation, request, reason, fix)
+        self.resource_policy_requests[kind] += 1
+        reason = judge(policy, request, arn)
+        return None if reason is None else Denial(operation, request, reason, fix)
 
     def report(self, calls: Iterable[Call]) -> AuditReport:
         stand_in = 0

@@ -158,7 +158,7 @@ def policy_json(data_doc: dict[str, Any], resolve: Resolver) -> dict[str, Any]:
             out["Sid"] = st["sid"]
         if st.get("resources"):
             out["Resource"] = resolve(st["resources"])
-        for principal in st.get("principals", []):   # resource policies only (a bucket's)
+        for principal in st.get("principals", []):   # resource policies only (a bucket's, a key's)
             out.setdefault("Principal", {}).setdefault(principal["type"], []).extend(resolve(principal["identifiers"]))
         for cond in st.get("condition", []):
             out.setdefault("Condition", {}).setdefault(cond["test"], {})[cond["variable"]] = resolve(cond["values"])
@@ -229,16 +229,14 @@ def _buckets(doc: dict[str, Any], resolve: Resolver) -> dict[str, str]:
             for rid, a in doc.get("resource", {}).get("aws_s3_bucket", {}).items()}
 
 
-def _bucket_policies(doc: dict[str, Any], stacks: Stacks, resolve: Resolver) -> None:
-    buckets = _buckets(doc, resolve)
+def _bucket_policies(doc: dict[str, Any], stacks: Stacks, resolve: Resolver, buckets: dict[str, str]) -> None:
     for attached in doc.get("resource", {}).get("aws_s3_bucket_policy", {}).values():
         if attached.get("bucket") in buckets and (policy := _doc_of(doc, attached.get("policy"), resolve)):
             stacks.bucket_policies[buckets[attached["bucket"]]] = policy
 
 
-def _keys(doc: dict[str, Any], stacks: Stacks, resolve: Resolver, region: str) -> None:
+def _keys(doc: dict[str, Any], stacks: Stacks, resolve: Resolver, buckets: dict[str, str]) -> None:
     resources = doc.get("resource", {})
-    buckets = _buckets(doc, resolve)
     for sse in resources.get("aws_s3_bucket_server_side_encryption_configuration", {}).values():
         for rule in sse.get("rule", []):
             default = rule.get("apply_server_side_encryption_by_default", {})
@@ -273,6 +271,7 @@ def load_stacks(synth_dirs: list[Path], state_dir: Path | None = None) -> Stacks
             stacks.roles += _roles(doc, stack, tags.get("gpufleet:team"), region, resolve)
             if (net := _network(doc, region, resolve)) is not None:
                 stacks.networks[region] = net
-            _keys(doc, stacks, resolve, region)
-            _bucket_policies(doc, stacks, resolve)
+            buckets = _buckets(doc, resolve)
+            _keys(doc, stacks, resolve, buckets)
+            _bucket_policies(doc, stacks, resolve, buckets)
     return stacks
