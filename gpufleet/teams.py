@@ -5,6 +5,7 @@ The job, model, endpoint and fleet commands resolve this first; the demo and the
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,27 +74,35 @@ def operator_role_name(runtime: TeamRuntime, rebuilt_region: str | None = None) 
 
 def require_operator_role(ctx: TeamContext) -> None:
     """Stop a team command on real AWS unless it runs as the team's operator role (``operator_role_problem``)."""
-    problem = operator_role_problem(ctx.aws, ctx.runtime, ctx.rebuilt_region)
+    identity = caller_identity(ctx.aws, ctx.runtime, ctx.rebuilt_region)
+    problem = operator_role_problem(identity, ctx.runtime, ctx.rebuilt_region)
     if problem:
         raise UserInputError([problem])
 
 
-def operator_role_problem(aws: AwsClients, runtime: TeamRuntime, rebuilt_region: str | None = None) -> str | None:
-    """None when these credentials are the team's operator role, else the line saying which role to assume.
+def caller_identity(aws: AwsClients, runtime: TeamRuntime, rebuilt_region: str | None = None) -> dict[str, str]:
+    """Who these credentials are (``sts:GetCallerIdentity``: ``Arn``, ``Account``). It needs no permission:
+    AWS answers it even under an explicit Deny. ``runtime`` names the role to assume when it cannot be asked."""
+    try:
+        identity = aws.client("sts").get_caller_identity()
+    except AWS_ERRORS as exc:
+        raise RuntimeFailure(f"team {runtime.team}", f"cannot tell which AWS principal you are ({exc})",
+                             "configure credentials that assume the team's operator role "
+                             f"{operator_role_name(runtime, rebuilt_region)}") from None
+    return {"Arn": str(identity["Arn"]), "Account": str(identity["Account"])}
+
+
+def operator_role_problem(identity: Mapping[str, str], runtime: TeamRuntime,
+                          rebuilt_region: str | None = None) -> str | None:
+    """None when the caller (``caller_identity``) is the team's operator role, else the line saying which role
+    to assume.
 
     That role is the CLI's principal: the one the audit judges the CLI's calls against, and, with the
     team's hosts, the only one its buckets serve objects to (their policy denies everyone else, admins
     too). Asked first, so that a command run with other credentials stops before any call it could
-    half-finish (a job's code uploaded, its record not written). ``GetCallerIdentity`` needs no
-    permission: AWS answers it even under an explicit Deny.
+    half-finish (a job's code uploaded, its record not written).
     """
-    team, role = runtime.team, operator_role_name(runtime, rebuilt_region)
-    try:
-        identity = aws.client("sts").get_caller_identity()
-    except AWS_ERRORS as exc:
-        raise RuntimeFailure(f"team {team}", f"cannot tell which AWS principal you are ({exc})",
-                             f"configure credentials that assume the team's operator role {role}") from None
-    caller = str(identity["Arn"])
+    team, role, caller = runtime.team, operator_role_name(runtime, rebuilt_region), identity["Arn"]
     if assumed_role(caller) == role:
         return None
     role_arn = f"arn:{partition(runtime.region)}:iam::{identity['Account']}:role/{role}"

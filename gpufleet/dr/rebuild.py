@@ -15,7 +15,7 @@ from gpufleet.errors import RuntimeFailure, UserInputError
 from gpufleet.rollout.fleet import TargetHealth, elb_target_health
 from gpufleet.schema.runtime import TeamRuntime, load_runtime
 from gpufleet.target import Target
-from gpufleet.teams import operator_role_name, operator_role_problem
+from gpufleet.teams import caller_identity, operator_role_name, operator_role_problem
 from gpufleet.workspace import teams_dir
 
 
@@ -94,7 +94,10 @@ def require_restorer(clients: AwsClients, runtimes: Mapping[str, TeamRuntime], r
     """On real AWS a team is restored as its rebuilt operator role: the replica bucket it adopted serves
     objects to the team's roles only, administrators included in the refusal. One role per team, so a
     caller that is not the role of every team chosen restores none, and is told what to run per team."""
-    problems = {team: p for team, rt in runtimes.items() if (p := operator_role_problem(clients, rt, region))}
+    if not runtimes:
+        return
+    identity = caller_identity(clients, next(iter(runtimes.values())), region)   # one principal for all teams
+    problems = {team: p for team, rt in runtimes.items() if (p := operator_role_problem(identity, rt, region))}
     if not problems:
         return
     done = f"the stacks are applied in {region}, but " if stacks_applied else ""
