@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import textwrap
 import time
@@ -168,6 +169,32 @@ def test_only_one_process_on_one_host_skips_torchrun() -> None:
     assert not runs_directly(spec(instance_count=2))      # several hosts: torchrun's rendezvous
 
 
+def test_a_joining_node_waits_for_node_0s_store_as_long_as_the_rendezvous() -> None:
+    """Node 0 may still be installing requirements or pulling an image when a peer starts torchrun. The
+    peer's store connection gives up after ``read_timeout`` (torch's default: 60 s), so the launcher line
+    must set it, in words torchrun's own parser and rendezvous parameters read."""
+    from types import SimpleNamespace
+
+    from torch.distributed.elastic.rendezvous import RendezvousParameters
+    from torch.distributed.run import config_from_args, parse_args
+
+    from gpufleet.agent.identity import Identity
+    from gpufleet.agent.training.runner import launcher_argv
+
+    spec = parse_job_spec({"name": "j", "team": "alpha", "entry_point": "train.py", "instance_count": 2,
+                           "max_runtime_s": 3600})
+    ctx = SimpleNamespace(job_python="python", config=None,
+                          identity=Identity("h1", "10.0.0.2", "alpha", "training"))
+    for slot, hosts in ((0, True), (1, False)):
+        argv = launcher_argv(ctx, Claim("job", 1, slot, spec, "10.0.0.1:29400"))  # type: ignore[arg-type]
+        assert argv[1:3] == ["-m", "torch.distributed.run"]
+        config, _, _ = config_from_args(parse_args(argv[3:]))
+        params = RendezvousParameters(config.rdzv_backend, config.rdzv_endpoint, config.run_id, config.min_nodes,
+                                      config.max_nodes, config.local_addr, **config.rdzv_configs)
+        assert params.get_as_bool("is_host") is hosts
+        assert params.get_as_int("read_timeout") == params.get_as_int("join_timeout") == 900
+
+
 def test_a_script_run_directly_can_init_process_group_as_under_torchrun(tmp_path: Path) -> None:
     """Scripts written for torchrun call ``init_process_group()`` with the env:// defaults; without the
     launcher's store, rank 0 must be able to start its own on MASTER_PORT."""
@@ -227,6 +254,26 @@ def test_only_one_of_two_agents_claims_a_job_and_node_slots_are_unique(team: Tea
     claims = [claim_job(team.clients, team.runtime, "multi", h, settings) for h in hosts]
     assert [(c.slot, c.rendezvous) for c in claims[:2]] == [(0, "10.0.0.0:29500"), (1, "10.0.0.0:29500")]  # type: ignore[union-attr]
     assert isinstance(claims[2], Skip)                  # the job is full
+
+
+def test_a_picked_rendezvous_port_lies_outside_the_ephemeral_range_and_is_free(team: Team) -> None:
+    """``rendezvous_port: 0`` (several agents on one host) picks node 0's store port at the claim, and
+    torchrun binds it seconds later. A port from the kernel's ephemeral range could become an outgoing
+    connection's source port in between (a CI run failed so), so the pick lies outside that range."""
+    from gpufleet.agent.identity import Identity
+
+    low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    host = Identity("h0", "127.0.0.1", team.runtime.team, "training")
+    ports = []
+    for i in range(5):
+        _queued(team, f"multi-{i}", instance_count=2)
+        claim = claim_job(team.clients, team.runtime, f"multi-{i}", host, TrainingSettings(rendezvous_port=0))
+        assert isinstance(claim, Claim) and claim.rendezvous
+        ports.append(int(claim.rendezvous.rsplit(":", 1)[1]))
+    assert all(not low <= port <= high for port in ports), (ports, (low, high))
+    for port in ports:   # each was free when picked and still is: nothing here listens on it
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))
 
 
 def test_a_running_job_without_heartbeats_is_taken_over_and_its_old_owner_learns_it(team: Team) -> None:

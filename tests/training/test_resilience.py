@@ -96,7 +96,8 @@ def test_two_node_torchrun_job_completes_with_rank_0_agreed_in_the_jobs_table(te
     job_id = team.submit(DIGITS, name="ddp", instance_count=2, hyperparameters={"epochs": 3},
                          metric_definitions=[{"name": "test_accuracy", "regex": r"test_accuracy=([0-9.]+)"}])
     job = team.wait_status(job_id, ("SUCCEEDED", "FAILED"), timeout_s=240)
-    assert job["status"] == "SUCCEEDED", job.get("reason")
+    # Both nodes' logs on failure: the reason holds only the tail of the node that concluded.
+    assert job["status"] == "SUCCEEDED", (job.get("reason"), a.job_log()[-3000:], b.job_log()[-3000:])
     assert sorted(job["nodes"]) == ["node-a", "node-b"]
     assert job["rendezvous"].startswith("127.0.0.1:")
     assert job["claimed_by"] == job["nodes"][0]           # node 0 won the conditional write

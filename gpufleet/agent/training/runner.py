@@ -138,10 +138,13 @@ def launcher_argv(ctx: AgentContext, claim: Claim) -> list[str]:
     if spec.instance_count == 1:
         argv += ["--standalone", "--nnodes=1"]
     else:
+        # A joiner may start before node 0's store listens: node 0 may still be fetching inputs, installing
+        # requirements or pulling an image. Its connection attempts last read_timeout (torch's default:
+        # 60 s), so it gets as long as the rendezvous itself.
         join_timeout = min(spec.max_runtime_s, 900)
+        rdzv_conf = f"is_host={int(claim.slot == 0)},join_timeout={join_timeout},read_timeout={join_timeout}"
         argv += [f"--nnodes={spec.instance_count}", "--rdzv-backend=c10d", f"--rdzv-endpoint={claim.rendezvous}",
-                 f"--rdzv-id={claim.job_id}-{claim.attempt}",
-                 f"--rdzv-conf=is_host={int(claim.slot == 0)},join_timeout={join_timeout}",
+                 f"--rdzv-id={claim.job_id}-{claim.attempt}", f"--rdzv-conf={rdzv_conf}",
                  f"--local-addr={ctx.identity.address}"]
     return [*argv, spec.entry_point, *hyperparameter_args(spec)]
 
