@@ -31,9 +31,9 @@ from gpufleet.callrecord import recording_env
 from gpufleet.errors import RuntimeFailure
 from gpufleet.local import emulator
 from gpufleet.local.alarms import LOCAL_PUBLISH_EVERY_S, LOCAL_TIME_SCALE, AlarmEvaluator
-from gpufleet.local.emulator import free_port
 from gpufleet.local.instances import AsgSpec, LocalFleet, pid_alive, read_instances
 from gpufleet.local.router import STATUS_PATH, EndpointRouter
+from gpufleet.ports import free_port
 from gpufleet.rollout.fleet import TargetHealth
 from gpufleet.schema import VARIANTS, Variant
 from gpufleet.schema.runtime import TeamRuntime, load_runtime

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.error
@@ -23,6 +22,7 @@ from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from gpufleet.aws import LOCAL_CREDENTIALS
 from gpufleet.errors import RuntimeFailure
+from gpufleet.ports import free_port
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,6 @@ class Emulator:
         return {"endpoint_url": self.endpoint, "region_name": region,
                 "aws_access_key_id": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
                 "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def record_path(root: Path) -> Path:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gpufleet.aws import LOCAL_CREDENTIALS
-from gpufleet.local.emulator import free_port
+from gpufleet.ports import free_port
 from gpufleet.schema import Variant
 from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.workspace import agents_dir

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpufleet.local.emulator import free_port
+from gpufleet.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ROOTFS_CACHE = Path(os.environ.get("GPUFLEET_ROOTFS_CACHE", "/var/cache/gpufleet/rootfs"))

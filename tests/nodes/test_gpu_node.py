@@ -20,9 +20,10 @@ from click.testing import CliRunner
 
 import gpufleet.cli.main  # noqa: F401  (first: once main registers nodes_cmd, this order avoids a cycle)
 from gpufleet.cli.nodes_cmd import nodes
-from gpufleet.local.emulator import Emulator, free_port
+from gpufleet.local.emulator import Emulator
 from gpufleet.nodes.configure import ConfigureRequest, configure_nodes
 from gpufleet.nodes.runner import PlaybookResult
+from gpufleet.ports import free_port
 from tests.nodes import aptrepo
 from tests.nodes.bake import DRIVER, Bake, bake
 from tests.nodes.conftest import BootFn, nvidia_repo_vars, write_inventory

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from gpufleet.local.emulator import free_port
 from gpufleet.nodes.configure import ConfigureRequest, configure_nodes
 from gpufleet.nodes.events import NodeEvent
+from gpufleet.ports import free_port
 from tests.nodes.conftest import BootFn, write_inventory
 
 pytestmark = [pytest.mark.nvidia, pytest.mark.slow,

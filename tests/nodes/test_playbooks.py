@@ -15,9 +15,10 @@ from click.testing import CliRunner
 import gpufleet.cli.main  # noqa: F401  (first: once main registers nodes_cmd, this order avoids a cycle)
 from gpufleet import gpu_types
 from gpufleet.cli.nodes_cmd import nodes
-from gpufleet.local.emulator import Emulator, free_port
+from gpufleet.local.emulator import Emulator
 from gpufleet.nodes.configure import host_pattern
 from gpufleet.nodes.events import failure_message, node_event, recap_from_stats
+from gpufleet.ports import free_port
 from tests.nodes.conftest import require
 
 REPO = Path(__file__).resolve().parents[2]

@@ -30,7 +30,8 @@ from gpufleet.agent.serving.handler import load_handler
 from gpufleet.agent.serving.metrics import ServingMetrics
 from gpufleet.agent.serving.models import LoadedModel, ModelSlot, build_model
 from gpufleet.agent.training.output import package_model
-from gpufleet.local.emulator import Emulator, free_port, stop_process
+from gpufleet.local.emulator import Emulator, stop_process
+from gpufleet.ports import free_port
 from gpufleet.schema.runtime import TeamRuntime
 from tests.support.agents import start_agent_process
 from tests.support.audit import recording

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gpufleet.jobs import cancel_job
-from gpufleet.local.emulator import free_port
+from gpufleet.ports import free_port
 from gpufleet.store.dynamo import now_iso
 from gpufleet.store.jobs import put_new_job
 from tests.training.badspecs import fuzzed_specs

@@ -15,7 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from gpufleet.local.emulator import free_port
+from gpufleet.ports import free_port
 from gpufleet.registry import list_model_versions
 from tests.support.audit import audit_team_calls, problems
 from tests.training.conftest import DIGITS, Team, processes_with_env, stop_agent, wait_for

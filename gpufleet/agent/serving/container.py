@@ -21,7 +21,6 @@ import collections
 import contextlib
 import http.client
 import secrets
-import socket
 import subprocess
 import threading
 import time
@@ -40,6 +39,7 @@ from gpufleet.agent.containers import (
 from gpufleet.agent.serving.events import emit
 from gpufleet.agent.serving.upstream import Upstream, UpstreamError
 from gpufleet.aws import AwsClients
+from gpufleet.ports import free_port
 from gpufleet.schema.container_settings import ContainerSettings
 
 CONTAINER_PORT = 8080          # SageMaker's serving contract
@@ -79,12 +79,6 @@ class ContainerCallFailed(Exception):
         self.status, self.message = status, message
 
 
-def _free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass(frozen=True)
 class ServingImage:
     """An endpoint's image (resolved) and how this agent runs it."""
@@ -106,7 +100,7 @@ class ServingImage:
         not there (nor pullable) or the container never answers."""
         ensure_image(self.clients, self.settings, self.image)
         name = f"gpufleet-serve-{model}-{version}-{secrets.token_hex(3)}"
-        port = _free_loopback_port()
+        port = free_port()
         container = ServingContainer(self.settings, name, port)
         container.start(self.argv(name, model_dir, port))
         try:

@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import logging
 import math
-import random
-import socket
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from gpufleet.agent.identity import Identity
 from gpufleet.aws import AwsClients
 from gpufleet.errors import UserInputError
+from gpufleet.ports import free_port
 from gpufleet.schema import JOB_CLAIMABLE, JOB_FINAL
 from gpufleet.schema.job_spec import JobSpec, parse_job_spec
 from gpufleet.schema.runtime import TeamRuntime
@@ -54,44 +52,6 @@ class Skip:
     action: Literal["delete", "release", "defer", "dead-letter"]
     reason: str
     delay_s: int = 0
-
-
-EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
-LOWEST_PICKED_PORT = 20000
-
-
-def _free_port(address: str) -> int:
-    """A free port for node 0's rendezvous store (``rendezvous_port: 0``, several agents on one host).
-
-    torchrun binds it seconds after the claim, once inputs and requirements are in. A port from the
-    kernel's ephemeral range may meanwhile become an outgoing connection's source port, and the store's
-    bind then fails (EADDRINUSE; a CI run met it on a loaded host). So the pick is a random free port
-    outside that range, which neither connections nor ``bind(0)`` hand out."""
-    low, high = _ephemeral_range()
-    candidates = [*range(LOWEST_PICKED_PORT, low), *range(high + 1, 65536)]
-    for port in random.sample(candidates, min(len(candidates), 64)):
-        if _bindable(address, port):
-            return port
-    with socket.socket() as s:   # the host reserves nothing outside the range: take the kernel's pick
-        s.bind((address, 0))
-        return int(s.getsockname()[1])
-
-
-def _ephemeral_range() -> tuple[int, int]:
-    try:
-        low, high = (int(v) for v in EPHEMERAL_RANGE_FILE.read_text().split())
-        return low, high
-    except (OSError, ValueError):
-        return 32768, 60999   # Linux's default
-
-
-def _bindable(address: str, port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((address, port))
-        except OSError:
-            return False
-        return True
 
 
 def _fail_bad_job(clients: AwsClients, runtime: TeamRuntime, rec: Record, reason: str) -> Skip:
@@ -137,7 +97,7 @@ def _take(clients: AwsClients, runtime: TeamRuntime, rec: Record, spec: JobSpec,
                     "nodes": [identity.instance_id], "heartbeat_at": now_iso(), "started_at": now_iso()}
     rendezvous = None
     if spec.instance_count > 1:
-        port = settings.rendezvous_port or _free_port(identity.address)
+        port = settings.rendezvous_port or free_port(identity.address)
         rendezvous = f"{identity.address}:{port}"
         sets["rendezvous"] = rendezvous
     cond, values = "", {}
