@@ -19,13 +19,15 @@ EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 LINUX_DEFAULT_EPHEMERAL_RANGE = (32768, 60999)
 LOWEST_PICKED_PORT = 20000   # below: ports that well-known services (and their tests) listen on
 TRIES = 64
+# Not the module's generator: a process that seeds it (a training script, a test) would pick alike.
+_PICKER = random.SystemRandom()
 
 
 def free_port(address: str = "127.0.0.1") -> int:
     """A port free on ``address`` now, outside the ephemeral range (inside it if the range leaves none)."""
     low, high = ephemeral_range()
     candidates = [*range(LOWEST_PICKED_PORT, low), *range(high + 1, 65536)]
-    for port in random.sample(candidates, min(len(candidates), TRIES)):
+    for port in _PICKER.sample(candidates, min(len(candidates), TRIES)):
         if _bindable(address, port):
             return port
     with socket.socket() as sock:
