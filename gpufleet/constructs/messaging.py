@@ -1,4 +1,4 @@
-"""JobQueue (SQS with a dead-letter queue) and AlarmTopic (encrypted SNS)."""
+"""JobQueue (SQS with a dead-letter queue), WakeQueue (hints for idle agents) and AlarmTopic (encrypted SNS)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from constructs import Construct
 
 from gpufleet.constructs.policy import Grantee, Statement, sid
 from gpufleet.providers import SnsTopic, SqsQueue
+from gpufleet.store.wake import HINT_RETENTION_S
 
 # Callers get the queue URL from the team runtime, so neither side needs GetQueueUrl or GetQueueAttributes.
 CONSUME_ACTIONS = ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility")
@@ -54,6 +55,25 @@ class JobQueue(Construct):
     def grant_dead_letter(self, grantee: Grantee, label: str) -> None:
         """Send to the DLQ only (a consumer moving a message it gave up on there)."""
         grantee.add_to_policy(Statement(sid("DeadLetter", label), ("sqs:SendMessage",), (self.dlq_arn,)))
+
+
+class WakeQueue(Construct):
+    """The team's wake-up hints for idle training agents (``gpufleet/store/wake.py``): small, short-lived
+    messages, encrypted with the team key like the jobs they point at. No dead-letter queue: a hint is deleted
+    on receipt or expires after a minute, and losing one only delays its job to the agents' next full round."""
+
+    def __init__(self, scope: Construct, queue_id: str, *, name: str, key_arn: str) -> None:
+        super().__init__(scope, queue_id)
+        self.queue = SqsQueue(self, "queue", name=name, kms_master_key_id=key_arn,
+                              kms_data_key_reuse_period_seconds=300, message_retention_seconds=HINT_RETENTION_S)
+        self.name, self.url, self.arn = name, self.queue.url, self.queue.arn
+
+    def grant_wait(self, grantee: Grantee, label: str) -> None:
+        grantee.add_to_policy(Statement(sid("Wait", label), ("sqs:ReceiveMessage", "sqs:DeleteMessage"),
+                                        (self.arn,)))
+
+    def grant_send(self, grantee: Grantee, label: str) -> None:
+        grantee.add_to_policy(Statement(sid("Send", label), SEND_ACTIONS, (self.arn,)))
 
 
 class AlarmTopic(Construct):

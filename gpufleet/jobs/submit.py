@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import io
 import json
+import logging
 import secrets
 import tarfile
 import time
@@ -19,6 +20,9 @@ from gpufleet.schema.job_spec import JobSpec
 from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.store.dynamo import now_iso
 from gpufleet.store.jobs import put_new_job, update_job
+from gpufleet.store.wake import wake_agents
+
+log = logging.getLogger("gpufleet.jobs")
 
 _SKIP = {"__pycache__", ".git", ".venv", ".mypy_cache", ".pytest_cache", ".ipynb_checkpoints"}
 MAX_SOURCE_BYTES = 512 * 1024 * 1024
@@ -89,4 +93,7 @@ def submit_job(clients: AwsClients, runtime: TeamRuntime, spec: JobSpec, source_
                    expect_status=["QUEUED"])
         raise RuntimeFailure("submit", f"the team's {spec.priority} queue refused job {job_id} ({exc})",
                              "check the queue and resubmit") from None
+    if why := wake_agents(clients.sqs, runtime, spec.priority, count=spec.instance_count):
+        log.warning("job %s is queued, but the wake-up hint failed (%s): an idle agent takes it on its next "
+                    "full round, within training.wake_wait_s", job_id, why)
     return job_id

@@ -78,6 +78,9 @@ class TeamRuntime(_Doc):
     # The role job code runs with (the training agent assumes it per job); None: jobs get no AWS credentials.
     job_role_arn: str | None = None
     queues: PriorityQueues | None = None
+    # Hints for idle training agents, one per job message (gpufleet/store/wake.py); None in configs from before
+    # it: agents then take turns on the priority queues.
+    wake_url: str | None = None
     # The team's ECR repository URL (<account>.dkr.ecr.<region>.amazonaws.com/<platform>-<team>-images):
     # repository-relative images resolve against its registry. None in configs from before it.
     image_repository: str | None = None

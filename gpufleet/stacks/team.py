@@ -17,7 +17,7 @@ from gpufleet.constructs.images import ImageRepository
 from gpufleet.constructs.keys import EncryptionKey
 from gpufleet.constructs.launch import GpuLaunchTemplate
 from gpufleet.constructs.logs import JobLogGroup
-from gpufleet.constructs.messaging import JobQueue
+from gpufleet.constructs.messaging import JobQueue, WakeQueue
 from gpufleet.constructs.policy import Statement, render_policies, sid
 from gpufleet.constructs.storage import AccessLogs, SecureBucket
 from gpufleet.constructs.tables import Table
@@ -35,7 +35,7 @@ from gpufleet.schema.priority import PRIORITIES, QUEUE_SUFFIX, Priority
 from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.stacks.base import GpufleetStack
 from gpufleet.stacks.platform import PlatformStack
-from gpufleet.stacks.team_access import build_roles, grant_images, grant_team_access, role_arn
+from gpufleet.stacks.team_access import build_roles, grant_images, grant_team_access, grant_wake, role_arn
 from gpufleet.stacks.team_fleets import Ami, agent_user_data, lookup_ami
 from gpufleet.target import Target
 
@@ -60,6 +60,7 @@ class TeamStack(GpufleetStack):
         self.buckets = self._buckets(principals, role_arn(self, self.replication_role_name))
         self.queues = self._job_queues()
         self.queue = self.queues["normal"]
+        self.wake = WakeQueue(self, "jobs-wake", name=self.aws_name("jobs-wake", "sqs"), key_arn=self.key.arn)
         self.tables = {t: Table(self, f"table-{t}", name=self.aws_name(t, "dynamodb"), keys=keys,
                                 key_arn=self.key.arn, region=self.region, deletion_protection=not target.local)
                        for t, keys in TABLE_KEYS.items()}
@@ -83,6 +84,7 @@ class TeamStack(GpufleetStack):
         grant_team_access(self.roles, self.key, self.buckets, self.queues, self.tables, self.training,
                           self.job_logs, self.endpoints, [self.alarm_arn(a) for a in alarms])
         grant_images(self.roles, self.images)
+        grant_wake(self.roles, self.wake)
         self._dashboard()
         render_policies(self)
         TerraformOutput(self, "image_repository", value=self.images.url,
@@ -205,7 +207,7 @@ class TeamStack(GpufleetStack):
             "platform": self.cfg.platform.name, "team": self.spec.name, "region": self.region,
             "buckets": {b: bucket.name for b, bucket in self.buckets.items()},
             "queue_url": self.queue.url, "dlq_url": self.queue.dlq_url,
-            "queues": {p: q.url for p, q in self.queues.items()},
+            "queues": {p: q.url for p, q in self.queues.items()}, "wake_url": self.wake.url,
             "tables": {t: table.name for t, table in self.tables.items()},
             "job_role_arn": self.roles.job.arn,
             "training": {"asg": self.aws_name("training", "asg"), "log_group": self.job_logs.name},

@@ -15,7 +15,7 @@ from gpufleet.constructs.iam import PermissionBoundary, ScopedRole
 from gpufleet.constructs.images import ImageRepository
 from gpufleet.constructs.keys import EncryptionKey
 from gpufleet.constructs.logs import JobLogGroup
-from gpufleet.constructs.messaging import JobQueue
+from gpufleet.constructs.messaging import JobQueue, WakeQueue
 from gpufleet.constructs.policy import Condition, Statement
 from gpufleet.constructs.storage import SecureBucket
 from gpufleet.constructs.tables import Table
@@ -144,6 +144,13 @@ def grant_team_access(roles: TeamRoles, key: EncryptionKey, buckets: dict[str, S
     if alarm_arns:
         o.add_to_policy(Statement("ReadAlarms", ("cloudwatch:DescribeAlarms",), tuple(alarm_arns)))
     o.add_to_policy(DESCRIBE_FLEETS)
+
+
+def grant_wake(roles: TeamRoles, wake: WakeQueue) -> None:
+    """Whoever sends a job sends its hint (operators submit, agents re-queue); idle agents wait for hints."""
+    wake.grant_send(roles.operator, "wake-queue")
+    wake.grant_send(roles.training, "wake-queue")
+    wake.grant_wait(roles.training, "wake-queue")
 
 
 def grant_images(roles: TeamRoles, images: ImageRepository) -> None:

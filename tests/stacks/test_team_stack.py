@@ -81,9 +81,12 @@ def test_job_queues_are_encrypted_with_a_dead_letter_queue_and_heartbeat_friendl
     doc = aws_stacks[TEAM]
     dlq = one(doc, "aws_sqs_queue", lambda q: q["name"] == "acme-vision-jobs-dlq")
     assert "aws_kms_key" in dlq["kms_master_key_id"]
-    assert len(resources(doc, "aws_sqs_queue")) == 4, "one queue per priority and one shared DLQ"
+    assert len(resources(doc, "aws_sqs_queue")) == 5, "one queue per priority, one shared DLQ, the wake queue"
     redrives = set()
     queues = {q["name"]: q for q in resources(doc, "aws_sqs_queue").values()}
+    wake = queues["acme-vision-jobs-wake"]
+    assert wake["kms_master_key_id"] == dlq["kms_master_key_id"], "hints are encrypted with the team key"
+    assert wake["message_retention_seconds"] == 60 and "redrive_policy" not in wake, "hints expire; none dead-letter"
     for name in ("acme-vision-jobs-high", "acme-vision-jobs", "acme-vision-jobs-low"):
         queue = queues[name]
         assert queue["visibility_timeout_seconds"] == 300
@@ -411,10 +414,14 @@ def test_host_roles_are_granted_every_call_their_agents_make_on_their_own_resour
     training, serving = _role_statements(doc, "training"), _role_statements(doc, "serving")
     queues = {"acme-vision-jobs-high", "acme-vision-jobs", "acme-vision-jobs-low"}
     sends = {referenced(doc, arn)["name"] for arns in _granted(training, "sqs:SendMessage") for arn in arns}
-    assert sends == queues | {"acme-vision-jobs-dlq"}, "re-queueing to its own priority; dead-lettering"
-    assert {referenced(doc, arn)["name"] for arns in _granted(training, "sqs:ReceiveMessage") for arn in arns} == queues
+    wake = "acme-vision-jobs-wake"
+    assert sends == queues | {"acme-vision-jobs-dlq", wake}, "re-queueing with a hint; dead-lettering"
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage"):
+        assert {referenced(doc, arn)["name"] for arns in _granted(training, action) for arn in arns} == queues | {wake}
+    assert not [arn for arns in _granted(training, "sqs:ChangeMessageVisibility") for arn in arns
+                if referenced(doc, arn)["name"] == wake], "hints are deleted or expire, never held"
     assert {referenced(doc, arn)["name"] for arns in _granted(_role_statements(doc, "operator"), "sqs:SendMessage")
-            for arn in arns} == queues
+            for arn in arns} == queues | {wake}, "a submit sends its job and the job's hint"
     asg_prefix = ("arn:${data.aws_partition.partition.partition}:autoscaling:us-east-1:"
                   "${data.aws_caller_identity.account.account_id}:autoScalingGroup:*:autoScalingGroupName/")
     assert _granted(serving, "autoscaling:SetInstanceHealth") == [

@@ -15,6 +15,7 @@ from gpufleet.local.emulator import Emulator
 from gpufleet.schema import BUCKETS, TABLE_KEYS
 from gpufleet.schema.priority import PRIORITIES, QUEUE_SUFFIX
 from gpufleet.schema.runtime import TeamRuntime
+from gpufleet.store.wake import HINT_RETENTION_S
 
 
 def client(emu: Emulator, service: str, region: str = "us-east-1") -> Any:
@@ -39,6 +40,8 @@ def create_team_resources(emu: Emulator, platform: str = "test", team: str = "al
         "VisibilityTimeout": "300",
         "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)}),
     })["QueueUrl"] for p in PRIORITIES}
+    wake_url = sqs.create_queue(QueueName=f"{prefix}-jobs-wake", Attributes={
+        "MessageRetentionPeriod": str(HINT_RETENTION_S)})["QueueUrl"]
     tables = {}
     for table, keys in TABLE_KEYS.items():
         name = f"{prefix}-{table}"
@@ -50,7 +53,7 @@ def create_team_resources(emu: Emulator, platform: str = "test", team: str = "al
         tables[table] = name
     return TeamRuntime.model_validate({
         "platform": platform, "team": team, "region": region, "buckets": buckets,
-        "queue_url": queues["normal"], "queues": queues, "dlq_url": dlq_url, "tables": tables,
+        "queue_url": queues["normal"], "queues": queues, "dlq_url": dlq_url, "wake_url": wake_url, "tables": tables,
         "training": {"asg": f"{prefix}-training"}, "endpoints": {},
         # The URL the team stack's ECR repository has (moto's account); local agents use local images.
         "image_repository": f"123456789012.dkr.ecr.{region}.amazonaws.com/{prefix}-images",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -86,10 +87,84 @@ class RecordingSqs:
 def test_an_idle_agent_asks_every_queue_with_a_one_second_wait_by_default() -> None:
     # SQS cannot wait on several queues at once: a job landing in one queue waits out the poll on another, so
     # these waits bound an idle agent's pickup (20 s on the last queue made it 7.7 s median on bench-training).
-    runtime = SimpleNamespace(priority_queues={"high": "q-high", "normal": "q", "low": "q-low"})
+    runtime = SimpleNamespace(priority_queues=QUEUES, wake_url=None)   # a runtime from before the wake queue
     sqs = RecordingSqs()
-    assert PriorityReceiver(sqs, runtime, TrainingSettings()).receive() is None  # type: ignore[arg-type]
+    receiver = PriorityReceiver(sqs, runtime, TrainingSettings())  # type: ignore[arg-type]
+    assert receiver.receive() is None and receiver.receive() is None
+    assert sqs.waits == [("q-high", 1), ("q", 1), ("q-low", 1)] * 2
+
+
+class HintingSqs(RecordingSqs):
+    """As RecordingSqs, but the wake queue hands out the given hint bodies in turn (then nothing), and deletes
+    are recorded."""
+
+    def __init__(self, *hints: str) -> None:
+        super().__init__()
+        self.hints, self.deleted = list(hints), []   # type: list[str]
+
+    def receive_message(self, **request: Any) -> dict[str, Any]:
+        super().receive_message(**request)
+        if request["QueueUrl"] == "q-wake" and self.hints:
+            return {"Messages": [{"ReceiptHandle": f"h{len(self.waits)}", "Body": self.hints.pop(0)}]}
+        return {}
+
+    def delete_message(self, QueueUrl: str, ReceiptHandle: str) -> None:
+        self.deleted.append(ReceiptHandle)
+
+
+QUEUES = {"high": "q-high", "normal": "q", "low": "q-low"}
+WAKE_RUNTIME = SimpleNamespace(priority_queues=QUEUES, wake_url="q-wake")
+
+
+def test_an_idle_agent_waits_for_a_hint_then_asks_the_hinted_queue_with_a_wait_and_the_others_without() -> None:
+    sqs = HintingSqs('{"priority": "low"}')
+    receiver = PriorityReceiver(sqs, WAKE_RUNTIME, TrainingSettings())  # type: ignore[arg-type]
+    assert receiver.receive() is None, "a fresh agent asks every queue first: it may start on a backlog"
     assert sqs.waits == [("q-high", 1), ("q", 1), ("q-low", 1)]
+    sqs.waits.clear()
+    assert receiver.receive() is None
+    assert sqs.waits == [("q-wake", 20), ("q-high", 0), ("q", 0), ("q-low", 1)]
+    assert sqs.deleted == ["h1"], "a hint is deleted once taken, so it wakes one agent"
+    sqs.waits.clear()
+    assert receiver.receive() is None
+    assert sqs.waits == [("q-wake", 20), ("q-high", 1), ("q", 1), ("q-low", 1)], \
+        "20 s without a hint: every queue with its wait, which finds a job whose hint was lost"
+
+
+def test_a_hint_naming_no_priority_wakes_a_full_round() -> None:
+    sqs = HintingSqs("not a hint")
+    receiver = PriorityReceiver(sqs, WAKE_RUNTIME, TrainingSettings(wake_wait_s=5))  # type: ignore[arg-type]
+    receiver.idle = True
+    assert receiver.receive() is None
+    assert sqs.waits == [("q-wake", 5), ("q-high", 1), ("q", 1), ("q-low", 1)]
+
+
+class BlockingSqs(HintingSqs):
+    """The wake queue's long poll blocks until ``release`` is set, then hands out a hint."""
+
+    def __init__(self) -> None:
+        super().__init__('{"priority": "high"}')
+        self.release, self.returned = threading.Event(), threading.Event()
+
+    def receive_message(self, **request: Any) -> dict[str, Any]:
+        self.release.wait(30)
+        answer = super().receive_message(**request)
+        self.returned.set()
+        return answer
+
+
+def test_a_stop_ends_an_idle_agents_wait_at_once_and_leaves_the_hint_for_another_agent() -> None:
+    sqs, stopping = BlockingSqs(), threading.Event()
+    stopping.set()
+    receiver = PriorityReceiver(sqs, WAKE_RUNTIME, TrainingSettings(), interrupted=stopping.is_set)  # type: ignore[arg-type]
+    receiver.idle = True
+    assert receiver.receive() is None, "returned while the long poll still blocks"
+    assert not sqs.returned.is_set() and sqs.waits == []
+    sqs.release.set()   # the abandoned poll now gets a hint
+    for poll in [t for t in threading.enumerate() if t.name == "wake-poll"]:
+        poll.join(10)
+    assert sqs.returned.is_set()
+    assert sqs.waits == [("q-wake", 20)] and sqs.deleted == [], "no queue asked, the hint not deleted"
 
 
 def test_an_agent_with_one_queue_asks_only_that_queue() -> None:

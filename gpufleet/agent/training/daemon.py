@@ -61,7 +61,8 @@ def handle_message(ctx: AgentContext, message: Received) -> str:
 def serve_queue(ctx: AgentContext) -> None:
     """Take jobs until stopped or told the host is going away. Whatever a job does, the loop goes on."""
     settings = ctx.config.training
-    receiver = PriorityReceiver(ctx.clients.sqs, ctx.runtime, settings)
+    receiver = PriorityReceiver(ctx.clients.sqs, ctx.runtime, settings,
+                                interrupted=lambda: ctx.stop.is_set() or ctx.notice.is_set())
     while not ctx.stop.is_set() and not ctx.notice.is_set():
         try:
             message = receiver.receive()

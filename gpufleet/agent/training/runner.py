@@ -51,6 +51,7 @@ from gpufleet.schema.agent_config import AgentConfig
 from gpufleet.schema.job_spec import JobSpec
 from gpufleet.schema.runtime import TeamRuntime
 from gpufleet.store.jobs import get_job, update_job
+from gpufleet.store.wake import MAX_DELAY_S, wake_agents
 
 log = logging.getLogger("gpufleet.agent.runner")
 T = TypeVar("T")
@@ -101,10 +102,6 @@ class AgentContext:
         self.message(receipt, delete=True)
 
 
-# SQS's largest DelaySeconds; a later look just defers again.
-MAX_DELAY_S = 900
-
-
 def _requeue(ctx: AgentContext, job_id: str, receipt: Receipt, delay_s: int = 0) -> None:
     """Hand a job back as a fresh message (visible after ``delay_s``): the receives of a job that was
     interrupted or merely looked at (a deferral) do not count toward the queue's redrive limit, so a
@@ -112,7 +109,7 @@ def _requeue(ctx: AgentContext, job_id: str, receipt: Receipt, delay_s: int = 0)
     never while its record still waits to run. If the send fails the old message is made visible
     instead (one more receive, never a lost job)."""
     try:
-        # The queue the message came from: the job's own priority.
+        # The queue the message came from: the job's own priority. A longer delay: a later look defers again.
         ctx.clients.sqs.send_message(QueueUrl=receipt.queue_url, MessageBody=json.dumps({"job_id": job_id}),
                                      DelaySeconds=min(delay_s, MAX_DELAY_S))
     except AWS_ERRORS as exc:
@@ -120,6 +117,9 @@ def _requeue(ctx: AgentContext, job_id: str, receipt: Receipt, delay_s: int = 0)
         ctx.message(receipt, visibility=delay_s)
         return
     ctx.message(receipt, delete=True)
+    if why := wake_agents(ctx.clients.sqs, ctx.runtime, receipt.priority, delay_s=delay_s):
+        log.warning("could not send the wake-up hint; agents find the job on their next full round",
+                    extra={"job_id": job_id, "error": why})
 
 
 def runs_directly(spec: JobSpec) -> bool:
