@@ -60,7 +60,7 @@ class JobQueue(Construct):
 class WakeQueue(Construct):
     """The team's wake-up hints for idle training agents (``gpufleet/store/wake.py``): small, short-lived
     messages, encrypted with the team key like the jobs they point at. No dead-letter queue: a hint is deleted
-    on receipt or expires after a minute, and losing one only delays its job to the agents' next full round."""
+    on receipt or expires after a minute, and losing one only delays its job to the agents' next sweep."""
 
     def __init__(self, scope: Construct, queue_id: str, *, name: str, key_arn: str) -> None:
         super().__init__(scope, queue_id)

@@ -14,8 +14,8 @@ class TrainingSettings(BaseModel):
     # Waiting even 1 s makes SQS query all its servers (a 0 s short poll samples some and can miss the
     # one waiting high-priority message), yet costs little when a higher queue is empty.
     higher_queue_wait_s: int = Field(default=1, ge=1, le=20)
-    # An idle agent's long poll on the team's wake queue; without a hint this long it asks every queue (which
-    # finds a job whose hint was lost). SQS's longest wait: fewest requests, and a stop cuts the wait short.
+    # An idle agent's long poll on the team's wake queue; without a hint this long it sweeps every queue (for a
+    # job whose hint was lost). SQS's longest wait: fewest requests, and a stop cuts the wait short.
     wake_wait_s: int = Field(default=20, ge=1, le=20)
     starvation_guard_rounds: int = Field(default=DEFAULT_GUARD_ROUNDS, ge=1, le=1000)  # see schema.priority
     visibility_timeout_s: int = Field(default=300, ge=2, le=43200)  # each heartbeat extends the message this far

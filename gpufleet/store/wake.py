@@ -4,8 +4,8 @@ which idle training agents long-poll (``gpufleet/agent/training/wake.py``).
 SQS cannot wait on several queues at once: an idle agent used to take turns on the three priority queues, 1 s
 each, and a job waited for its queue's turn (a mean pickup of 0.7-0.9 s on ``scripts/bench-training``). A hint
 names the job's priority, so the woken agent asks that queue with a wait (the message is there: it returns at
-once) and the higher ones without. A hint is only a hint: an agent that gets none still asks every queue
-after each ``wake_wait_s``, so a lost hint delays a job by at most that, never loses it.
+once) and the others without. A hint is only a hint: an agent that gets none still sweeps every queue after
+each ``wake_wait_s``, so a lost hint delays a job, never loses it.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from gpufleet.jobs import cancel_job
 from gpufleet.ports import free_port
 from gpufleet.store.dynamo import now_iso
 from gpufleet.store.jobs import put_new_job
+from gpufleet.store.wake import wake_agents
 from tests.training.badspecs import fuzzed_specs
 from tests.training.conftest import SCRIPTS, Team, processes_with_env, stop_agent, wait_for
 
@@ -21,6 +22,7 @@ def _put_raw_job(team: Team, job_id: str, spec: object) -> None:
     put_new_job(team.clients, team.runtime, {"job_id": job_id, "status": "QUEUED", "attempts": 0, "spec": spec,
                                              "created_at": now_iso()})
     team.clients.sqs.send_message(QueueUrl=team.runtime.queue_url, MessageBody=json.dumps({"job_id": job_id}))
+    wake_agents(team.clients.sqs, team.runtime, "normal")   # as a submit does
 
 
 def test_bad_specs_failing_scripts_and_poison_messages_fail_cleanly_and_the_agent_keeps_serving(

@@ -127,8 +127,8 @@ def test_an_idle_agent_waits_for_a_hint_then_asks_the_hinted_queue_with_a_wait_a
     assert sqs.deleted == ["h1"], "a hint is deleted once taken, so it wakes one agent"
     sqs.waits.clear()
     assert receiver.receive() is None
-    assert sqs.waits == [("q-wake", 20), ("q-high", 1), ("q", 1), ("q-low", 1)], \
-        "20 s without a hint: every queue with its wait, which finds a job whose hint was lost"
+    assert sqs.waits == [("q-wake", 20), ("q-high", 0), ("q", 0), ("q-low", 0)], \
+        "20 s without a hint: a sweep for a job whose hint was lost, without waits in which a new job waits its turn"
 
 
 def test_a_hint_naming_no_priority_wakes_a_full_round() -> None:
@@ -137,6 +137,15 @@ def test_a_hint_naming_no_priority_wakes_a_full_round() -> None:
     receiver.idle = True
     assert receiver.receive() is None
     assert sqs.waits == [("q-wake", 5), ("q-high", 1), ("q", 1), ("q-low", 1)]
+
+
+def test_a_hint_for_a_priority_an_old_runtime_has_no_queue_for_asks_its_one_queue_with_a_wait() -> None:
+    sqs = HintingSqs('{"priority": "high"}')
+    old = SimpleNamespace(priority_queues={"normal": "q"}, wake_url="q-wake")
+    receiver = PriorityReceiver(sqs, old, TrainingSettings())  # type: ignore[arg-type]
+    receiver.idle = True
+    assert receiver.receive() is None
+    assert sqs.waits == [("q-wake", 20), ("q", 1)]
 
 
 class BlockingSqs(HintingSqs):

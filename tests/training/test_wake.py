@@ -52,9 +52,9 @@ def test_a_job_whose_hint_was_lost_is_found_after_the_wake_wait(team: Team) -> N
     receiver = PriorityReceiver(sqs, team.runtime, TrainingSettings(wake_wait_s=1))
     receiver.idle = True
     team.clients.sqs.send_message(QueueUrl=team.runtime.queue_for("normal"), MessageBody='{"job_id": "j-1"}')
-    received = receiver.receive()   # no hint in 1 s: a full round
+    received = receiver.receive()   # no hint in 1 s: a sweep without waits
     assert received is not None and json.loads(received.body) == {"job_id": "j-1"}
-    assert [wait for _, wait in sqs.waits] == [1, 1, 1]
+    assert [wait for _, wait in sqs.waits] == [1, 0, 0], "the wake queue's wait, then high and normal swept"
 
 
 def test_hints_follow_their_message_count_and_delay(team: Team) -> None:

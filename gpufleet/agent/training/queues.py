@@ -9,8 +9,10 @@ another is being asked waits out that poll (a mean pickup of 0.7-0.9 s at 1 s; 7
 last queue, ``scripts/bench-training``). So an agent whose last round found nothing waits on the team's wake
 queue instead (``wake.py``): a hint names the job's priority, and the round that follows asks that queue with
 its wait (the message is there, so it returns at once) and the others with none. Without a hint for
-``wake_wait_s`` it asks every queue with its wait, which finds a job whose hint was lost. An idle agent then
-makes four requests every 23 s, against about one a second before.
+``wake_wait_s`` it sweeps every queue without a wait, for a job whose hint was lost: a few milliseconds in
+which a new job cannot miss its turn. Such a short poll may sample only some of SQS's servers, so a lost
+hint's job may take a few sweeps; every job that has its hint is found at once. An idle agent makes four
+requests every 20 s, against about one a second taking turns.
 """
 
 from __future__ import annotations
@@ -62,10 +64,18 @@ class PriorityReceiver:
             hinted = self.wake.wait()
             if hinted is None:
                 return None
-            asked = hinted & asked or asked   # a hint for a queue this runtime lacks: its job is in normal's
+            asked = self._asked_after(hinted)
         received = self._round(asked)
         self.idle = received is None
         return received
+
+    def _asked_after(self, hinted: frozenset[Priority]) -> frozenset[Priority]:
+        """The queues to ask with a wait after the wake queue's answer: none after no hint (a sweep); the
+        hinted one; every queue for a hint this runtime has no queue for (a config from before priorities has
+        one queue for all)."""
+        if not hinted:
+            return hinted
+        return hinted & frozenset(self.urls) or frozenset(self.urls)
 
     def _round(self, asked: frozenset[Priority]) -> Received | None:
         order = self.turns.order()

@@ -26,8 +26,9 @@ class WakeListener:
         self.sqs, self.url, self.wait_s, self.interrupted = sqs, url, wait_s, interrupted
 
     def wait(self) -> frozenset[Priority] | None:
-        """The priorities to ask with a wait: the hinted one; all of them after ``wait_s`` without a hint (or a
-        hint naming none), to find jobs whose hint was lost. None when interrupted."""
+        """The priorities to ask with a wait: the hinted one (all for a hint naming none); none after ``wait_s``
+        without a hint, so that the sweep for jobs whose hint was lost takes milliseconds, not a round of waits
+        during which a new job would wait its turn. None when interrupted."""
         outcome: list[frozenset[Priority] | BaseException] = []
         done = threading.Event()
 
@@ -50,10 +51,8 @@ class WakeListener:
     def _receive(self) -> frozenset[Priority]:
         messages = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=1, WaitTimeSeconds=self.wait_s,
                                             VisibilityTimeout=HINT_VISIBILITY_S).get("Messages", [])
-        if not messages:
-            return frozenset(PRIORITIES)
-        if self.interrupted():   # abandoned meanwhile: leave the hint for another agent
-            return frozenset(PRIORITIES)
+        if not messages or self.interrupted():   # interrupted: abandoned meanwhile, the hint left for another agent
+            return frozenset()
         self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=messages[0]["ReceiptHandle"])
         hinted = parse_hint(messages[0].get("Body", ""))
         return frozenset((hinted,)) if hinted else frozenset(PRIORITIES)
