@@ -4,9 +4,14 @@ a job whose hint is lost is still found. The receive side is the agent's own, on
 from __future__ import annotations
 
 import json
+import threading
+from pathlib import Path
 from typing import Any
 
-from gpufleet.agent.training.queues import PriorityReceiver
+from gpufleet.agent.training.queues import PriorityReceiver, Receipt
+from gpufleet.agent.training.runner import AgentContext
+from gpufleet.agent.training.spot import Notice
+from gpufleet.schema.agent_config import AgentConfig
 from gpufleet.schema.training_settings import TrainingSettings
 from gpufleet.store.wake import wake_agents
 from tests.training.conftest import SCRIPTS, Team
@@ -20,7 +25,7 @@ class Recorded:
 
     def receive_message(self, **request: Any) -> dict[str, Any]:
         self.waits.append((request["QueueUrl"], request["WaitTimeSeconds"]))
-        return self.sqs.receive_message(**request)  # type: ignore[no-any-return]
+        return self.sqs.receive_message(**request)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.sqs, name)
@@ -72,3 +77,19 @@ def test_hints_follow_their_message_count_and_delay(team: Team) -> None:
     broken = team.runtime.model_copy(update={"wake_url": wake + "-missing"})
     why = wake_agents(team.clients.sqs, broken, "normal")
     assert why is not None and "NonExistentQueue" in why, "a failed hint is reported, not raised"
+
+
+def test_a_job_handed_back_is_re_sent_with_its_hint(team: Team, tmp_path: Path) -> None:
+    """The re-queue of an interrupted or deferred job (runner.py) wakes an idle agent as a submit does."""
+    sqs, high = team.clients.sqs, team.runtime.queue_for("high")
+    sqs.send_message(QueueUrl=high, MessageBody='{"job_id": "j-2"}')
+    (message,) = sqs.receive_message(QueueUrl=high, WaitTimeSeconds=1)["Messages"]
+    config = AgentConfig(role="training", team=team.runtime, work_root=str(tmp_path))
+    # Re-queueing uses the context's clients and config only; the host-side parts are not needed here.
+    ctx = AgentContext(config=config, clients=team.clients, identity=None, layout=None,  # type: ignore[arg-type]
+                       notice=Notice(), stop=threading.Event())
+    ctx.requeue("j-2", Receipt(high, message["ReceiptHandle"], "high"))
+    (hint,) = sqs.receive_message(QueueUrl=str(team.runtime.wake_url), WaitTimeSeconds=1)["Messages"]
+    assert json.loads(hint["Body"]) == {"priority": "high"}
+    (again,) = sqs.receive_message(QueueUrl=high, WaitTimeSeconds=1)["Messages"]
+    assert json.loads(again["Body"]) == {"job_id": "j-2"} and again["MessageId"] != message["MessageId"]
