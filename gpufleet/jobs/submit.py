@@ -94,6 +94,6 @@ def submit_job(clients: AwsClients, runtime: TeamRuntime, spec: JobSpec, source_
         raise RuntimeFailure("submit", f"the team's {spec.priority} queue refused job {job_id} ({exc})",
                              "check the queue and resubmit") from None
     if why := wake_agents(clients.sqs, runtime, spec.priority, count=spec.instance_count):
-        log.warning("job %s is queued, but the wake-up hint failed (%s): an idle agent takes it on its next "
-                    "full round, within training.wake_wait_s", job_id, why)
+        log.warning("job %s is queued, but the wake-up hint failed (%s): an idle agent finds it on its next "
+                    "sweep, within training.wake_wait_s", job_id, why)
     return job_id

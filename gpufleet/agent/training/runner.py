@@ -118,8 +118,8 @@ def _requeue(ctx: AgentContext, job_id: str, receipt: Receipt, delay_s: int = 0)
         return
     ctx.message(receipt, delete=True)
     if why := wake_agents(ctx.clients.sqs, ctx.runtime, receipt.priority, delay_s=delay_s):
-        log.warning("could not send the wake-up hint; agents find the job on their next full round",
-                    extra={"job_id": job_id, "error": why})
+        log.warning("could not send the wake-up hint; idle agents find the job on their next sweep, "
+                    "within training.wake_wait_s", extra={"job_id": job_id, "error": why})
 
 
 def runs_directly(spec: JobSpec) -> bool:
