@@ -22,6 +22,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import shutil
+import subprocess
 import sys
 import types
 from collections.abc import Iterator
@@ -31,6 +33,10 @@ from pathlib import Path
 BINDINGS_PACKAGE = "cdktf_cdktf_provider_aws"
 PROVIDER_VERSION = "5.100.0"
 NODE_INDEX_HOOK = Path(__file__).with_name("provider_index_hook.js")
+# The oldest Node.js that the installed jsii runtime supports (its NodeRelease table: Node 20's support
+# ended 2026-10-30), and the variable that silences its end-of-life banner for the listed majors.
+OLDEST_SUPPORTED_NODE = 22
+NODE_EOL_SILENCER = "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION"
 
 
 def _load_bindings_lazily() -> None:
@@ -43,8 +49,36 @@ def _load_bindings_lazily() -> None:
     package.__path__ = list(spec.submodule_search_locations)
     package.__spec__ = spec
     sys.modules[BINDINGS_PACKAGE] = package
+    _one_line_node_support_warning()
     with _node_requires(NODE_INDEX_HOOK):  # the first jsii import starts node, with this environment
         importlib.import_module(f"{BINDINGS_PACKAGE}._jsii")
+
+
+def _one_line_node_support_warning() -> None:
+    """On a Node.js older than jsii supports, jsii's wrapper prints an 11-line banner on every synth, which
+    its Python side shows as byte-string reprs. Silence it and say the same in one line instead. Set in
+    ``os.environ`` so that synth helper processes say nothing; a user who set the variable sees neither."""
+    if NODE_EOL_SILENCER in os.environ:
+        return
+    major = _node_major()
+    if major is None or major >= OLDEST_SUPPORTED_NODE:
+        return
+    os.environ[NODE_EOL_SILENCER] = str(major)
+    print(f"warning: Node.js {major} is past the support of jsii (cdktf's runtime): synth works, but install "
+          f"Node.js {OLDEST_SUPPORTED_NODE} or newer (or set {NODE_EOL_SILENCER}={major} to hide this)",
+          file=sys.stderr)
+
+
+def _node_major() -> int | None:
+    """The major version of the ``node`` on PATH (11 ms), or None when it cannot be told."""
+    node = shutil.which("node")
+    if node is None:
+        return None
+    try:
+        version = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10).stdout
+        return int(version.strip().lstrip("v").split(".")[0])
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
 
 
 @contextmanager

@@ -139,3 +139,32 @@ def test_stacks_through_cdktfs_testing_api(tmp_path: Path) -> None:
         "name": "acme-vision-jobs", "hash_key": "job_id"})
     assert not CdktfTesting.to_have_resource_with_properties(synth, DynamodbTable.TF_RESOURCE_TYPE, {
         "name": "acme-nlp-jobs"})
+
+
+def synth_stderr(tmp_path: Path, **env_extra: str) -> str:
+    """``gpufleet synth`` of the example in a fresh process, without the test run's banner silencer."""
+    env = {"PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(Path.home()),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[2]), **env_extra}
+    done = subprocess.run([sys.executable, "-m", "gpufleet.cli", "synth", "--config", str(EXAMPLE),
+                           "--out", str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def test_an_unsupported_node_gets_one_line_not_jsiis_banner(tmp_path: Path) -> None:
+    """Past jsii's support of the machine's Node.js (Node 20 since 2026-10-30), jsii prints an 11-line banner
+    that its Python side shows as byte-string reprs: gpufleet says it in one line with the fix instead, and
+    says nothing when the user has already silenced it. Runs the real node, whatever its version."""
+    from gpufleet.providers import NODE_EOL_SILENCER, OLDEST_SUPPORTED_NODE, _node_major
+
+    major = _node_major()
+    assert major is not None, "node is on PATH in this suite"
+    stderr = synth_stderr(tmp_path)
+    assert "!!" not in stderr and "b'" not in stderr, stderr
+    warnings = [line for line in stderr.splitlines() if "Node.js" in line]
+    if major < OLDEST_SUPPORTED_NODE:
+        assert warnings == [line for line in warnings if f"install Node.js {OLDEST_SUPPORTED_NODE}" in line]
+        assert len(warnings) == 1, stderr
+    else:
+        assert warnings == [], stderr
+    assert "Node.js" not in synth_stderr(tmp_path, **{NODE_EOL_SILENCER: str(major)})
